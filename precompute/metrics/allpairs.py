@@ -1,0 +1,128 @@
+"""All pairs, all k, from neighbour caches built once per representation (the analysis stage uses these).
+
+Every result carries the options used (preprocessing, k, seed, eps, backend) so a release can record them.
+Cost per pair: O(N·k) for CKNNA and mutual kNN (the caches hold everything), O(N·Da·Db) for CKA, one shared
+tiled pass over B for the information imbalance of every A -> B.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from itertools import combinations, permutations
+
+import numpy as np
+
+from ._checks import as_representation, check_k, check_not_constant
+from .cka import cka_features
+from .cknna import cknna_from_caches, self_hsic
+from .information_imbalance import imbalance_from_ranks, ranks_in
+from .mutual_knn import mutual_knn_from_caches
+from .neighbours import Backend, NeighbourCache, build_neighbour_cache
+from .preprocess import DEFAULT_PREPROCESSING, KernelPreprocessing, kernel_features
+
+
+@dataclass(frozen=True)
+class PairResult:
+    metric: str
+    k: int | None
+    model_a: str
+    model_b: str
+    value: float
+    n: int
+    options: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def cosine_caches(
+    features: Mapping[str, np.ndarray],
+    k_max: int,
+    prep: KernelPreprocessing = DEFAULT_PREPROCESSING,
+    *,
+    backend: Backend = "numpy",
+    device: str = "cpu",
+) -> dict[str, NeighbourCache]:
+    """One cosine neighbour cache per representation, after the recorded kernel preprocessing."""
+    out = {}
+    for name, X in features.items():
+        Xp = kernel_features(as_representation(X, name), prep, name)
+        cache = build_neighbour_cache(Xp, k_max, "cosine", backend=backend, device=device, name=name)
+        out[name] = NeighbourCache(cache.indices, cache.scores, cache.kind, {**cache.options, **prep.as_dict()})
+    return out
+
+
+def knn_alignment_all_pairs(
+    caches: Mapping[str, NeighbourCache], ks: Iterable[int], *, eps: float = 0.0
+) -> list[PairResult]:
+    """CKNNA for every ordered pair (it is not symmetric) and mutual kNN for every unordered pair, at every k."""
+    names = list(caches)
+    if not names:
+        return []
+    n = caches[names[0]].n
+    ks = [check_k(k, n) for k in ks]
+    results: list[PairResult] = []
+    for k in ks:
+        self_terms = {m: self_hsic(caches[m], k) for m in names}
+        opts = {**next(iter(caches.values())).options, "eps": eps}
+        for a, b in permutations(names, 2):
+            v = cknna_from_caches(caches[a], caches[b], k, eps=eps, hsic_aa=self_terms[a], hsic_bb=self_terms[b])
+            results.append(PairResult("cknna", k, a, b, float(v), n, opts))
+        for a, b in combinations(names, 2):
+            v = mutual_knn_from_caches(caches[a], caches[b], k)
+            results.append(PairResult("mutual_knn", k, a, b, float(v), n, opts))
+    return results
+
+
+def cka_all_pairs(
+    features: Mapping[str, np.ndarray],
+    prep: KernelPreprocessing = DEFAULT_PREPROCESSING,
+    *,
+    unbiased: Iterable[bool] = (False, True),
+) -> list[PairResult]:
+    """Linear CKA (biased as "cka", unbiased as "cka_unbiased") for every unordered pair."""
+    prepped = {}
+    for name, X in features.items():
+        X = as_representation(X, name)
+        check_not_constant(X, name)
+        prepped[name] = kernel_features(X, prep, name)
+    results = []
+    for a, b in combinations(prepped, 2):
+        for ub in unbiased:
+            v = cka_features(prepped[a], prepped[b], ub)
+            metric = "cka_unbiased" if ub else "cka"
+            results.append(PairResult(metric, None, a, b, float(v), prepped[a].shape[0], prep.as_dict()))
+    return results
+
+
+def information_imbalance_all_pairs(
+    features: Mapping[str, np.ndarray],
+    ks: Iterable[int],
+    *,
+    euclidean_caches: Mapping[str, NeighbourCache] | None = None,
+    backend: Backend = "numpy",
+    device: str = "cpu",
+) -> list[PairResult]:
+    """Δ(A → B; k) for every ordered pair and every k, with one tiled pass over each B."""
+    feats = {m: as_representation(X, m) for m, X in features.items()}
+    names = list(feats)
+    if not names:
+        return []
+    n = feats[names[0]].shape[0]
+    ks = [check_k(k, n) for k in ks]
+    k_max = max(ks)
+    if euclidean_caches is None:
+        euclidean_caches = {
+            m: build_neighbour_cache(feats[m], k_max, "euclidean", backend=backend, device=device, name=m)
+            for m in names
+        }
+    results = []
+    for b in names:
+        lists = {a: euclidean_caches[a].prefix(k_max)[0] for a in names if a != b}
+        ranks = ranks_in(feats[b], lists, backend=backend, device=device)
+        for a in lists:
+            for k in ks:
+                v = imbalance_from_ranks(ranks[a], k)
+                results.append(PairResult("information_imbalance", k, a, b, v, n, {"distance": "euclidean"}))
+    return results

@@ -1,0 +1,167 @@
+"""Exact k-nearest-neighbour caches, tiled so memory is O(N·k_max + tile), never N x N.
+
+For a tile of t query rows the similarity (or squared-distance) block S = X_t Xᵀ (t x N) is computed with one
+matrix product, the self entries are excluded, and the best c = k_max + margin candidates are kept. The candidates
+are then re-scored with an exact per-pair formula (dot product or the norm of the difference, in float64) and
+ordered by (score, index): ties go to the lower index. If the k_max-th score equals the last candidate's score,
+an exact tie may extend past the candidate set, so that row is redone exactly over all N points. The result does
+not depend on the tile size or the backend, apart from float64 round-off in the matrix product used only to
+choose candidates.
+
+Backends: "numpy" (default) or "torch" (CPU or CUDA, float64 by default) for the O(N²·D) matrix products and the
+candidate selection; the exact re-scoring always runs in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ._checks import as_representation, check_k, check_not_constant
+
+Kind = Literal["cosine", "euclidean"]
+Backend = Literal["numpy", "torch"]
+
+_MARGIN = 8  # extra candidates re-scored exactly, so round-off in the matrix product cannot change the top k_max
+_DEFAULT_TILE_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class NeighbourCache:
+    """Top-k_max neighbours of every row, self excluded.
+
+    indices: (N, k_max) int64, row i lists its neighbours best first (ties: lower index first).
+    scores: (N, k_max) float64; cosine similarity K_ij (kind "cosine", descending) or Euclidean distance d_ij
+        (kind "euclidean", ascending).
+    The prefix [:, :k] is the exact k-neighbour list for every k <= k_max.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    kind: Kind
+    options: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def k_max(self) -> int:
+        return int(self.indices.shape[1])
+
+    def prefix(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k-neighbour lists (indices, scores) for k <= k_max."""
+        if k > self.k_max:
+            raise ValueError(
+                f"k = {k} exceeds this cache's k_max = {self.k_max}; rebuild the cache with a larger k_max"
+            )
+        return self.indices[:, :k], self.scores[:, :k]
+
+
+def _tile_rows(n: int, tile_bytes: int) -> int:
+    return int(max(1, min(n, tile_bytes // (8 * max(n, 1)))))
+
+
+def _exact_scores(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, kind: Kind) -> np.ndarray:
+    """Exact float64 score of each (row, candidate) pair: dot product or Euclidean distance."""
+    q = X[rows][:, None, :]
+    c = X[cand]
+    if kind == "cosine":
+        return (q * c).sum(-1)
+    diff = c - q
+    return np.sqrt((diff * diff).sum(-1))
+
+
+def _order(scores: np.ndarray, cand: np.ndarray, kind: Kind) -> np.ndarray:
+    """Permutation sorting each row by score (desc for cosine, asc for euclidean), ties by lower index."""
+    key = -scores if kind == "cosine" else scores
+    return np.lexsort((cand, key), axis=-1)
+
+
+def _exact_row(X: np.ndarray, i: int, k: int, kind: Kind) -> tuple[np.ndarray, np.ndarray]:
+    """Slow exact path for one row: score all N points, drop self, stable order."""
+    others = np.delete(np.arange(X.shape[0]), i)
+    s = _exact_scores(X, np.array([i]), others[None, :], kind)[0]
+    order = _order(s[None, :], others[None, :], kind)[0][:k]
+    return others[order], s[order]
+
+
+def _candidates_numpy(X: np.ndarray, sq: np.ndarray, start: int, stop: int, c: int, kind: Kind) -> np.ndarray:
+    block = X[start:stop] @ X.T
+    rows = np.arange(stop - start)
+    if kind == "cosine":
+        key = -block
+    else:
+        key = sq[start:stop, None] + sq[None, :] - 2.0 * block
+    key[rows, rows + start] = np.inf
+    if c >= X.shape[0] - 1:
+        return np.argsort(key, axis=1, kind="stable")[:, :c]
+    return np.argpartition(key, c - 1, axis=1)[:, :c]
+
+
+def _candidates_torch(Xt, sqt, start: int, stop: int, c: int, kind: Kind) -> np.ndarray:
+    import torch  # optional backend: imported only when asked for
+
+    block = Xt[start:stop] @ Xt.T
+    key = -block if kind == "cosine" else sqt[start:stop, None] + sqt[None, :] - 2.0 * block
+    rows = torch.arange(stop - start, device=Xt.device)
+    key[rows, rows + start] = torch.inf
+    return torch.topk(key, c, dim=1, largest=False, sorted=False).indices.cpu().numpy()
+
+
+def build_neighbour_cache(
+    X: np.ndarray,
+    k_max: int,
+    kind: Kind = "cosine",
+    *,
+    backend: Backend = "numpy",
+    device: str = "cpu",
+    tile_bytes: int = _DEFAULT_TILE_BYTES,
+    name: str = "X",
+    torch_dtype: str = "float64",
+) -> NeighbourCache:
+    """Exact top-k_max neighbours of each row of X (already preprocessed), self excluded.
+
+    kind "cosine": rows must already be L2-normalised (see preprocess.kernel_features); score = x_i·x_j, largest
+    first. kind "euclidean": score = ||x_i - x_j||, smallest first. Memory: the (N, k_max) result plus one
+    (tile x N) block of at most `tile_bytes` (float64).
+    """
+    X = as_representation(X, name)
+    n = X.shape[0]
+    k_max = check_k(k_max, n, "k_max")
+    check_not_constant(X, name)
+    c = min(k_max + _MARGIN, n - 1)
+    t = _tile_rows(n, tile_bytes)
+    sq = np.einsum("ij,ij->i", X, X)
+    if backend == "torch":
+        import torch
+
+        tdtype = getattr(torch, torch_dtype)
+        Xt = torch.as_tensor(X, dtype=tdtype, device=device)
+        sqt = torch.as_tensor(sq, dtype=tdtype, device=device)
+    elif backend != "numpy":
+        raise ValueError(f"unknown backend {backend!r}; use 'numpy' or 'torch'")
+    indices = np.empty((n, k_max), dtype=np.int64)
+    scores = np.empty((n, k_max), dtype=np.float64)
+    redo: list[int] = []
+    for start in range(0, n, t):
+        stop = min(n, start + t)
+        if backend == "torch":
+            cand = _candidates_torch(Xt, sqt, start, stop, c, kind)
+        else:
+            cand = _candidates_numpy(X, sq, start, stop, c, kind)
+        rows = np.arange(start, stop)
+        s = _exact_scores(X, rows, cand, kind)
+        order = _order(s, cand, kind)
+        cand = np.take_along_axis(cand, order, 1)
+        s = np.take_along_axis(s, order, 1)
+        indices[start:stop] = cand[:, :k_max]
+        scores[start:stop] = s[:, :k_max]
+        if c < n - 1:  # an exact tie at the boundary may continue outside the candidate set
+            redo.extend((rows[s[:, k_max - 1] == s[:, -1]]).tolist())
+    for i in redo:
+        indices[i], scores[i] = _exact_row(X, i, k_max, kind)
+    options = {"kind": kind, "k_max": k_max, "backend": backend, "tile_rows": t, "rows_redone_for_ties": len(redo)}
+    return NeighbourCache(indices=indices, scores=scores, kind=kind, options=options)

@@ -1,0 +1,71 @@
+"""Feature preprocessing, recorded with every result.
+
+Kernel metrics (CKNNA, mutual kNN, CKA) use the cosine kernel: optional clipping of |x| at a quantile of the whole
+representation (the Platonic-representation pipeline clips at 0.95), then L2 row normalisation, so K = A Aᵀ holds
+cosine similarities. IDCor z-scores each feature. Information imbalance and TwoNN use raw Euclidean distances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class KernelPreprocessing:
+    """clip_quantile: None for no clipping, else q in (0, 1]; normalize: L2-normalise rows (cosine kernel)."""
+
+    clip_quantile: float | None = None
+    normalize: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def clip_at_quantile(X: np.ndarray, q: float) -> np.ndarray:
+    """Clamp X to [-t, t], t = the element at index floor(q · X.size) of the sorted |X| (the reference's exact form).
+
+    q = 1 keeps X unchanged.
+    """
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"clip quantile must be in (0, 1], got {q}")
+    flat = np.sort(np.abs(X), axis=None)
+    t = flat[min(int(q * flat.size), flat.size - 1)]
+    return np.clip(X, -t, t)
+
+
+def l2_normalize_rows(X: np.ndarray, name: str = "X") -> np.ndarray:
+    """Rows scaled to unit Euclidean norm; a zero row has no direction, so it is an error naming the row."""
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+    zero = np.flatnonzero(norms == 0.0)
+    if zero.size:
+        raise ValueError(
+            f"{name}: row {zero[0]} has zero norm, so its cosine similarity is undefined ({zero.size} such rows)"
+        )
+    return X / norms[:, None]
+
+
+def kernel_features(X: np.ndarray, prep: KernelPreprocessing, name: str = "X") -> np.ndarray:
+    """Apply the recorded kernel preprocessing: clip (optional) then L2-normalise (optional)."""
+    if prep.clip_quantile is not None:
+        X = clip_at_quantile(X, prep.clip_quantile)
+    if prep.normalize:
+        X = l2_normalize_rows(X, name)
+    return X
+
+
+def zscore_columns(X: np.ndarray) -> np.ndarray:
+    """(x - mean) / std per feature (population std). A constant feature carries no distance and becomes 0.
+
+    The IDCorrelation reference divides by (std + 1e-9); for a non-constant feature the two differ by a common
+    factor of at most 1 + 1e-9/std, and TwoNN is invariant to a common scale.
+    """
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    centred = X - mean
+    safe = np.where(std > 0, std, 1.0)
+    return np.where(std > 0, centred / safe, 0.0)
+
+
+DEFAULT_PREPROCESSING = KernelPreprocessing()
