@@ -1,0 +1,650 @@
+"""The embedding store: one file per (dataset, model), written atomically, built in resumable chunks.
+
+Layout under a store root (default ``work-cache/embeddings``, or ``$MATTER_ALIGN_STORE``)::
+
+    <root>/<dataset slug>/<model_id>.npz     arrays: ids (unicode), embeddings (n_ok, D) float32
+    <root>/<dataset slug>/<model_id>.json    metadata (below); written after the .npz, so it marks completion
+    <root>/<dataset slug>/.parts/<model_id>/ chunk-000000.npz ... + run.json while a run is in progress
+    <root>/<dataset slug>/logs/<model_id>.log worker stderr (written by the orchestrator)
+
+The dataset slug (e.g. ``qm9_n10000_seed0``, ``omat24_n1000_seed0_path-3fa9c2d1e0``) is derived from the
+:class:`DatasetKey`, so a different n, seed or input file never lands on a stale file; the full key is also stored in
+the metadata and compared on every read.
+
+Metadata (``<model_id>.json``): format, model_id, dataset_key {dataset_id, n, seed, path, path_fingerprint, slug},
+sample_ids_sha256 (all requested ids, in order), n_total, n_ok, n_failed, ids (the embedded ids are in the .npz),
+dtype, shape, embedding_dim, sha256 (of the C-order embedding bytes), ids_sha256 (of the embedded ids),
+failures {sample_id: reason}, timing {seconds, samples_per_s, chunks, runs}, code_version, card_hash,
+checkpoint, checkpoint_override, checkpoint_fingerprint, device, device_name, chunk_size, created.
+
+Files are NumPy ``.npz`` read with ``allow_pickle=False`` only: no pickle anywhere. Every write goes to a temporary
+file in the same folder, is fsync'ed and then ``os.replace``'d over the target, so a crash never leaves a partial
+file under a final name. A killed run resumes from its finished chunks; when every chunk exists they are merged and the
+parts removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "matter-align-embeddings/1"
+DEFAULT_CHUNK_SIZE = 512
+DEFAULT_ROOT = "work-cache/embeddings"
+_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_FP_BLOCK = 1 << 20  # bytes hashed at the head and at the tail of each input file
+
+
+class StoreError(RuntimeError):
+    """A problem with a stored embedding file (missing, stale, malformed)."""
+
+
+class StoreChecksumError(StoreError):
+    """The bytes on disk do not match the checksum recorded when they were written."""
+
+
+class StoreLockedError(StoreError):
+    """Another process is writing the same (dataset, model) entry."""
+
+
+def default_root() -> Path:
+    """``$MATTER_ALIGN_STORE`` or ``work-cache/embeddings`` (relative to the current directory)."""
+    return Path(os.environ.get("MATTER_ALIGN_STORE") or DEFAULT_ROOT)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# atomic writes
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Write a file so that it is either absent/old or complete: temp file in the same folder, fsync, os.replace.
+
+    ``write(f)`` receives a binary file object. The temporary file is named ``.<name>.<random>.tmp`` (hidden, never
+    matched by a reader) and is removed if ``write`` raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    data = (json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
+    for name, arr in arrays.items():
+        if np.asarray(arr).dtype.hasobject:
+            raise TypeError(f"array {name!r} has dtype object; the store never pickles")
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """All arrays of an .npz, loaded eagerly with ``allow_pickle=False``."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# checksums and keys
+
+
+def sha256_array(arr: np.ndarray) -> str:
+    """sha256 of the C-order bytes of an array (the recorded ``sha256`` of an embedding matrix)."""
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def sha256_ids(ids: Sequence[str]) -> str:
+    """sha256 of the ids joined by newlines (order matters)."""
+    h = hashlib.sha256()
+    for i, s in enumerate(ids):
+        if i:
+            h.update(b"\n")
+        h.update(str(s).encode())
+    return h.hexdigest()
+
+
+def path_fingerprint(path: str | os.PathLike[str] | None) -> str | None:
+    """A content fingerprint of an input file or folder (None for None).
+
+    sha256 over every file under ``path`` (sorted relative names): the name, the size and the sha256 of the first and
+    the last MiB (the whole content for files up to 2 MiB). It does not depend on where the data sits or on mtimes,
+    so a copied dataset keeps its key; a changed file changes it. It is a fingerprint, not a full checksum of
+    multi-GB files (reading those on every run would cost minutes).
+    """
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"dataset path does not exist: {p}")
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        rel = f.name if f == p else f.relative_to(p).as_posix()
+        size = f.stat().st_size
+        h.update(f"{rel}\0{size}\0".encode())
+        with open(f, "rb") as fh:
+            if size <= 2 * _FP_BLOCK:
+                h.update(hashlib.sha256(fh.read()).digest())
+            else:
+                head = fh.read(_FP_BLOCK)
+                fh.seek(size - _FP_BLOCK)
+                h.update(hashlib.sha256(head + fh.read(_FP_BLOCK)).digest())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class DatasetKey:
+    """What identifies the samples a store entry was computed on.
+
+    dataset_id: e.g. "qm9"; n: requested subsample size (None = all); seed: subsampling seed;
+    path: the user-supplied dataset path as given (informative only, not compared);
+    path_fingerprint: :func:`path_fingerprint` of that path (compared).
+    """
+
+    dataset_id: str
+    n: int | None = None
+    seed: int = 0
+    path: str | None = None
+    path_fingerprint: str | None = None
+
+    @classmethod
+    def build(cls, dataset_id: str, n: int | None = None, seed: int = 0, path: str | None = None) -> DatasetKey:
+        """A key whose fingerprint is computed from ``path`` now."""
+        if n is not None and n <= 0:
+            n = None
+        abspath = str(Path(path).expanduser().resolve()) if path is not None else None
+        return cls(dataset_id, n, int(seed), abspath, path_fingerprint(abspath))
+
+    @property
+    def slug(self) -> str:
+        """Folder name under the store root, e.g. ``qm9_n10000_seed0`` or ``omat24_n1000_seed0_path-3fa9c2d1e0``."""
+        ds = re.sub(r"[^A-Za-z0-9.-]+", "-", self.dataset_id)
+        s = f"{ds}_n{self.n if self.n is not None else 'all'}_seed{self.seed}"
+        if self.path_fingerprint:
+            s += f"_path-{self.path_fingerprint[:10]}"
+        return s
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that must match for a stored entry to be reused (the path itself may move)."""
+        return {
+            "dataset_id": self.dataset_id,
+            "n": self.n,
+            "seed": self.seed,
+            "path_fingerprint": self.path_fingerprint,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "slug": self.slug}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetKey:
+        return cls(d["dataset_id"], d.get("n"), int(d.get("seed", 0)), d.get("path"), d.get("path_fingerprint"))
+
+
+def check_model_id(model_id: str) -> str:
+    if not _MODEL_ID_RE.match(model_id or ""):
+        raise ValueError(f"model id {model_id!r} is not a safe file name (letters, digits, . _ + -)")
+    return model_id
+
+
+def utcnow() -> str:
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass
+class Embeddings:
+    """One stored (dataset, model) entry: ``ids[i]`` <-> ``embeddings[i]``; failed samples are in ``meta``."""
+
+    ids: list[str]
+    embeddings: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return dict(self.meta.get("failures", {}))
+
+
+def align(a: Embeddings, b: Embeddings) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The samples both entries embedded, in ``a``'s order, with the matching rows of each."""
+    pos_b = {s: i for i, s in enumerate(b.ids)}
+    ia, ib, ids = [], [], []
+    for i, s in enumerate(a.ids):
+        j = pos_b.get(s)
+        if j is not None:
+            ia.append(i)
+            ib.append(j)
+            ids.append(s)
+    return ids, a.embeddings[np.asarray(ia, dtype=np.intp)], b.embeddings[np.asarray(ib, dtype=np.intp)]
+
+
+def read_embeddings(npz_path: str | os.PathLike[str], verify: bool = True) -> Embeddings:
+    """Read ``<model_id>.npz`` with its ``<model_id>.json``; verify shape, dtype and sha256 (raises StoreError)."""
+    npz_path = Path(npz_path)
+    meta_path = npz_path.with_suffix(".json")
+    if not meta_path.exists():
+        raise StoreError(f"{meta_path}: metadata missing (the entry is incomplete; rerun the extraction)")
+    if not npz_path.exists():
+        raise StoreError(f"{npz_path}: embedding file missing (metadata exists; rerun the extraction)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{meta_path}: unreadable metadata ({e})") from e
+    try:
+        arrays = load_npz(npz_path)
+    except (OSError, ValueError) as e:  # ValueError: would need pickle, or a damaged zip
+        raise StoreError(f"{npz_path}: unreadable embedding file ({e})") from e
+    if "ids" not in arrays or "embeddings" not in arrays:
+        raise StoreError(f"{npz_path}: expected arrays 'ids' and 'embeddings', found {sorted(arrays)}")
+    ids = [str(s) for s in arrays["ids"].tolist()]
+    emb = arrays["embeddings"]
+    if verify:
+        if list(emb.shape) != list(meta.get("shape", [])) or str(emb.dtype) != meta.get("dtype"):
+            raise StoreChecksumError(
+                f"{npz_path}: shape/dtype {list(emb.shape)} {emb.dtype} differ from the metadata "
+                f"{meta.get('shape')} {meta.get('dtype')}; the file is corrupt or was replaced: delete it and rerun"
+            )
+        got = sha256_array(emb)
+        if got != meta.get("sha256"):
+            raise StoreChecksumError(
+                f"{npz_path}: sha256 of the embeddings is {got[:16]}..., the metadata records "
+                f"{str(meta.get('sha256'))[:16]}...; the file is corrupt or was modified: delete it and rerun"
+            )
+        if sha256_ids(ids) != meta.get("ids_sha256"):
+            raise StoreChecksumError(f"{npz_path}: the sample ids do not match their recorded sha256")
+    return Embeddings(ids, emb, meta)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the store
+
+
+@dataclass
+class EntryStatus:
+    """``state`` is one of complete | missing | stale | corrupt; ``reason`` says why when not complete."""
+
+    state: str
+    reason: str = ""
+    meta: dict[str, Any] | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "complete"
+
+
+class EmbeddingStore:
+    """All embedding entries under one root folder."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None):
+        self.root = Path(root) if root is not None else default_root()
+
+    # paths
+    def folder(self, key: DatasetKey) -> Path:
+        return self.root / key.slug
+
+    def npz_path(self, key: DatasetKey, model_id: str) -> Path:
+        return self.folder(key) / f"{check_model_id(model_id)}.npz"
+
+    def meta_path(self, key: DatasetKey, model_id: str) -> Path:
+        return self.folder(key) / f"{check_model_id(model_id)}.json"
+
+    def parts_dir(self, key: DatasetKey, model_id: str) -> Path:
+        return self.folder(key) / ".parts" / check_model_id(model_id)
+
+    def log_path(self, key: DatasetKey, model_id: str) -> Path:
+        return self.folder(key) / "logs" / f"{check_model_id(model_id)}.log"
+
+    # reading
+    def read_meta(self, key: DatasetKey, model_id: str) -> dict[str, Any]:
+        p = self.meta_path(key, model_id)
+        try:
+            return json.loads(p.read_text())
+        except FileNotFoundError as e:
+            raise StoreError(f"no embeddings for model {model_id!r} on {key.slug} under {self.root}") from e
+        except ValueError as e:
+            raise StoreError(f"{p}: unreadable metadata ({e})") from e
+
+    def read(self, key: DatasetKey, model_id: str, verify: bool = True) -> Embeddings:
+        """The stored entry; raises StoreError if absent, StoreChecksumError if the bytes do not match, and
+        StoreError if the entry was computed on a different dataset key."""
+        emb = read_embeddings(self.npz_path(key, model_id), verify=verify)
+        stored = DatasetKey.from_dict(emb.meta.get("dataset_key", {"dataset_id": "?"}))
+        if stored.identity() != key.identity():
+            raise StoreError(
+                f"{self.npz_path(key, model_id)} was computed on {stored.identity()}, not {key.identity()}"
+            )
+        return emb
+
+    def status(
+        self,
+        key: DatasetKey,
+        model_id: str,
+        card_hash: str | None = None,
+        checkpoint_override: str | None = None,
+        checkpoint_fingerprint: str | None = None,
+        sample_ids_sha256: str | None = None,
+        verify: bool = True,
+    ) -> EntryStatus:
+        """Whether a finished entry exists for this key, card and checkpoint.
+
+        ``checkpoint_override`` is always compared (None = the card's own checkpoint); the other fields are compared
+        when not None. ``verify`` also checks the sha256 of the stored bytes (a corrupt entry is recomputed).
+        """
+        if not self.meta_path(key, model_id).exists() or not self.npz_path(key, model_id).exists():
+            return EntryStatus("missing", "not in the store")
+        try:
+            meta = self.read_meta(key, model_id) if not verify else self.read(key, model_id).meta
+        except StoreChecksumError as e:
+            return EntryStatus("corrupt", str(e))
+        except StoreError as e:
+            return EntryStatus("stale", str(e))
+        if DatasetKey.from_dict(meta["dataset_key"]).identity() != key.identity():
+            return EntryStatus("stale", "computed on a different dataset key", meta)
+        if card_hash is not None and meta.get("card_hash") != card_hash:
+            return EntryStatus("stale", f"model card changed ({meta.get('card_hash')} -> {card_hash})", meta)
+        if meta.get("checkpoint_override") != checkpoint_override:
+            return EntryStatus(
+                "stale", f"checkpoint changed ({meta.get('checkpoint_override')} -> {checkpoint_override})", meta
+            )
+        if checkpoint_fingerprint is not None and meta.get("checkpoint_fingerprint") != checkpoint_fingerprint:
+            return EntryStatus("stale", "checkpoint file content changed", meta)
+        if sample_ids_sha256 is not None and meta.get("sample_ids_sha256") != sample_ids_sha256:
+            return EntryStatus("stale", "the dataset yields different sample ids now", meta)
+        return EntryStatus("complete", "", meta)
+
+    def entries(self) -> Iterator[tuple[DatasetKey, str, dict[str, Any]]]:
+        """Every finished entry under the root: (dataset key, model id, metadata). Unverified; use read()."""
+        if not self.root.exists():
+            return
+        for meta_path in sorted(self.root.glob("*/*.json")):
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError):
+                continue
+            if meta.get("format") != FORMAT or not meta_path.with_suffix(".npz").exists():
+                continue
+            yield DatasetKey.from_dict(meta["dataset_key"]), meta["model_id"], meta
+
+    def remove(self, key: DatasetKey, model_id: str) -> None:
+        """Delete a finished entry and any parts (``--force``)."""
+        for p in (self.meta_path(key, model_id), self.npz_path(key, model_id)):  # metadata first: marks incomplete
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        shutil.rmtree(self.parts_dir(key, model_id), ignore_errors=True)
+
+    # writing
+    def open_run(
+        self,
+        key: DatasetKey,
+        model_id: str,
+        sample_ids: Sequence[str],
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        run_info: dict[str, Any] | None = None,
+    ) -> ChunkRun:
+        """Start or resume a chunked run; see :class:`ChunkRun`. Use as a context manager (holds a lock)."""
+        return ChunkRun(self, key, model_id, list(sample_ids), chunk_size, dict(run_info or {}))
+
+
+class ChunkRun:
+    """A resumable, chunked computation of one (dataset, model) entry.
+
+    Chunk ``i`` holds samples ``[i * chunk_size, (i + 1) * chunk_size)`` of ``sample_ids``. Each finished chunk is an
+    atomic part file; ``run.json`` in the parts folder records what the parts were computed for (dataset key, the
+    sample ids' sha256, chunk size and ``run_info`` such as the card hash and checkpoint). Parts from a run with any
+    different field are discarded, never merged. :meth:`finalize` merges the parts into the entry and removes them.
+    """
+
+    def __init__(
+        self,
+        store: EmbeddingStore,
+        key: DatasetKey,
+        model_id: str,
+        sample_ids: list[str],
+        chunk_size: int,
+        run_info: dict[str, Any],
+    ):
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        if len(set(sample_ids)) != len(sample_ids):
+            raise ValueError("sample ids are not unique")
+        self.store, self.key, self.model_id = store, key, check_model_id(model_id)
+        self.sample_ids, self.chunk_size = sample_ids, chunk_size
+        self.dir = store.parts_dir(key, model_id)
+        self.identity = {
+            "format": FORMAT,
+            "model_id": model_id,
+            "dataset_key": key.identity(),
+            "sample_ids_sha256": sha256_ids(sample_ids),
+            "n_total": len(sample_ids),
+            "chunk_size": chunk_size,
+            "run_info": run_info,
+        }
+        self.discarded_reason: str | None = None
+        self._lock_fd: int | None = None
+
+    # lock + setup
+    def __enter__(self) -> ChunkRun:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        self._prepare()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._unlock()
+
+    def _lock(self) -> None:
+        import fcntl
+
+        lock_path = self.lock_path
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            raise StoreLockedError(
+                f"another process is computing {self.model_id} on {self.key.slug} ({lock_path})"
+            ) from e
+        self._lock_fd = fd
+
+    @property
+    def lock_path(self) -> Path:
+        return self.dir.parent / f"{self.model_id}.lock"
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _prepare(self) -> None:
+        run_json = self.dir / "run.json"
+        if run_json.exists():
+            try:
+                old = json.loads(run_json.read_text())
+            except ValueError:
+                old = None
+            if old != json.loads(json.dumps(self.identity)):
+                diff = sorted(
+                    k for k in self.identity if (old or {}).get(k) != json.loads(json.dumps(self.identity[k]))
+                )
+                self.discarded_reason = f"parts were computed for a different {', '.join(diff) or 'run'}"
+                for p in self.dir.iterdir():
+                    if p.is_file():
+                        p.unlink()
+        for p in self.dir.glob(".*.tmp"):  # temp files of a killed writer
+            p.unlink(missing_ok=True)
+        if not run_json.exists():
+            atomic_write_json(run_json, self.identity)
+
+    # chunks
+    @property
+    def n_chunks(self) -> int:
+        return -(-len(self.sample_ids) // self.chunk_size)
+
+    def chunk_ids(self, i: int) -> list[str]:
+        return self.sample_ids[i * self.chunk_size : (i + 1) * self.chunk_size]
+
+    def part_path(self, i: int) -> Path:
+        return self.dir / f"chunk-{i:06d}.npz"
+
+    def read_part(self, i: int) -> dict[str, Any] | None:
+        """A finished chunk (ids, embeddings, failures, seconds) or None if absent/unusable."""
+        p = self.part_path(i)
+        if not p.exists():
+            return None
+        try:
+            a = load_npz(p)
+            ids = [str(s) for s in a["ids"].tolist()]
+            emb = a["embeddings"]
+            failures = dict(zip(a["failure_ids"].tolist(), a["failure_reasons"].tolist(), strict=True))
+            ok = sha256_array(emb) == str(a["sha256"]) and set(ids) | set(failures) == set(self.chunk_ids(i))
+        except (OSError, ValueError, KeyError):
+            ok = False
+        if not ok:
+            p.unlink(missing_ok=True)
+            return None
+        return {"ids": ids, "embeddings": emb, "failures": failures, "seconds": float(a["seconds"])}
+
+    def done_chunks(self) -> list[int]:
+        return [i for i in range(self.n_chunks) if self.part_path(i).exists()]
+
+    def pending_chunks(self) -> list[int]:
+        done = set(self.done_chunks())
+        return [i for i in range(self.n_chunks) if i not in done]
+
+    def write_chunk(
+        self, i: int, ids: Sequence[str], embeddings: np.ndarray, failures: dict[str, str], seconds: float
+    ) -> Path:
+        """Atomically record chunk ``i``. Every id of the chunk must be either embedded or a failure."""
+        expected = self.chunk_ids(i)
+        ids = [str(s) for s in ids]
+        emb = np.asarray(embeddings, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[0] != len(ids):
+            raise ValueError(f"chunk {i}: embeddings of shape {emb.shape} for {len(ids)} ids")
+        covered = set(ids) | set(failures)
+        if len(ids) != len(set(ids)) or set(ids) & set(failures) or covered != set(expected):
+            raise ValueError(f"chunk {i}: embedded ids and failures must partition the chunk's {len(expected)} ids")
+        order = {s: k for k, s in enumerate(expected)}
+        perm = sorted(range(len(ids)), key=lambda k: order[ids[k]])
+        ids = [ids[k] for k in perm]
+        emb = np.ascontiguousarray(emb[perm])
+        f_ids = sorted(failures, key=order.__getitem__)
+        return atomic_write_npz(
+            self.part_path(i),
+            ids=np.array(ids, dtype=str),
+            embeddings=emb,
+            failure_ids=np.array(f_ids, dtype=str),
+            failure_reasons=np.array([str(failures[s]) for s in f_ids], dtype=str),
+            seconds=np.array(float(seconds)),
+            sha256=np.array(sha256_array(emb)),
+        )
+
+    def finalize(self, meta: dict[str, Any] | None = None) -> Path:
+        """Merge all chunks into ``<model_id>.npz`` + ``.json`` (atomically, .json last) and remove the parts.
+
+        Raises StoreError if a chunk is missing or if no sample was embedded (nothing is written then).
+        """
+        parts = []
+        for i in range(self.n_chunks):
+            part = self.read_part(i)
+            if part is None:
+                raise StoreError(f"chunk {i} of {self.model_id} on {self.key.slug} is missing; cannot merge")
+            parts.append(part)
+        dims = {p["embeddings"].shape[1] for p in parts if p["embeddings"].shape[0]}
+        failures: dict[str, str] = {}
+        for p in parts:
+            failures.update(p["failures"])
+        if not dims:
+            reasons = sorted(set(failures.values()))
+            raise StoreError(
+                f"{self.model_id} embedded none of the {len(self.sample_ids)} samples of {self.key.slug}; "
+                f"reasons: {'; '.join(reasons[:3])}"
+            )
+        if len(dims) > 1:
+            raise StoreError(f"{self.model_id}: chunks have different embedding sizes {sorted(dims)}")
+        dim = dims.pop()
+        ids = [s for p in parts for s in p["ids"]]
+        emb = np.concatenate([p["embeddings"].reshape(-1, dim) for p in parts], axis=0).astype(np.float32, copy=False)
+        emb = np.ascontiguousarray(emb)
+        seconds = float(sum(p["seconds"] for p in parts))
+        n_done = len(self.sample_ids)
+        full = dict(meta or {})
+        full.update(
+            {
+                "format": FORMAT,
+                "model_id": self.model_id,
+                "dataset_key": self.key.to_dict(),
+                "sample_ids_sha256": self.identity["sample_ids_sha256"],
+                "n_total": n_done,
+                "n_ok": len(ids),
+                "n_failed": len(failures),
+                "dtype": str(emb.dtype),
+                "shape": list(emb.shape),
+                "embedding_dim": dim,
+                "sha256": sha256_array(emb),
+                "ids_sha256": sha256_ids(ids),
+                "failures": failures,
+                "chunk_size": self.chunk_size,
+                "created": utcnow(),
+            }
+        )
+        timing = dict(full.get("timing") or {})
+        timing.update(
+            {
+                "seconds": round(seconds, 6),
+                "samples_per_s": round(n_done / seconds, 3) if seconds > 0 else None,
+                "chunks": self.n_chunks,
+            }
+        )
+        full["timing"] = timing
+        for k, v in self.identity["run_info"].items():
+            full.setdefault(k, v)
+        npz = self.store.npz_path(self.key, self.model_id)
+        atomic_write_npz(npz, ids=np.array(ids, dtype=str), embeddings=emb)
+        atomic_write_json(self.store.meta_path(self.key, self.model_id), full)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.lock_path.unlink(missing_ok=True)  # still held by us until __exit__; nobody waits on it (LOCK_NB)
+        with contextlib.suppress(OSError):
+            self.dir.parent.rmdir()  # .parts, when empty
+        return npz
