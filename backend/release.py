@@ -1,0 +1,190 @@
+"""Open a release read-only, verify it, and serve its tables through DuckDB.
+
+`Release.open(path=None)` reads `manifest.json`, reads every file it lists once, checks its byte size, SHA-256 and
+row count against the manifest (a corrupt, truncated, partial or mixed release is refused with the file named), and
+loads the verified bytes into an in-memory DuckDB database, one table per release table (`models`, `pairwise`, ...).
+Serving the very bytes that were verified means a file changed after opening cannot leak into a query. After loading,
+DuckDB's file-system access is switched off and the configuration locked, so no query can read or write files.
+
+Queries run on `release.cursor()` (one cursor per query: a DuckDB connection is not thread-safe; cursors are).
+No torch, no model library: only duckdb, pyarrow, pandas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from precompute.release.schema import REQUIRED_TABLES, TABLES
+
+DEFAULT_RELEASES_ROOT = Path(__file__).resolve().parents[1] / "data" / "releases"
+ENV_RELEASES_ROOT = "MATTER_ALIGN_RELEASES"
+
+
+class ReleaseError(ValueError):
+    """A release folder cannot be trusted; the message names the file and the problem."""
+
+
+def releases_root() -> Path:
+    """$MATTER_ALIGN_RELEASES if set, else `data/releases` of this checkout."""
+    env = os.environ.get(ENV_RELEASES_ROOT)
+    return Path(env) if env else DEFAULT_RELEASES_ROOT
+
+
+def resolve_latest(root: Path | None = None) -> Path:
+    """The folder named by `<root>/latest` (a text file holding a release id)."""
+    root = Path(root) if root is not None else releases_root()
+    pointer = root / "latest"
+    if not pointer.is_file():
+        raise ReleaseError(f"{pointer}: no 'latest' file; pass a release folder explicitly")
+    rid = pointer.read_text(encoding="utf-8").strip()
+    if not rid or "/" in rid or "\\" in rid or rid in (".", ".."):
+        raise ReleaseError(f"{pointer}: does not hold a valid release id ({rid!r})")
+    return root / rid
+
+
+def list_releases(root: Path | None = None) -> list[str]:
+    """Release ids (folders with a manifest.json) under root, sorted."""
+    root = Path(root) if root is not None else releases_root()
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file()
+    )
+
+
+@dataclass(eq=False)
+class Release:
+    """A verified release served by an in-memory DuckDB database. Create with `Release.open`."""
+
+    path: Path
+    manifest: dict
+    con: duckdb.DuckDBPyConnection = field(repr=False)
+    tables: tuple[str, ...] = ()
+    _vocab_cache: dict = field(default_factory=dict, repr=False)
+
+    # --------------------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> Release:
+        """Open and verify a release folder (default: the one named by data/releases/latest)."""
+        folder = Path(path) if path is not None else resolve_latest()
+        if not folder.is_dir():
+            raise ReleaseError(f"{folder}: release folder not found")
+        mpath = folder / "manifest.json"
+        if not mpath.is_file():
+            raise ReleaseError(f"{mpath}: manifest.json missing (partial release?)")
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ReleaseError(f"{mpath}: unreadable manifest: {e}") from e
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(files, dict) or not isinstance(manifest.get("release_id"), str):
+            raise ReleaseError(f"{mpath}: manifest lacks 'release_id' or 'files'")
+
+        listed_tables = {}
+        for fname, meta in files.items():
+            table = meta.get("table") if isinstance(meta, dict) else None
+            if table not in TABLES or fname != f"{table}.parquet":
+                raise ReleaseError(f"{folder / fname}: manifest entry is not a known release table")
+            listed_tables[table] = (fname, meta)
+        missing = [t for t in REQUIRED_TABLES if t not in listed_tables]
+        if missing:
+            raise ReleaseError(f"{mpath}: required table(s) {missing} not listed in the manifest")
+        stray = sorted(p.name for p in folder.glob("*.parquet") if p.name not in files)
+        if stray:
+            raise ReleaseError(f"{folder / stray[0]}: Parquet file not listed in the manifest (mixed release?)")
+
+        con = duckdb.connect(":memory:")
+        try:
+            for table, (fname, meta) in sorted(listed_tables.items()):
+                arrow = _read_verified(folder / fname, meta)
+                _check_columns(folder / fname, table, arrow)
+                con.register("_incoming", arrow)
+                con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM _incoming')  # table name from TABLES only
+                con.unregister("_incoming")
+            for table in TABLES:  # optional tables absent: empty, typed, so queries never fail on their absence
+                if table not in listed_tables:
+                    con.register("_incoming", TABLES[table].arrow_schema().empty_table())
+                    con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM _incoming')
+                    con.unregister("_incoming")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
+        return cls(path=folder, manifest=manifest, con=con, tables=tuple(sorted(listed_tables)))
+
+    # --------------------------------------------------------------------------------------------------------
+    @property
+    def release_id(self) -> str:
+        return self.manifest["release_id"]
+
+    @property
+    def created(self) -> str:
+        return self.manifest.get("created", "")
+
+    @property
+    def cache_key(self) -> tuple[str, str]:
+        """Hashable identity for caches (e.g. Streamlit's st.cache_data: pass the release as `_release`)."""
+        return (str(self.path), self.release_id)
+
+    def __hash__(self) -> int:
+        return hash(self.cache_key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Release) and self.cache_key == other.cache_key
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the release database (use one per query/thread)."""
+        return self.con.cursor()
+
+    def query(self, sql: str, params: list | tuple = ()):
+        """Run fixed SQL with bound parameters on a fresh cursor; returns a pandas DataFrame."""
+        cur = self.cursor()
+        try:
+            df = cur.execute(sql, list(params)).df()
+        finally:
+            cur.close()
+        for c in df.columns:  # text columns: missing values are None (DuckDB may hand back NaN)
+            if df[c].dtype == object:
+                df[c] = df[c].astype(object).where(df[c].notna(), None)
+        return df
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _read_verified(path: Path, meta: dict) -> pa.Table:
+    if not path.is_file():
+        raise ReleaseError(f"{path}: file listed in the manifest is missing (partial release?)")
+    data = path.read_bytes()
+    size = meta.get("bytes")
+    if size is not None and len(data) != size:
+        raise ReleaseError(f"{path}: {len(data)} bytes, manifest says {size} (truncated or modified)")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta.get("sha256"):
+        raise ReleaseError(f"{path}: SHA-256 {digest} does not match the manifest ({meta.get('sha256')})")
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except Exception as e:  # noqa: BLE001 - any parse failure means an unusable file
+        raise ReleaseError(f"{path}: not a readable Parquet file: {e}") from e
+    if table.num_rows != meta.get("rows"):
+        raise ReleaseError(f"{path}: {table.num_rows} rows, manifest says {meta.get('rows')}")
+    return table
+
+
+def _check_columns(path: Path, table: str, arrow: pa.Table) -> None:
+    expected = TABLES[table].arrow_schema()
+    if arrow.schema.names != expected.names:
+        raise ReleaseError(f"{path}: columns {arrow.schema.names} differ from the schema {expected.names}")
+    for f in expected:
+        got = arrow.schema.field(f.name).type
+        if got != f.type and not (pa.types.is_list(got) and pa.types.is_list(f.type)):
+            raise ReleaseError(f"{path}: column {f.name!r} has type {got}, schema says {f.type}")

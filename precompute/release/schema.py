@@ -1,0 +1,523 @@
+"""Explicit schemas of the release tables, and their validation.
+
+Every table of a release is described here column by column (name, dtype, nullability, allowed values, finiteness)
+and validated before anything is written. The backend reads the same definitions, so the writer and the reader
+can never disagree about a column. `docs/RELEASE_FORMAT.md` documents every table and column in prose.
+
+This module imports only numpy, pandas and pyarrow: the backend (no torch) uses it too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+FORMAT_VERSION = 1
+
+# ----------------------------------------------------------------------------------------------------------------
+# Vocabularies (contract: docs/notes/TEAM.md and ../shared/DESIGN.md)
+# ----------------------------------------------------------------------------------------------------------------
+SOURCES = ("pretrained", "random_init", "trained_here", "descriptor")
+MODALITIES = ("structure", "smiles", "selfies", "sequence", "text", "descriptor")
+INPUT_KINDS = ("molecule", "crystal", "protein_structure", "protein_sequence", "smiles")
+EQUIVARIANCE = ("invariant", "equivariant", "none")
+FORCE_HEADS = ("conservative", "direct", "none")
+DOMAINS = ("molecules", "materials", "proteins")
+ORIGINS = ("real", "generated")
+TREE_METHODS = ("nj", "upgma")
+ID_ESTIMATORS = ("twonn", "gride", "mle")
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """One pairwise metric as stored in `pairwise.metric`.
+
+    has_k: the metric has a neighbourhood size k (then `pairwise.k` is required, otherwise it must be null).
+    symmetric: value(A, B) == value(B, A) exactly.
+    mirror_fill: when only one orientation of a pair is stored, the backend may show it for the other orientation
+        too (true for exactly symmetric metrics and for CKNNA, which is symmetric up to its neighbour masks).
+    higher_is_aligned: True for similarities (CKNNA, CKA, ...), False for information imbalance (0 = A predicts B).
+    value_min, value_max: the fixed colour range of the dashboard (values may leave it slightly, e.g. CKNNA < 0).
+    """
+
+    metric: str
+    display_name: str
+    has_k: bool
+    symmetric: bool
+    mirror_fill: bool
+    higher_is_aligned: bool
+    value_min: float
+    value_max: float
+    description: str
+
+
+METRICS: dict[str, MetricDef] = {
+    m.metric: m
+    for m in (
+        MetricDef(
+            "cknna",
+            "CKNNA",
+            True,
+            False,
+            True,
+            True,
+            0.0,
+            1.0,
+            "Centered kernel nearest-neighbour alignment: unbiased HSIC of the cosine kernels restricted to pairs "
+            "that are mutual k-nearest neighbours in both representations (Huh et al. 2024). ~0 unrelated, 1 identical "
+            "neighbourhood geometry. Not exactly symmetric.",
+        ),
+        MetricDef(
+            "mutual_knn",
+            "Mutual kNN",
+            True,
+            True,
+            True,
+            True,
+            0.0,
+            1.0,
+            "Mean fraction of the k nearest neighbours (cosine) shared by both representations; null level ~k/N.",
+        ),
+        MetricDef(
+            "cka",
+            "CKA (linear, biased)",
+            False,
+            True,
+            True,
+            True,
+            0.0,
+            1.0,
+            "Linear centered kernel alignment (Kornblith et al. 2019), biased HSIC estimator, computed in feature space.",
+        ),
+        MetricDef(
+            "cka_unbiased",
+            "CKA (linear, unbiased)",
+            False,
+            True,
+            True,
+            True,
+            0.0,
+            1.0,
+            "Linear CKA with the unbiased HSIC estimator (Song et al. 2012).",
+        ),
+        MetricDef(
+            "idcor",
+            "IDCor",
+            False,
+            True,
+            True,
+            True,
+            0.0,
+            1.0,
+            "Intrinsic-dimension correlation: (ID(A) + ID(B) - ID([A|B])) / max(ID(A), ID(B)) with TwoNN on z-scored "
+            "features; p_value from a row permutation of B.",
+        ),
+        MetricDef(
+            "info_imbalance",
+            "Information imbalance",
+            True,
+            False,
+            False,
+            False,
+            0.0,
+            1.0,
+            "Delta(A->B; k) = 2/(N^2 k) * sum_i sum_{j in N_k^A(i)} rank_B(i, j): ~0 when A's neighbours predict B's, "
+            "~1 when unrelated. Directional: model_a = A (the predictor), model_b = B.",
+        ),
+    )
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Column and table definitions
+# ----------------------------------------------------------------------------------------------------------------
+DTYPES = ("string", "int64", "float64", "bool", "list<string>")
+_ARROW = {
+    "string": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "list<string>": pa.list_(pa.string()),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: dtype in DTYPES; nullable; enum = allowed values; finite = no NaN/inf (float);
+    min/max = inclusive bounds on non-null numeric values."""
+
+    name: str
+    dtype: str
+    nullable: bool = False
+    enum: tuple[str, ...] | None = None
+    finite: bool = True
+    min: float | None = None
+    max: float | None = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    required: bool = True
+    doc: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, _ARROW[c.dtype], nullable=c.nullable) for c in self.columns])
+
+
+C = Column
+TABLES: dict[str, TableSchema] = {
+    t.name: t
+    for t in (
+        TableSchema(
+            "models",
+            (
+                C("model_id", "string", doc="stable id, the model card's file name"),
+                C("display_name", "string"),
+                C("family", "string", doc="model family, e.g. MACE, Orb, ChemBERTa"),
+                C("architecture", "string"),
+                C("modality", "string", enum=MODALITIES),
+                C("input_kind", "string", enum=INPUT_KINDS),
+                C("training_sets", "list<string>", doc="training-set tags (mptrj, omat24, qm9, ...); may be empty"),
+                C("equivariance", "string", enum=EQUIVARIANCE),
+                C("force_head", "string", enum=FORCE_HEADS),
+                C("params", "int64", nullable=True, min=0),
+                C("embedding_dim", "int64", nullable=True, min=1),
+                C("layer", "string"),
+                C("pooling", "string"),
+                C("source", "string", enum=SOURCES),
+                C("checkpoint", "string", nullable=True),
+                C("citation", "string", nullable=True),
+            ),
+            key=("model_id",),
+            doc="one row per model (from the model cards)",
+        ),
+        TableSchema(
+            "datasets",
+            (
+                C("dataset_id", "string"),
+                C("display_name", "string"),
+                C("domain", "string", enum=DOMAINS),
+                C("n_samples", "int64", min=1, doc="samples embedded and analysed"),
+                C("origin", "string", enum=ORIGINS),
+                C("recipe", "string", nullable=True, doc="how the set was drawn or generated (with seed)"),
+                C("license", "string", nullable=True),
+                C("citation", "string", nullable=True),
+                C(
+                    "in_distribution_for",
+                    "list<string>",
+                    doc="training-set tags for which this dataset is in-distribution; a model is in-distribution when "
+                    "its training_sets intersect this list",
+                ),
+            ),
+            key=("dataset_id",),
+            doc="one row per dataset",
+        ),
+        TableSchema(
+            "pairwise",
+            (
+                C("dataset_id", "string"),
+                C("metric", "string", enum=tuple(METRICS)),
+                C("k", "int64", nullable=True, min=1, doc="neighbourhood size; null for metrics without k"),
+                C("model_a", "string"),
+                C("model_b", "string"),
+                C("value", "float64"),
+                C("ci_low", "float64", nullable=True),
+                C("ci_high", "float64", nullable=True),
+                C("p_value", "float64", nullable=True, min=0.0, max=1.0),
+                C("n", "int64", min=1, doc="samples the value was computed on"),
+            ),
+            key=("dataset_id", "metric", "k", "model_a", "model_b"),
+            doc="one row per (dataset, metric, k, ordered model pair)",
+        ),
+        TableSchema(
+            "intrinsic_dim",
+            (
+                C("dataset_id", "string"),
+                C("model_id", "string"),
+                C("estimator", "string", enum=ID_ESTIMATORS),
+                C("value", "float64", min=0.0),
+                C("ci_low", "float64", nullable=True),
+                C("ci_high", "float64", nullable=True),
+                C("n", "int64", min=1, doc="samples after duplicate removal"),
+                C("n_duplicates", "int64", nullable=True, min=0, doc="duplicate rows removed before estimation"),
+            ),
+            key=("dataset_id", "model_id", "estimator"),
+            doc="intrinsic dimension per (dataset, model, estimator), bootstrap CI",
+        ),
+        TableSchema(
+            "energy",
+            (
+                C("dataset_id", "string"),
+                C("model_id", "string"),
+                C("mae_per_atom", "float64", min=0.0, doc="eV/atom on the held-out split"),
+                C("n_test", "int64", min=1),
+            ),
+            key=("dataset_id", "model_id"),
+            doc="per-atom energy MAE on the held-out split after fitting per-element reference energies on a train split",
+        ),
+        TableSchema(
+            "trees",
+            (
+                C("dataset_id", "string"),
+                C("metric", "string", enum=tuple(METRICS)),
+                C("k", "int64", nullable=True, min=1),
+                C("method", "string", enum=TREE_METHODS),
+                C("newick", "string"),
+            ),
+            key=("dataset_id", "metric", "k", "method"),
+            doc="trees of models, distance 1 - symmetrised metric, Newick",
+        ),
+        # ---------------------------------------------------------------- optional tables
+        TableSchema(
+            "pairwise_null",
+            (
+                C("dataset_id", "string"),
+                C("metric", "string", enum=tuple(METRICS)),
+                C("k", "int64", nullable=True, min=1),
+                C("model_a", "string"),
+                C("model_b", "string"),
+                C("null_mean", "float64"),
+                C("null_std", "float64", min=0.0),
+                C("null_q95", "float64", nullable=True),
+                C("n_permutations", "int64", min=1),
+                C("seed", "int64"),
+                C("n", "int64", min=1),
+            ),
+            key=("dataset_id", "metric", "k", "model_a", "model_b"),
+            required=False,
+            doc="permutation-null baseline per pair (rows of B permuted, seeded)",
+        ),
+        TableSchema(
+            "samples",
+            (
+                C("dataset_id", "string"),
+                C("position", "int64", min=0, doc="row index in every embedding matrix of this dataset"),
+                C("sample_id", "string"),
+                C("formula", "string", nullable=True),
+                C("smiles", "string", nullable=True),
+                C("n_atoms", "int64", nullable=True, min=0),
+            ),
+            key=("dataset_id", "position"),
+            required=False,
+            doc="the analysed samples of each dataset, in embedding order",
+        ),
+        TableSchema(
+            "metric_definitions",
+            (
+                C("metric", "string", enum=tuple(METRICS)),
+                C("display_name", "string"),
+                C("has_k", "bool"),
+                C("symmetric", "bool"),
+                C("mirror_fill", "bool"),
+                C("higher_is_aligned", "bool"),
+                C("value_min", "float64"),
+                C("value_max", "float64"),
+                C("description", "string"),
+            ),
+            key=("metric",),
+            required=False,
+            doc="written by the writer from schema.METRICS; the dashboard's legend and colour ranges",
+        ),
+    )
+}
+REQUIRED_TABLES = tuple(n for n, t in TABLES.items() if t.required)
+
+
+def metric_definitions_table() -> pd.DataFrame:
+    """The `metric_definitions` table from METRICS."""
+    rows = [
+        {
+            "metric": m.metric,
+            "display_name": m.display_name,
+            "has_k": m.has_k,
+            "symmetric": m.symmetric,
+            "mirror_fill": m.mirror_fill,
+            "higher_is_aligned": m.higher_is_aligned,
+            "value_min": m.value_min,
+            "value_max": m.value_max,
+            "description": m.description,
+        }
+        for m in METRICS.values()
+    ]
+    return pd.DataFrame(rows, columns=TABLES["metric_definitions"].column_names)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------------------------
+class SchemaError(ValueError):
+    """A table does not match its schema; the message names the table, the column and the row."""
+
+    def __init__(self, table: str, column: str | None, row: int | None, problem: str):
+        self.table, self.column, self.row, self.problem = table, column, row, problem
+        where = f"table {table!r}"
+        if column is not None:
+            where += f", column {column!r}"
+        if row is not None:
+            where += f", row {row}"
+        super().__init__(f"{where}: {problem}")
+
+
+def _is_null(v) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _coerce_value(table: str, col: Column, row: int, v):
+    """Return v converted to the column's Python type, or raise SchemaError."""
+    if col.dtype == "string":
+        if not isinstance(v, str):
+            raise SchemaError(table, col.name, row, f"expected a string, got {type(v).__name__} {v!r}")
+        return v
+    if col.dtype == "bool":
+        if isinstance(v, bool | np.bool_):
+            return bool(v)
+        raise SchemaError(table, col.name, row, f"expected a bool, got {type(v).__name__} {v!r}")
+    if col.dtype == "int64":
+        if isinstance(v, bool | np.bool_):
+            raise SchemaError(table, col.name, row, f"expected an integer, got bool {v!r}")
+        if isinstance(v, int | np.integer):
+            return int(v)
+        if isinstance(v, float | np.floating) and math.isfinite(v) and float(v).is_integer():
+            return int(v)
+        raise SchemaError(table, col.name, row, f"expected an integer, got {type(v).__name__} {v!r}")
+    if col.dtype == "float64":
+        if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.integer | np.floating):
+            raise SchemaError(table, col.name, row, f"expected a number, got {type(v).__name__} {v!r}")
+        f = float(v)
+        if col.finite and not math.isfinite(f):
+            raise SchemaError(table, col.name, row, f"value must be finite, got {f!r}")
+        return f
+    if col.dtype == "list<string>":
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        if not isinstance(v, list | tuple):
+            raise SchemaError(table, col.name, row, f"expected a list of strings, got {type(v).__name__} {v!r}")
+        for item in v:
+            if not isinstance(item, str):
+                raise SchemaError(table, col.name, row, f"expected a list of strings, found item {item!r}")
+        return list(v)
+    raise AssertionError(col.dtype)  # pragma: no cover
+
+
+def _key_repr(df: pd.DataFrame, schema: TableSchema, row: int) -> str:
+    parts = [f"{k}={df.iloc[row][k]!r}" for k in schema.key if k in df.columns]
+    return ", ".join(parts)
+
+
+def validate_table(name: str, df: pd.DataFrame) -> pa.Table:
+    """Check `df` against TABLES[name] and return it as a pyarrow Table with the exact schema.
+
+    Checks: the set of columns (missing or unknown columns are errors), dtypes, nulls where a value is required
+    (NaN counts as null; in a nullable float column NaN is stored as null), enums, finiteness of floats, bounds,
+    and uniqueness of the table key. Raises SchemaError naming table, column and row (the row's position in df).
+    """
+    if name not in TABLES:
+        raise SchemaError(name, None, None, f"unknown table; known tables: {sorted(TABLES)}")
+    schema = TABLES[name]
+    if not isinstance(df, pd.DataFrame):
+        raise SchemaError(name, None, None, f"expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in schema.column_names if c not in df.columns]
+    if missing:
+        raise SchemaError(name, missing[0], None, f"missing column(s) {missing}")
+    unknown = [c for c in df.columns if c not in schema.column_names]
+    if unknown:
+        raise SchemaError(name, str(unknown[0]), None, f"unknown column(s) {unknown}; expected {schema.column_names}")
+    if df.columns.duplicated().any():
+        raise SchemaError(name, str(df.columns[df.columns.duplicated()][0]), None, "duplicate column name")
+
+    arrays = []
+    for col in schema.columns:
+        values = df[col.name].tolist()
+        out = []
+        for i, v in enumerate(values):
+            if not isinstance(v, list | tuple | np.ndarray) and _is_null(v):
+                if not col.nullable:
+                    raise SchemaError(
+                        name, col.name, i, f"null/NaN where a value is required ({_key_repr(df, schema, i)})"
+                    )
+                out.append(None)
+                continue
+            x = _coerce_value(name, col, i, v)
+            if col.enum is not None and x not in col.enum:
+                raise SchemaError(name, col.name, i, f"{x!r} is not one of {list(col.enum)}")
+            if col.min is not None and x < col.min:
+                raise SchemaError(name, col.name, i, f"{x!r} is below the minimum {col.min}")
+            if col.max is not None and x > col.max:
+                raise SchemaError(name, col.name, i, f"{x!r} is above the maximum {col.max}")
+            out.append(x)
+        arrays.append(pa.array(out, type=_ARROW[col.dtype]))
+    table = pa.Table.from_arrays(arrays, schema=schema.arrow_schema())
+
+    key_df = df[list(schema.key)].astype(object).where(df[list(schema.key)].notna(), None)
+    dup = key_df.duplicated(keep="first")
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise SchemaError(name, ",".join(schema.key), i, f"duplicate key ({_key_repr(df, schema, i)})")
+    _table_rules(name, df)
+    return table
+
+
+def _table_rules(name: str, df: pd.DataFrame) -> None:
+    """Rules within one table beyond per-column checks."""
+    if name in ("pairwise", "trees", "pairwise_null"):
+        for i, (metric, k) in enumerate(zip(df["metric"].tolist(), df["k"].tolist(), strict=True)):
+            has_k = not _is_null(k)
+            if METRICS[metric].has_k != has_k:
+                need = "requires k" if METRICS[metric].has_k else "must have k null"
+                raise SchemaError(name, "k", i, f"metric {metric!r} {need}, got k={k!r}")
+    if name in ("pairwise", "intrinsic_dim"):
+        # The point estimate need not lie inside a bootstrap percentile interval, so only low <= high is checked.
+        lo, hi = df["ci_low"].tolist(), df["ci_high"].tolist()
+        for i in range(len(df)):
+            if _is_null(lo[i]) != _is_null(hi[i]):
+                raise SchemaError(name, "ci_low", i, "ci_low and ci_high must both be given or both be null")
+            if not _is_null(lo[i]) and lo[i] > hi[i]:
+                raise SchemaError(name, "ci_low", i, f"ci_low {lo[i]!r} > ci_high {hi[i]!r}")
+
+
+def validate_release_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pa.Table]:
+    """Validate every table and the references between them; return the Arrow tables."""
+    missing = [t for t in REQUIRED_TABLES if t not in tables]
+    if missing:
+        raise SchemaError(missing[0], None, None, f"required table(s) missing: {missing}")
+    out = {name: validate_table(name, df) for name, df in tables.items()}
+    model_ids = set(tables["models"]["model_id"])
+    dataset_ids = set(tables["datasets"]["dataset_id"])
+
+    def refs(table: str, column: str, allowed: set[str], what: str) -> None:
+        if table not in tables:
+            return
+        for i, v in enumerate(tables[table][column].tolist()):
+            if v not in allowed:
+                raise SchemaError(table, column, i, f"unknown {what} {v!r} (not in the {what}s table)")
+
+    for t in ("pairwise", "pairwise_null"):
+        refs(t, "model_a", model_ids, "model")
+        refs(t, "model_b", model_ids, "model")
+    for t in ("intrinsic_dim", "energy"):
+        refs(t, "model_id", model_ids, "model")
+    for t in ("pairwise", "pairwise_null", "intrinsic_dim", "energy", "trees", "samples"):
+        refs(t, "dataset_id", dataset_ids, "dataset")
+    if "samples" in tables:
+        s = tables["samples"].reset_index(drop=True)
+        for ds, grp in s.groupby("dataset_id", sort=False):
+            ids = grp["sample_id"]
+            if ids.duplicated().any():
+                i = int(grp.index[ids.duplicated()].tolist()[0])
+                raise SchemaError("samples", "sample_id", i, f"duplicate sample id in dataset {ds!r}")
+    return out

@@ -1,0 +1,291 @@
+"""A small, honest release for tests: every number is computed here with NumPy from seeded random embeddings.
+
+Five models of three families embed two datasets (N = 60): each model is a random linear map of a shared latent
+plus model-specific noise, one model is pure noise. The metrics are dense restatements of the formulas in
+../shared/DESIGN.md (slow, fine at N = 60); nothing is typed by hand. Never writes under data/.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+N = 60
+K_CKNNA = (5, 10)
+K_II = (1, 5)
+
+MODELS = [
+    # model_id, family, modality, input_kind, training_sets, source, noise
+    ("mace_a", "MACE", "structure", "molecule", ["mptrj"], "pretrained", 0.1),
+    ("mace_b", "MACE", "structure", "molecule", ["omat24"], "random_init", 0.3),
+    ("bert_a", "ChemBERTa", "smiles", "smiles", ["qm9", "uspto"], "pretrained", 0.2),
+    ("bert_b", "ChemBERTa", "smiles", "smiles", ["pubchem"], "trained_here", 0.5),
+    ("soap", "SOAP", "descriptor", "molecule", [], "descriptor", None),
+]
+DATASETS = [
+    # dataset_id, domain, origin, in_distribution_for
+    ("qm9", "molecules", "real", ["qm9"]),
+    ("offeq", "molecules", "generated", ["omol25", "mptrj"]),
+]
+
+
+# ---------------------------------------------------------------------------------------------- dense metrics
+def _knn(X: np.ndarray, k: int) -> np.ndarray:
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    K = Xn @ Xn.T
+    np.fill_diagonal(K, -np.inf)
+    return np.argsort(-K, axis=1, kind="stable")[:, :k], Xn @ Xn.T
+
+
+def _hsic_u(X: np.ndarray, Y: np.ndarray) -> float:
+    n = X.shape[0]
+    return (np.sum(X * Y.T) + X.sum() * Y.sum() / ((n - 1) * (n - 2)) - 2 * (X.sum(0) @ Y.sum(1)) / (n - 2)) / (
+        n * (n - 3)
+    )
+
+
+def cknna(A: np.ndarray, B: np.ndarray, k: int) -> float:
+    na, K = _knn(A, k)
+    nb, L = _knn(B, k)
+    n = A.shape[0]
+    Ma, Mb = np.zeros((n, n)), np.zeros((n, n))
+    Ma[np.arange(n)[:, None], na] = 1
+    Mb[np.arange(n)[:, None], nb] = 1
+    M = Ma * Mb
+    X, Y = M * K, M * L
+    XA, YB = Ma * K, Mb * L
+    return float(_hsic_u(X, Y) / np.sqrt(_hsic_u(XA, XA) * _hsic_u(YB, YB)))
+
+
+def mutual_knn(A: np.ndarray, B: np.ndarray, k: int) -> float:
+    na, _ = _knn(A, k)
+    nb, _ = _knn(B, k)
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(na, nb, strict=True)]))
+
+
+def cka(A: np.ndarray, B: np.ndarray) -> float:
+    A = A - A.mean(0)
+    B = B - B.mean(0)
+    return float(np.linalg.norm(A.T @ B) ** 2 / (np.linalg.norm(A.T @ A) * np.linalg.norm(B.T @ B)))
+
+
+def twonn(X: np.ndarray) -> float:
+    D = np.linalg.norm(X[:, None] - X[None], axis=-1)
+    np.fill_diagonal(D, np.inf)
+    r = np.sort(D, axis=1)[:, :2]
+    mu = np.sort(r[:, 1] / r[:, 0])
+    n = len(mu)
+    keep = int(np.floor(n * 0.9))
+    F = np.arange(1, n + 1)[:keep] / n
+    x, y = np.log(mu[:keep]), -np.log(1 - F)
+    return float(x @ y / (x @ x))
+
+
+def idcor(A: np.ndarray, B: np.ndarray, permutations: int, seed: int) -> tuple[float, float]:
+    z = lambda X: (X - X.mean(0)) / X.std(0)  # noqa: E731
+    A, B = z(A), z(B)
+    ia, ib, ij = twonn(A), twonn(B), twonn(np.hstack([A, B]))
+    rng = np.random.default_rng(seed)
+    hits = sum(twonn(np.hstack([A, B[rng.permutation(len(B))]])) <= ij for _ in range(permutations))
+    return float((ia + ib - ij) / max(ia, ib)), (hits + 1) / (permutations + 1)
+
+
+def info_imbalance(A: np.ndarray, B: np.ndarray, k: int) -> float:
+    def dist(X):
+        D = np.linalg.norm(X[:, None] - X[None], axis=-1)
+        np.fill_diagonal(D, np.inf)
+        return D
+
+    Da, Db = dist(A), dist(B)
+    n = len(A)
+    nn_a = np.argsort(Da, axis=1, kind="stable")[:, :k]
+    rank_b = np.argsort(np.argsort(Db, axis=1, kind="stable"), axis=1) + 1
+    return float(2.0 / (n * n * k) * rank_b[np.arange(n)[:, None], nn_a].sum())
+
+
+# ---------------------------------------------------------------------------------------------- the tables
+def embeddings(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for ds, *_ in DATASETS:
+        Z = rng.normal(size=(N, 4))
+        out[ds] = {}
+        for mid, *_, noise in MODELS:
+            dim = int(rng.integers(6, 12))
+            if noise is None:
+                out[ds][mid] = rng.normal(size=(N, dim))
+            else:
+                out[ds][mid] = Z @ rng.normal(size=(4, dim)) + noise * rng.normal(size=(N, dim))
+    return out
+
+
+def build_tables(seed: int = 0, permutations: int = 9) -> dict[str, pd.DataFrame]:
+    from Bio import Phylo
+    from Bio.Phylo.TreeConstruction import DistanceMatrix, DistanceTreeConstructor
+
+    emb = embeddings(seed)
+    models = pd.DataFrame(
+        [
+            {
+                "model_id": mid,
+                "display_name": mid.replace("_", " ").upper(),
+                "family": fam,
+                "architecture": f"{fam} test architecture",
+                "modality": mod,
+                "input_kind": kind,
+                "training_sets": ts,
+                "equivariance": "equivariant" if fam == "MACE" else "none",
+                "force_head": "conservative" if fam == "MACE" else "none",
+                "params": 1000 * (i + 1) if src != "descriptor" else None,
+                "embedding_dim": int(emb["qm9"][mid].shape[1]),
+                "layer": "last",
+                "pooling": "mean over atoms" if mod != "smiles" else "mean over tokens",
+                "source": src,
+                "checkpoint": None if src == "descriptor" else f"test/{mid}",
+                "citation": None,
+            }
+            for i, (mid, fam, mod, kind, ts, src, _) in enumerate(MODELS)
+        ]
+    )
+    datasets = pd.DataFrame(
+        [
+            {
+                "dataset_id": ds,
+                "display_name": ds.upper(),
+                "domain": dom,
+                "n_samples": N,
+                "origin": org,
+                "recipe": f"seeded random latent, seed={seed}" if org == "generated" else None,
+                "license": "CC0",
+                "citation": None,
+                "in_distribution_for": idf,
+            }
+            for ds, dom, org, idf in DATASETS
+        ]
+    )
+    pair, ids, energy, trees, samples, null = [], [], [], [], [], []
+    rng = np.random.default_rng(seed + 1)
+    for d, (ds, *_) in enumerate(DATASETS):
+        E = emb[ds]
+        mids = [m[0] for m in MODELS]
+        y = E[mids[0]][:, 0] + 0.1 * rng.normal(size=N)  # a label the first model predicts best
+        for a_i, a in enumerate(mids):
+            for b_i, b in enumerate(mids):
+                if a == b:
+                    continue
+                row = {"dataset_id": ds, "model_a": a, "model_b": b, "n": N, "ci_low": None, "ci_high": None}
+                for k in K_II:
+                    pair.append(
+                        {
+                            **row,
+                            "metric": "info_imbalance",
+                            "k": k,
+                            "value": info_imbalance(E[a], E[b], k),
+                            "p_value": None,
+                        }
+                    )
+                for k in K_CKNNA:
+                    v = cknna(E[a], E[b], k)
+                    pair.append({**row, "metric": "cknna", "k": k, "value": v, "p_value": None})
+                    if a_i < b_i and k == K_CKNNA[0]:
+                        perm = [cknna(E[a], E[b][np.random.default_rng(s).permutation(N)], k) for s in range(5)]
+                        null.append(
+                            {
+                                "dataset_id": ds,
+                                "metric": "cknna",
+                                "k": k,
+                                "model_a": a,
+                                "model_b": b,
+                                "null_mean": float(np.mean(perm)),
+                                "null_std": float(np.std(perm)),
+                                "null_q95": float(np.quantile(perm, 0.95)),
+                                "n_permutations": 5,
+                                "seed": 0,
+                                "n": N,
+                            }
+                        )
+                if a_i < b_i:  # symmetric metrics: one orientation stored, the backend mirrors
+                    for k in K_CKNNA:
+                        pair.append(
+                            {**row, "metric": "mutual_knn", "k": k, "value": mutual_knn(E[a], E[b], k), "p_value": None}
+                        )
+                    pair.append({**row, "metric": "cka", "k": None, "value": cka(E[a], E[b]), "p_value": None})
+                    v, p = idcor(E[a], E[b], permutations, seed)
+                    pair.append({**row, "metric": "idcor", "k": None, "value": v, "p_value": p})
+        for m in mids:
+            # subsampling bootstrap (80% without replacement: TwoNN needs distinct points)
+            boot = [twonn(E[m][np.random.default_rng(s).choice(N, int(0.8 * N), replace=False)]) for s in range(5)]
+            ids.append(
+                {
+                    "dataset_id": ds,
+                    "model_id": m,
+                    "estimator": "twonn",
+                    "value": twonn(E[m]),
+                    "ci_low": float(np.quantile(boot, 0.05)),
+                    "ci_high": float(np.quantile(boot, 0.95)),
+                    "n": N,
+                    "n_duplicates": 0,
+                }
+            )
+            if d == 0:  # energy only on the first dataset, a linear read-out fitted on a train split
+                X = np.hstack([E[m], np.ones((N, 1))])
+                w, *_ = np.linalg.lstsq(X[:40], y[:40], rcond=None)
+                energy.append(
+                    {
+                        "dataset_id": ds,
+                        "model_id": m,
+                        "mae_per_atom": float(np.abs(X[40:] @ w - y[40:]).mean()),
+                        "n_test": N - 40,
+                    }
+                )
+        for k in K_CKNNA:
+            S = np.full((len(mids), len(mids)), 1.0)
+            for r in pair:
+                if r["dataset_id"] == ds and r["metric"] == "cknna" and r["k"] == k:
+                    S[mids.index(r["model_a"]), mids.index(r["model_b"])] = r["value"]
+            Dm = 1 - (S + S.T) / 2
+            dm = DistanceMatrix(mids, [[float(Dm[i, j]) for j in range(i + 1)] for i in range(len(mids))])
+            for method in ("nj", "upgma"):
+                buf = StringIO()
+                Phylo.write(getattr(DistanceTreeConstructor(), method)(dm), buf, "newick")
+                trees.append(
+                    {"dataset_id": ds, "metric": "cknna", "k": k, "method": method, "newick": buf.getvalue().strip()}
+                )
+        for i in range(N):
+            samples.append(
+                {
+                    "dataset_id": ds,
+                    "position": i,
+                    "sample_id": f"{ds}:{i:04d}",
+                    "formula": None,
+                    "smiles": "C" * (1 + i % 5) if ds == "qm9" else None,
+                    "n_atoms": 1 + i % 5,
+                }
+            )
+    cols = ["dataset_id", "metric", "k", "model_a", "model_b", "value", "ci_low", "ci_high", "p_value", "n"]
+    return {
+        "models": models,
+        "datasets": datasets,
+        "pairwise": pd.DataFrame(pair)[cols],
+        "intrinsic_dim": pd.DataFrame(ids),
+        "energy": pd.DataFrame(energy),
+        "trees": pd.DataFrame(trees),
+        "pairwise_null": pd.DataFrame(null),
+        "samples": pd.DataFrame(samples),
+    }
+
+
+MANIFEST_EXTRA = {
+    "inputs": [{"name": "random latent", "recipe": "numpy default_rng(seed) latent x random maps + noise", "seed": 0}],
+    "settings": {"k_cknna": list(K_CKNNA), "k_information_imbalance": list(K_II), "preprocessing": "l2-normalise"},
+    "code_version": "test",
+}
+
+
+def write_test_release(root: Path, release_id: str | None = None, **kw) -> Path:
+    from precompute.release.writer import write_release
+
+    return write_release(build_tables(), MANIFEST_EXTRA, root, release_id, **kw)
