@@ -1,7 +1,9 @@
 """A cheap, deterministic test adapter for the extraction tests (no model library).
 
 Card options: ``dim`` (default 8), ``fail_every`` (samples whose trailing number is divisible by it go to
-``failures``; 0 = none), ``drop_every`` (samples silently left out, to test that the worker records them).
+``failures``; 0 = none), ``drop_every`` (samples silently left out, to test that the worker records them), ``raise_every`` (``embed``
+raises ValueError when given such a sample), ``sleep`` (seconds per call), ``noisy`` (prints to stdout, as model
+libraries do).
 
 Environment variables (read at every ``embed`` call):
 - ``MATTER_ALIGN_TEST_COUNTER``: a file; each call appends one JSON line with the ids it was given.
@@ -15,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,12 @@ class CountingAdapter:
         self.dim = int(opts.get("dim", 8))
         self.fail_every = int(opts.get("fail_every", 0))
         self.drop_every = int(opts.get("drop_every", 0))
+        self.raise_every = int(opts.get("raise_every", 0))
+        self.sleep = float(opts.get("sleep", 0))
+        self.noisy = bool(opts.get("noisy", False))
+        self.checkpoint = checkpoint
+        if self.noisy:
+            print("CountingAdapter initialised (noise on stdout)")
         self.calls = 0
 
     def embed(self, samples, batch_size: int = 32) -> EmbedResult:
@@ -50,6 +59,12 @@ class CountingAdapter:
         if counter:
             with open(counter, "a") as f:
                 f.write(json.dumps([s.sample_id for s in samples]) + "\n")
+        if self.noisy:
+            print(f"embedding {len(samples)} samples")
+        if self.sleep:
+            time.sleep(self.sleep)
+        if self.raise_every and any(_number(s.sample_id) % self.raise_every == 0 for s in samples):
+            raise ValueError(f"test adapter raises for numbers divisible by {self.raise_every}")
         ids, rows, failures = [], [], {}
         for s in samples:
             k = _number(s.sample_id)

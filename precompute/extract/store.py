@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -274,7 +275,9 @@ def read_embeddings(npz_path: str | os.PathLike[str], verify: bool = True) -> Em
         raise StoreError(f"{meta_path}: unreadable metadata ({e})") from e
     try:
         arrays = load_npz(npz_path)
-    except (OSError, ValueError) as e:  # ValueError: would need pickle, or a damaged zip
+    except zipfile.BadZipFile as e:  # a flipped byte fails the zip member's CRC-32
+        raise StoreChecksumError(f"{npz_path}: corrupt embedding file ({e}); delete it and rerun") from e
+    except (OSError, ValueError, EOFError) as e:  # ValueError: would need pickle, or not an .npz
         raise StoreError(f"{npz_path}: unreadable embedding file ({e})") from e
     if "ids" not in arrays or "embeddings" not in arrays:
         raise StoreError(f"{npz_path}: expected arrays 'ids' and 'embeddings', found {sorted(arrays)}")
@@ -539,7 +542,7 @@ class ChunkRun:
             emb = a["embeddings"]
             failures = dict(zip(a["failure_ids"].tolist(), a["failure_reasons"].tolist(), strict=True))
             ok = sha256_array(emb) == str(a["sha256"]) and set(ids) | set(failures) == set(self.chunk_ids(i))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             ok = False
         if not ok:
             p.unlink(missing_ok=True)
@@ -560,6 +563,8 @@ class ChunkRun:
         expected = self.chunk_ids(i)
         ids = [str(s) for s in ids]
         emb = np.asarray(embeddings, dtype=np.float32)
+        if not ids and emb.size == 0:
+            emb = emb.reshape(0, emb.shape[-1] if emb.ndim == 2 else 0)
         if emb.ndim != 2 or emb.shape[0] != len(ids):
             raise ValueError(f"chunk {i}: embeddings of shape {emb.shape} for {len(ids)} ids")
         covered = set(ids) | set(failures)
