@@ -1,0 +1,139 @@
+"""Helpers shared by the structure adapters (CHGNet, ANI, SevenNet, descriptors).
+
+Only NumPy, SciPy and ASE here: this module is imported inside every structure environment, so it must not import
+any model library.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from precompute.datasets.base import DatasetError, Sample
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+# Two atoms closer than this (Å) are "overlapping": no real structure has them, every model would give garbage.
+MIN_DISTANCE = 0.1
+# Vacuum added around a molecule when a periodic model needs a box (CHGNet, SevenNet): cell = extent + this, per axis.
+MOLECULE_BOX_PADDING = 15.0
+
+
+class MalformedStructure(DatasetError):
+    """A structure no model should embed (no atoms, NaN/inf positions, overlapping atoms, a degenerate periodic cell).
+
+    Raised, not recorded as a failure: it is bad input data, not a limitation of one model. The message names the
+    sample id.
+    """
+
+
+def resolve_device(device: str | None) -> str:
+    """'auto' (or None) -> 'cuda' when torch sees a GPU, else 'cpu'; anything else is returned unchanged."""
+    if device in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def check_structure(sample: Sample, min_distance: float = MIN_DISTANCE) -> Atoms:
+    """Return `sample.atoms` after checking it is a usable structure; raise MalformedStructure naming the sample.
+
+    Checks: atoms present and non-empty; finite positions; for any periodic direction a finite cell of non-zero
+    volume; no two atoms (periodic images included) closer than `min_distance` Å.
+    """
+    sid = sample.sample_id
+    atoms = sample.atoms
+    if atoms is None:
+        raise MalformedStructure(f"{sid}: no structure (atoms is None)")
+    n = len(atoms)
+    if n == 0:
+        raise MalformedStructure(f"{sid}: structure has no atoms")
+    pos = np.asarray(atoms.get_positions(), dtype=np.float64)
+    if not np.isfinite(pos).all():
+        bad = int(np.flatnonzero(~np.isfinite(pos).all(axis=1))[0])
+        raise MalformedStructure(f"{sid}: non-finite position for atom {bad} ({atoms[bad].symbol}): {pos[bad]}")
+    if (atoms.numbers <= 0).any():
+        raise MalformedStructure(f"{sid}: atomic number <= 0 in structure")
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any():
+        cell = np.asarray(atoms.cell.array, dtype=np.float64)
+        if not np.isfinite(cell).all():
+            raise MalformedStructure(f"{sid}: non-finite cell {cell.tolist()}")
+        if not pbc.all():
+            raise MalformedStructure(f"{sid}: mixed periodicity pbc={pbc.tolist()} is not supported")
+        if abs(np.linalg.det(cell)) < 1e-6:
+            raise MalformedStructure(f"{sid}: periodic structure with a degenerate cell (volume ~ 0)")
+    if n > 1 or pbc.any():
+        dmin, i, j = _min_distance(atoms, pos, min_distance)
+        if dmin < min_distance:
+            raise MalformedStructure(
+                f"{sid}: atoms {i} ({atoms[i].symbol}) and {j} ({atoms[j].symbol}) overlap "
+                f"(distance {dmin:.4f} Å < {min_distance} Å)"
+            )
+    return atoms
+
+
+def _min_distance(atoms: Atoms, pos: np.ndarray, cutoff: float) -> tuple[float, int, int]:
+    """Smallest interatomic distance below `cutoff` (periodic images included), else (inf, -1, -1)."""
+    if np.asarray(atoms.pbc).any():
+        from ase.neighborlist import neighbor_list
+
+        i, j, d = neighbor_list("ijd", atoms, cutoff, self_interaction=False)
+        if len(d) == 0:
+            return float("inf"), -1, -1
+        k = int(np.argmin(d))
+        return float(d[k]), int(i[k]), int(j[k])
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(pos).query_pairs(cutoff, output_type="ndarray")
+    if len(pairs) == 0:
+        return float("inf"), -1, -1
+    d = np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=1)
+    k = int(np.argmin(d))
+    return float(d[k]), int(pairs[k, 0]), int(pairs[k, 1])
+
+
+def boxed(atoms: Atoms, padding: float = MOLECULE_BOX_PADDING) -> Atoms:
+    """A periodic copy of a molecule in an orthorhombic box, cell = extent + `padding` Å per axis, centred.
+
+    Periodic structures are returned unchanged (a copy). With padding larger than twice the model's cutoff radius
+    a molecule never sees its periodic images, so the embedding equals that of the isolated molecule and stays
+    rotation and translation invariant.
+    """
+    out = atoms.copy()
+    if np.asarray(out.pbc).any():
+        return out
+    pos = out.get_positions()
+    extent = pos.max(axis=0) - pos.min(axis=0)
+    out.set_cell(np.diag(extent + padding))
+    out.set_positions(pos - pos.min(axis=0) + padding / 2.0)
+    out.pbc = True
+    return out
+
+
+def check_all(samples: list[Sample]) -> None:
+    """Check every sample before any model runs (so a bad sample stops a run before work is spent); unique ids."""
+    seen: set[str] = set()
+    for s in samples:
+        if s.sample_id in seen:
+            raise DatasetError(f"{s.sample_id}: duplicate sample id in one embed() call")
+        seen.add(s.sample_id)
+        check_structure(s)
+
+
+def stack(rows: list[np.ndarray], dim: int) -> np.ndarray:
+    """Stack per-sample vectors into an (n, dim) float32 array (an empty (0, dim) array for none)."""
+    if not rows:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.ascontiguousarray(np.stack(rows).astype(np.float32, copy=False))
+
+
+def segment_mean(x: np.ndarray, counts: list[int]) -> np.ndarray:
+    """Mean of consecutive row blocks of `x` of the given sizes (atoms of each structure, in order)."""
+    idx = np.repeat(np.arange(len(counts)), counts)
+    out = np.zeros((len(counts), x.shape[1]), dtype=np.float64)
+    np.add.at(out, idx, x)
+    return out / np.asarray(counts, dtype=np.float64)[:, None]

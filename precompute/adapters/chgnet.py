@@ -1,0 +1,110 @@
+"""CHGNet (chgnet 0.4.2 wheel; real pretrained weights 0.2.0, 0.3.0 and r2scan ship inside the wheel).
+
+Embedding: the atom features after the LAST atom-convolution layer (and CHGNet's `readout_norm`, a per-atom
+LayerNorm in 0.3.0/r2scan, none in 0.2.0), mean-pooled over the atoms of each structure. 64-d for all versions.
+
+How it is read out: `CHGNet.forward(..., return_crystal_feas=True)` returns `crystal_fea = self.pooling(atom_feas)`
+of exactly those features. In all three released versions `mlp_first=True`, so `self.pooling` is
+`GraphPooling(average=False)`, a SUM over atoms; the mean is therefore `crystal_fea / n_atoms`. Checked with a
+forward hook on `readout_norm` (0.3.0, r2scan) and on `atom_conv_layers[-1]` (0.2.0): the hooked per-atom features
+sum exactly to `crystal_fea` (tests/test_adapters_structure.py::test_chgnet_mean_equals_hooked_last_layer).
+Note that `return_atom_feas=True` gives the features BEFORE the last conv layer (model.py:478), not the last layer.
+
+Molecules are put in an orthorhombic periodic box (cell = extent + 15 Å per axis; CHGNet's cutoff is 5-6 Å, so a
+molecule never sees its images). Options: {version: "0.2.0" | "0.3.0" | "r2scan"}. `checkpoint` may name a
+`.pth.tar` file in CHGNet's format to load instead of the wheel's weights for that version.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from precompute.adapters._structure import boxed, check_all, resolve_device, stack
+from precompute.adapters.base import EmbedResult
+from precompute.datasets.base import Sample
+
+log = logging.getLogger(__name__)
+
+VERSIONS = ("0.2.0", "0.3.0", "r2scan")
+MAX_Z = 94  # CHGNet's atom embedding covers H..Pu
+
+
+class CHGNetAdapter:
+    """Mean-pooled last-layer atom features of a pretrained CHGNet."""
+
+    def __init__(self, card: dict[str, Any], device: str = "cpu", checkpoint: str | None = None):
+        import torch
+        from chgnet.model import CHGNet
+        from chgnet.model.layers import GraphPooling
+
+        self.card = card
+        opts = card.get("options") or {}
+        self.version = str(opts.get("version", "0.3.0"))
+        if self.version not in VERSIONS:
+            raise ValueError(f"CHGNet: unknown version {self.version!r}; choose one of {VERSIONS}")
+        self.device = resolve_device(device)
+        if checkpoint:
+            model = CHGNet.from_file(checkpoint, mlp_out_bias=self.version == "0.2.0", version=self.version)
+        else:
+            model = CHGNet.load(model_name=self.version, use_device="cpu", verbose=False)
+        self.model = model.to(self.device).eval()
+        pool = self.model.pooling
+        if not isinstance(pool, GraphPooling):
+            raise NotImplementedError(f"CHGNet {self.version}: readout {type(pool).__name__} is not a plain pooling")
+        # sum pooling (mlp_first=True, every released version) -> divide by the atom count; average -> use as is
+        self._divide_by_n = not pool.average
+        self.embedding_dim = int(self.model.atom_embedding.embedding.embedding_dim)
+        self._torch = torch
+
+    def graph(self, sample: Sample):
+        """CHGNet crystal graph of one sample (molecules boxed); raises on what CHGNet cannot convert."""
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        atoms = sample.atoms
+        if int(atoms.numbers.max()) > MAX_Z:
+            raise ValueError(f"element Z={int(atoms.numbers.max())} outside CHGNet's range (Z <= {MAX_Z})")
+        structure = AseAtomsAdaptor.get_structure(boxed(atoms))
+        return self.model.graph_converter(structure, graph_id=sample.sample_id)
+
+    def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
+        check_all(samples)
+        ids: list[str] = []
+        graphs = []
+        failures: dict[str, str] = {}
+        for s in samples:
+            try:
+                graphs.append(self.graph(s))
+                ids.append(s.sample_id)
+            except Exception as exc:  # isolated atoms, unsupported elements: recorded with the reason
+                failures[s.sample_id] = f"CHGNet {self.version} cannot build a graph: {exc}"
+        rows: list[np.ndarray] = []
+        for start in range(0, len(graphs), max(1, batch_size)):
+            chunk = graphs[start : start + max(1, batch_size)]
+            rows.extend(self._forward(chunk))
+        return EmbedResult(ids=ids, embeddings=stack(rows, self.embedding_dim), failures=failures)
+
+    def predict_energy(self, samples: list[Sample], batch_size: int = 32) -> dict[str, float]:
+        """CHGNet's predicted total energy in eV per structure (molecules boxed); a sanity check that the real
+        pretrained weights are loaded, and the input of energy-error analyses. Unconvertible samples are left out."""
+        check_all(samples)
+        out: dict[str, float] = {}
+        for start in range(0, len(samples), max(1, batch_size)):
+            chunk = samples[start : start + max(1, batch_size)]
+            with self._torch.no_grad():
+                pred = self.model([self.graph(s).to(self.device) for s in chunk], task="e")
+            # pred["e"] is per atom (is_intensive); report the total
+            for s, e in zip(chunk, pred["e"].double().cpu().numpy(), strict=True):
+                out[s.sample_id] = float(e) * len(s.atoms)
+        return out
+
+    def _forward(self, graphs: list) -> list[np.ndarray]:
+        torch = self._torch
+        with torch.no_grad():
+            pred = self.model([g.to(self.device) for g in graphs], task="e", return_crystal_feas=True)
+        fea = pred["crystal_fea"].double()
+        if self._divide_by_n:
+            fea = fea / pred["atoms_per_graph"].to(fea.dtype)[:, None]
+        return list(fea.cpu().numpy())
