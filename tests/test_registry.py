@@ -155,3 +155,11 @@ def test_missing_field_and_mismatched_file_name(cards, tmp_path):
     (tmp_path / "bad.yaml").write_text("model_id: [unclosed")
     with pytest.raises(CardError, match="bad.yaml"):
         load_card("bad", cards_dir=tmp_path)
+
+
+def test_offline_zoo_adapter_classes_resolve(cards):
+    """The adapter named by each offline-zoo card exists (importing an adapter module imports no model library)."""
+    adapters = pytest.importorskip("precompute.adapters")
+    for mid in OFFLINE_ZOO:
+        cls = adapters.resolve_adapter_class(cards[mid]["adapter"])
+        assert callable(cls), mid
