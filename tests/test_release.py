@@ -238,7 +238,7 @@ def test_bad_cell_named(tables, table, column, row, value):
 
 def test_missing_and_unknown_columns(tables):
     for name, df in tables.items():
-        col = TABLES[name].column_names[-1]
+        col = [c.name for c in TABLES[name].columns if not c.optional][-1]
         with pytest.raises(SchemaError, match=f"table '{name}', column '{col}'.*missing"):
             validate_table(name, df.drop(columns=[col]))
         with pytest.raises(SchemaError, match="unknown column"):
@@ -305,3 +305,27 @@ def test_metric_definitions_match_metrics(tables, tmp_path):
     md = pd.read_parquet(path / "metric_definitions.parquet")
     assert list(md["metric"]) == list(METRICS)
     assert dict(zip(md["metric"], md["has_k"], strict=True)) == {m: d.has_k for m, d in METRICS.items()}
+
+
+def test_optional_columns_filled_with_null(tables):
+    arrow = validate_table("models", tables["models"])
+    assert arrow.column("license").null_count == len(tables["models"])
+    assert "license" not in tables["models"].columns
+
+
+def test_tables_from_real_cards(tables, tmp_path):
+    """models/datasets tables built from the registry's model cards and the dataset cards validate."""
+    from precompute.datasets import dataset_card
+    from precompute.registry import card_hash, load_cards
+    from precompute.release.tables import datasets_table, models_table
+
+    cards = load_cards()
+    models = models_table(cards, card_hash=card_hash)
+    arrow = validate_table("models", models)
+    assert arrow.num_rows == len(cards) and arrow.column("card_hash").null_count == 0
+    assert sorted(models["model_id"]) == sorted(cards)
+    ds = datasets_table([dataset_card("qm9")], {"qm9": 100})
+    validate_table("datasets", ds)
+    assert ds["in_distribution_for"][0] == ["qm9"]
+    with pytest.raises(ValueError, match="qm9"):
+        datasets_table([dataset_card("qm9")], {})

@@ -1,6 +1,7 @@
 """Versioned, checksummed Parquet releases (see docs/RELEASE_FORMAT.md)."""
 
 from .schema import METRICS, REQUIRED_TABLES, TABLES, SchemaError, validate_release_tables, validate_table
+from .tables import datasets_table, models_table
 from .writer import ReleaseExistsError, write_latest, write_release
 
 __all__ = [
@@ -9,6 +10,8 @@ __all__ = [
     "TABLES",
     "ReleaseExistsError",
     "SchemaError",
+    "datasets_table",
+    "models_table",
     "validate_release_tables",
     "validate_table",
     "write_latest",

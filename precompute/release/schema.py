@@ -148,7 +148,8 @@ _ARROW = {
 @dataclass(frozen=True)
 class Column:
     """One column: dtype in DTYPES; nullable; enum = allowed values; finite = no NaN/inf (float);
-    min/max = inclusive bounds on non-null numeric values."""
+    min/max = inclusive bounds on non-null numeric values; optional = may be left out of the DataFrame (then
+    written as all null; only for nullable columns)."""
 
     name: str
     dtype: str
@@ -158,6 +159,7 @@ class Column:
     min: float | None = None
     max: float | None = None
     doc: str = ""
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ TABLES: dict[str, TableSchema] = {
                 C("source", "string", enum=SOURCES),
                 C("checkpoint", "string", nullable=True),
                 C("citation", "string", nullable=True),
+                C("license", "string", nullable=True, optional=True, doc="licence of the checkpoint/code"),
+                C("card_hash", "string", nullable=True, optional=True, doc="registry.card_hash of the model card"),
             ),
             key=("model_id",),
             doc="one row per model (from the model cards)",
@@ -431,6 +435,9 @@ def validate_table(name: str, df: pd.DataFrame) -> pa.Table:
     schema = TABLES[name]
     if not isinstance(df, pd.DataFrame):
         raise SchemaError(name, None, None, f"expected a pandas DataFrame, got {type(df).__name__}")
+    absent_optional = [c.name for c in schema.columns if c.optional and c.name not in df.columns]
+    if absent_optional:
+        df = df.assign(**{c: [None] * len(df) for c in absent_optional})
     missing = [c for c in schema.column_names if c not in df.columns]
     if missing:
         raise SchemaError(name, missing[0], None, f"missing column(s) {missing}")
