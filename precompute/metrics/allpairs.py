@@ -43,12 +43,15 @@ def cosine_caches(
     *,
     backend: Backend = "numpy",
     device: str = "cpu",
+    duplicates: str = "raise",
 ) -> dict[str, NeighbourCache]:
     """One cosine neighbour cache per representation, after the recorded kernel preprocessing."""
     out = {}
     for name, X in features.items():
         Xp = kernel_features(as_representation(X, name), prep, name)
-        cache = build_neighbour_cache(Xp, k_max, "cosine", backend=backend, device=device, name=name)
+        cache = build_neighbour_cache(
+            Xp, k_max, "cosine", backend=backend, device=device, name=name, duplicates=duplicates
+        )
         out[name] = NeighbourCache(cache.indices, cache.scores, cache.kind, {**cache.options, **prep.as_dict()})
     return out
 
@@ -103,6 +106,7 @@ def information_imbalance_all_pairs(
     euclidean_caches: Mapping[str, NeighbourCache] | None = None,
     backend: Backend = "numpy",
     device: str = "cpu",
+    duplicates: str = "raise",
 ) -> list[PairResult]:
     """Δ(A → B; k) for every ordered pair and every k, with one tiled pass over each B."""
     feats = {m: as_representation(X, m) for m, X in features.items()}
@@ -114,7 +118,9 @@ def information_imbalance_all_pairs(
     k_max = max(ks)
     if euclidean_caches is None:
         euclidean_caches = {
-            m: build_neighbour_cache(feats[m], k_max, "euclidean", backend=backend, device=device, name=m)
+            m: build_neighbour_cache(
+                feats[m], k_max, "euclidean", backend=backend, device=device, name=m, duplicates=duplicates
+            )
             for m in names
         }
     results = []

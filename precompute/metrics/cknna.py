@@ -79,6 +79,7 @@ def cknna(
     clip_quantile: float | None = None,
     normalize: bool = True,
     eps: float = 0.0,
+    duplicates: str = "raise",
 ) -> float:
     """CKNNA(A, B; k) for (N, Da) and (N, Db) embeddings of the same N samples; see the module docstring.
 
@@ -89,6 +90,6 @@ def cknna(
     check_same_samples(A, B)
     k = check_k(k, A.shape[0])
     prep = KernelPreprocessing(clip_quantile, normalize)
-    cache_a = build_neighbour_cache(kernel_features(A, prep, "A"), k, "cosine", name="A")
-    cache_b = build_neighbour_cache(kernel_features(B, prep, "B"), k, "cosine", name="B")
+    cache_a = build_neighbour_cache(kernel_features(A, prep, "A"), k, "cosine", name="A", duplicates=duplicates)
+    cache_b = build_neighbour_cache(kernel_features(B, prep, "B"), k, "cosine", name="B", duplicates=duplicates)
     return float(cknna_from_caches(cache_a, cache_b, k, eps=eps))

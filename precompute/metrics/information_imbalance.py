@@ -21,7 +21,7 @@ import numpy as np
 from ._checks import as_representation, check_k, check_not_constant, check_same_samples
 from .neighbours import Backend, build_neighbour_cache
 
-_DEFAULT_TILE_BYTES = 32 * 2**20
+_DEFAULT_TILE_BYTES = 16 * 2**20
 
 
 def ranks_in(
@@ -78,7 +78,7 @@ def imbalance_from_ranks(ranks: np.ndarray, k: int) -> float:
     return float(2.0 * ranks[:, :k].sum(dtype=np.float64) / (n * n * k))
 
 
-def information_imbalance(A: np.ndarray, B: np.ndarray, k: int = 1) -> float:
+def information_imbalance(A: np.ndarray, B: np.ndarray, k: int = 1, *, duplicates: str = "raise") -> float:
     """Δ(A → B; k) for (N, Da), (N, Db) embeddings of the same samples (Euclidean, no preprocessing)."""
     A = as_representation(A, "A")
     B = as_representation(B, "B")
@@ -86,5 +86,5 @@ def information_imbalance(A: np.ndarray, B: np.ndarray, k: int = 1) -> float:
     k = check_k(k, A.shape[0])
     check_not_constant(A, "A")
     check_not_constant(B, "B")
-    nbrs = build_neighbour_cache(A, k, "euclidean", name="A").indices
+    nbrs = build_neighbour_cache(A, k, "euclidean", name="A", duplicates=duplicates).indices
     return imbalance_from_ranks(ranks_in(B, {"A": nbrs})["A"], k)

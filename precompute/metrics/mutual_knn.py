@@ -29,7 +29,13 @@ def mutual_knn_from_caches(cache_a: NeighbourCache, cache_b: NeighbourCache, k: 
 
 
 def mutual_knn(
-    A: np.ndarray, B: np.ndarray, k: int, *, clip_quantile: float | None = None, normalize: bool = True
+    A: np.ndarray,
+    B: np.ndarray,
+    k: int,
+    *,
+    clip_quantile: float | None = None,
+    normalize: bool = True,
+    duplicates: str = "raise",
 ) -> float:
     """mutual_knn(A, B; k) for embeddings of the same N samples; see the module docstring."""
     A = as_representation(A, "A")
@@ -37,6 +43,6 @@ def mutual_knn(
     check_same_samples(A, B)
     k = check_k(k, A.shape[0])
     prep = KernelPreprocessing(clip_quantile, normalize)
-    cache_a = build_neighbour_cache(kernel_features(A, prep, "A"), k, "cosine", name="A")
-    cache_b = build_neighbour_cache(kernel_features(B, prep, "B"), k, "cosine", name="B")
+    cache_a = build_neighbour_cache(kernel_features(A, prep, "A"), k, "cosine", name="A", duplicates=duplicates)
+    cache_b = build_neighbour_cache(kernel_features(B, prep, "B"), k, "cosine", name="B", duplicates=duplicates)
     return float(mutual_knn_from_caches(cache_a, cache_b, k))

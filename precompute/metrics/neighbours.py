@@ -19,13 +19,13 @@ from typing import Literal
 
 import numpy as np
 
-from ._checks import as_representation, check_k, check_not_constant
+from ._checks import as_representation, check_k, check_not_constant, first_duplicate_pair
 
 Kind = Literal["cosine", "euclidean"]
 Backend = Literal["numpy", "torch"]
 
 _MARGIN = 8  # extra candidates re-scored exactly, so round-off in the matrix product cannot change the top k_max
-_DEFAULT_TILE_BYTES = 32 * 2**20
+_DEFAULT_TILE_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -60,18 +60,18 @@ class NeighbourCache:
         return self.indices[:, :k], self.scores[:, :k]
 
 
-def _tile_rows(n: int, tile_bytes: int) -> int:
-    return int(max(1, min(n, tile_bytes // (8 * max(n, 1)))))
+def _tile_rows(n: int, d: int, c: int, tile_bytes: int) -> int:
+    """Rows per tile so that the (t x N) block and the (t x c x D) candidate gather each fit in tile_bytes."""
+    return int(max(1, min(n, tile_bytes // (8 * max(n, 1)), tile_bytes // (8 * max(c * d, 1)))))
 
 
 def _exact_scores(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, kind: Kind) -> np.ndarray:
     """Exact float64 score of each (row, candidate) pair: dot product or Euclidean distance."""
-    q = X[rows][:, None, :]
     c = X[cand]
     if kind == "cosine":
-        return (q * c).sum(-1)
-    diff = c - q
-    return np.sqrt((diff * diff).sum(-1))
+        return np.einsum("tcd,td->tc", c, X[rows])
+    c -= X[rows][:, None, :]
+    return np.sqrt(np.einsum("tcd,tcd->tc", c, c))
 
 
 def _order(scores: np.ndarray, cand: np.ndarray, kind: Kind) -> np.ndarray:
@@ -89,12 +89,14 @@ def _exact_row(X: np.ndarray, i: int, k: int, kind: Kind) -> tuple[np.ndarray, n
 
 
 def _candidates_numpy(X: np.ndarray, sq: np.ndarray, start: int, stop: int, c: int, kind: Kind) -> np.ndarray:
-    block = X[start:stop] @ X.T
+    key = X[start:stop] @ X.T  # becomes the ranking key in place: smaller is better
     rows = np.arange(stop - start)
     if kind == "cosine":
-        key = -block
+        np.negative(key, out=key)
     else:
-        key = sq[start:stop, None] + sq[None, :] - 2.0 * block
+        key *= -2.0
+        key += sq[start:stop, None]
+        key += sq[None, :]
     key[rows, rows + start] = np.inf
     if c >= X.shape[0] - 1:
         return np.argsort(key, axis=1, kind="stable")[:, :c]
@@ -121,19 +123,32 @@ def build_neighbour_cache(
     tile_bytes: int = _DEFAULT_TILE_BYTES,
     name: str = "X",
     torch_dtype: str = "float64",
+    duplicates: Literal["raise", "keep"] = "raise",
 ) -> NeighbourCache:
     """Exact top-k_max neighbours of each row of X (already preprocessed), self excluded.
 
     kind "cosine": rows must already be L2-normalised (see preprocess.kernel_features); score = x_i·x_j, largest
     first. kind "euclidean": score = ||x_i - x_j||, smallest first. Memory: the (N, k_max) result plus one
     (tile x N) block of at most `tile_bytes` (float64).
+
+    duplicates: identical rows are exact ties, so which of them is "the" neighbour would depend only on the sample
+    order. "raise" (default) refuses them, naming the first pair; "keep" applies the lower-index rule.
     """
     X = as_representation(X, name)
     n = X.shape[0]
     k_max = check_k(k_max, n, "k_max")
     check_not_constant(X, name)
+    if duplicates == "raise":
+        pair = first_duplicate_pair(X)
+        if pair is not None:
+            raise ValueError(
+                f"{name}: rows {pair[0]} and {pair[1]} are identical{' after preprocessing' if kind == 'cosine' else ''}"
+                "; neighbour order among duplicates is arbitrary. Deduplicate the samples or pass duplicates='keep'"
+            )
+    elif duplicates != "keep":
+        raise ValueError(f"duplicates must be 'raise' or 'keep', got {duplicates!r}")
     c = min(k_max + _MARGIN, n - 1)
-    t = _tile_rows(n, tile_bytes)
+    t = _tile_rows(n, X.shape[1], c, tile_bytes)
     sq = np.einsum("ij,ij->i", X, X)
     if backend == "torch":
         import torch
