@@ -135,3 +135,101 @@ def test_unknown_dataset_and_missing_path():
         load_dataset("nope")
     with pytest.raises(DatasetError, match="omat24.*path"):
         load_dataset("omat24")
+
+
+# ---------------------------------------------------------------- OMat24 / sAlex / OMol25 (.aselmdb fixtures)
+
+
+def _write_aselmdb(path, structures, data_fn):
+    import ase.db
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with ase.db.connect(str(path)) as db:
+        for i, (atoms, energy) in enumerate(structures):
+            atoms = atoms.copy()
+            if energy is not None:
+                atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.zeros((len(atoms), 3)))
+            db.write(atoms, data=data_fn(i))
+
+
+@pytest.fixture(scope="module")
+def omat_dir(tmp_path_factory):
+    from ase.build import bulk
+
+    root = tmp_path_factory.mktemp("omat")
+    cu = [(bulk("Cu", "fcc", a=3.6).repeat((1, 1, k + 1)), -3.7 * (k + 1)) for k in range(4)]
+    nacl = [(bulk("NaCl", "rocksalt", a=5.64), -27.1), (bulk("Si", "diamond", a=5.43), -10.8)]
+    _write_aselmdb(root / "rattled-300" / "data.0000.aselmdb", cu, lambda i: {"sid": f"cu-{i}"})
+    _write_aselmdb(root / "aimd" / "data.0000.aselmdb", nacl, lambda i: {})
+    return root
+
+
+def test_omat24_folder_ids_energies_and_structure(omat_dir):
+    samples = load_dataset("omat24", path=str(omat_dir))
+    ids = [s.sample_id for s in samples]
+    assert len(ids) == 6 and len(set(ids)) == 6
+    # rows with a sid use it; rows without get file:row ids (files sorted: aimd/ before rattled-300/)
+    assert ids[:2] == ["omat24:aimd/data.0000.aselmdb:1", "omat24:aimd/data.0000.aselmdb:2"]
+    assert ids[2:] == ["omat24:cu-0", "omat24:cu-1", "omat24:cu-2", "omat24:cu-3"]
+    cu2 = samples[4]
+    assert len(cu2.atoms) == 3 and cu2.atoms.pbc.all() and cu2.atoms.calc is None
+    assert cu2.labels["energy"].value == pytest.approx(-11.1) and cu2.labels["energy"].unit == "eV"
+    assert cu2.labels["energy_per_atom"].value == pytest.approx(-3.7)
+    assert cu2.meta["source_file"] == "rattled-300/data.0000.aselmdb"
+    nacl = samples[0]
+    assert nacl.atoms.get_chemical_formula() == "ClNa"
+    assert np.allclose(nacl.atoms.cell.volume, 5.64**3 / 4)
+
+
+def test_aselmdb_subsample_deterministic_prefix_and_paths(omat_dir):
+    a = [s.sample_id for s in load_dataset("salex", n=4, seed=1, path=str(omat_dir))]
+    b = [s.sample_id for s in load_dataset("salex", n=4, seed=1, path=str(omat_dir))]
+    c = [s.sample_id for s in load_dataset("salex", n=2, seed=1, path=str(omat_dir))]
+    assert a == b and c == a[:2] and all(x.startswith("salex:") for x in a)
+    one_file = load_dataset("omat24", path=str(omat_dir / "aimd" / "data.0000.aselmdb"))
+    assert [s.sample_id for s in one_file] == ["omat24:data.0000.aselmdb:1", "omat24:data.0000.aselmdb:2"]
+    globbed = load_dataset("omat24", path=str(omat_dir / "*" / "*.aselmdb"))
+    assert len(globbed) == 6
+    with pytest.raises(DatasetError, match="n=7"):
+        load_dataset("omat24", n=7, path=str(omat_dir))
+
+
+def test_omol25_charge_and_spin_from_row_data(tmp_path):
+    from ase.build import molecule
+
+    mols = [(molecule("H2O"), -2080.1), (molecule("CH3"), -1086.3), (molecule("NH3"), -1536.9)]
+    spins = [1, 2, 1]
+    charges = [0, 0, 1]
+    _write_aselmdb(tmp_path / "val.aselmdb", mols, lambda i: {"charge": charges[i], "spin": spins[i], "sid": i})
+    samples = load_dataset("omol25", path=str(tmp_path))
+    assert [s.sample_id for s in samples] == ["omol25:0", "omol25:1", "omol25:2"]
+    assert [s.atoms.info["spin"] for s in samples] == spins
+    assert [s.meta["charge"] for s in samples] == charges
+    assert samples[1].labels["energy"].unit == "eV"
+    assert not samples[0].atoms.pbc.any()
+
+
+def test_omol25_without_spin_and_missing_energy_raise(tmp_path):
+    from ase.build import molecule
+
+    _write_aselmdb(tmp_path / "a" / "x.aselmdb", [(molecule("H2O"), -1.0)], lambda i: {"charge": 0})
+    with pytest.raises(DatasetError, match="spin"):
+        load_dataset("omol25", path=str(tmp_path / "a"))
+    _write_aselmdb(tmp_path / "b" / "y.aselmdb", [(molecule("H2O"), None)], lambda i: {"sid": "w"})
+    with pytest.raises(DatasetError, match="omat24:w.*no energy"):
+        load_dataset("omat24", path=str(tmp_path / "b"))
+    assert load_dataset("omat24", path=str(tmp_path / "b"), require_energy=False)[0].labels == {}
+
+
+def test_aselmdb_bad_file_and_missing_path_name_the_file(tmp_path):
+    bad = tmp_path / "broken.aselmdb"
+    bad.write_bytes(b"this is not an lmdb file" * 100)
+    with pytest.raises(DatasetError, match="broken.aselmdb"):
+        load_dataset("omat24", path=str(bad))
+    with pytest.raises(DatasetError, match="no such"):
+        load_dataset("omat24", path=str(tmp_path / "nothing-here"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match="no .aselmdb files"):
+        load_dataset("omat24", path=str(empty))

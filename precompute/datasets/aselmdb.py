@@ -1,0 +1,181 @@
+"""OMat24, sAlex and OMol25 from user-supplied `.aselmdb` files (the format fairchem releases them in).
+
+Each `.aselmdb` file is a single-file LMDB written by `ase_db_backends.aselmdb.LMDBDatabase`; `ase.db.connect`
+opens it once `ase-db-backends` and `lmdb` are installed. We open every file read-only (no lock file, so read-only
+mounts work), list row ids without decoding rows, draw a seeded permutation over all (file, row) pairs and decode only
+the rows asked for.
+
+Sample ids: `<dataset>:<sid>` where the row's data carries the dataset's own `sid`, else
+`<dataset>:<file path relative to the root>:<row id>`. Labels: `energy` in eV (the DFT total energy stored with the
+row) and `energy_per_atom` in eV/atom. OMol25 rows carry `charge` and `spin` (multiplicity) in their data; they are
+copied to `atoms.info` (where fairchem/UMA expect them) and to `meta`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from precompute.datasets.base import DatasetError, Label, Sample
+
+SUFFIX = ".aselmdb"
+
+
+def find_files(path: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[Path, list[Path]]:
+    """Resolve a file, a folder (searched recursively), a glob, or a list of these to (root, sorted files)."""
+    items = [path] if isinstance(path, str | os.PathLike) else list(path)
+    files: set[Path] = set()
+    roots: list[Path] = []
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            files.update(f.resolve() for f in p.rglob(f"*{SUFFIX}"))
+            roots.append(p.resolve())
+        elif p.is_file():
+            files.add(p.resolve())
+            roots.append(p.resolve().parent)
+        else:
+            matched = [Path(m).resolve() for m in glob.glob(str(p), recursive=True)]
+            matched = [m for m in matched if m.is_file()]
+            if not matched:
+                raise DatasetError(f"{item}: no such .aselmdb file or folder")
+            files.update(matched)
+            roots.extend(m.parent for m in matched)
+    if not files:
+        raise DatasetError(f"{path}: no {SUFFIX} files found")
+    root = Path(os.path.commonpath([str(r) for r in roots]))
+    return root, sorted(files)
+
+
+def _connect(path: Path) -> Any:
+    """Open read-only. The file is first checked with plain lmdb so a bad file fails here, naming the file, rather
+    than half-constructing an ase database object."""
+    import ase.db
+    import lmdb
+
+    try:
+        lmdb.open(str(path), subdir=False, readonly=True, lock=False).close()
+    except lmdb.Error as exc:
+        raise DatasetError(f"{path}: not a readable .aselmdb (LMDB) file ({exc})") from None
+    try:
+        return ase.db.connect(str(path), type="aselmdb", use_lock_file=False, readonly=True)
+    except Exception as exc:  # lmdb.Error, ValueError, ... : name the file
+        raise DatasetError(f"{path}: cannot open as .aselmdb ({type(exc).__name__}: {exc})") from None
+
+
+def _row_to_sample(row: Any, dataset_id: str, rel: str, molecular: bool) -> Sample:
+    from ase import Atoms
+
+    data = dict(row.get("data") or {})
+    sid = data.get("sid")
+    sample_id = f"{dataset_id}:{sid}" if sid not in (None, "") else f"{dataset_id}:{rel}:{row.id}"
+    try:
+        numbers = np.asarray(row.numbers, dtype=int)
+        positions = np.asarray(row.positions, dtype=float)
+        atoms = Atoms(numbers=numbers, positions=positions, cell=row.get("cell"), pbc=row.get("pbc"))
+    except Exception as exc:
+        raise DatasetError(f"{sample_id} ({rel}, row {row.id}): bad structure ({exc})") from None
+    if len(atoms) == 0 or not np.isfinite(positions).all():
+        raise DatasetError(f"{sample_id} ({rel}, row {row.id}): empty structure or non-finite positions")
+    labels: dict[str, Label] = {}
+    energy = row.get("energy")
+    if energy is not None:
+        labels["energy"] = Label(float(energy), "eV")
+        labels["energy_per_atom"] = Label(float(energy) / len(atoms), "eV/atom")
+    meta: dict[str, Any] = {"source_file": rel, "row_id": int(row.id)}
+    for key in ("sid", "data_id", "source"):
+        if key in data:
+            meta[key] = data[key]
+    if molecular:
+        for key in ("charge", "spin"):
+            if key not in data:
+                raise DatasetError(f"{sample_id} ({rel}, row {row.id}): OMol25 row has no {key!r} in its data")
+            atoms.info[key] = int(data[key])
+            meta[key] = int(data[key])
+    return Sample(sample_id=sample_id, atoms=atoms, labels=labels, meta=meta)
+
+
+def load_aselmdb(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    dataset_id: str,
+    n: int | None = None,
+    seed: int = 0,
+    molecular: bool = False,
+    require_energy: bool = True,
+) -> list[Sample]:
+    """Load n rows (all if None) of the .aselmdb files under `path` as Samples.
+
+    Order: all rows in (file, row id) order for n=None, else the first n of `default_rng(seed).permutation`
+    over that list, so a smaller n is a prefix of a larger one. molecular=True (OMol25) requires charge and spin.
+    """
+    root, files = find_files(path)
+    dbs = []
+    try:
+        for f in files:
+            dbs.append(_connect(f))
+        return _load_rows(root, files, dbs, dataset_id, n, seed, molecular, require_energy)
+    finally:
+        for db in dbs:
+            db.close()
+
+
+def _load_rows(
+    root: Path,
+    files: list[Path],
+    dbs: list[Any],
+    dataset_id: str,
+    n: int | None,
+    seed: int,
+    molecular: bool,
+    require_energy: bool,
+) -> list[Sample]:
+    index: list[tuple[int, int]] = [(fi, int(i)) for fi, db in enumerate(dbs) for i in db.ids]
+    if n is None:
+        order = np.arange(len(index))
+    elif n < 0 or n > len(index):
+        raise DatasetError(f"{dataset_id}: asked for n={n} rows but {root} holds {len(index)}")
+    else:
+        order = np.random.default_rng(seed).permutation(len(index))[:n]
+    samples, seen = [], set()
+    for k in order:
+        fi, rid = index[int(k)]
+        rel = os.path.relpath(files[fi], root)
+        try:
+            row = dbs[fi].get(id=rid)
+        except Exception as exc:
+            raise DatasetError(f"{files[fi]}: cannot read row {rid} ({type(exc).__name__}: {exc})") from None
+        s = _row_to_sample(row, dataset_id, rel, molecular)
+        if require_energy and "energy" not in s.labels:
+            raise DatasetError(f"{s.sample_id} ({rel}, row {rid}): no energy stored with the row")
+        if s.sample_id in seen:
+            raise DatasetError(f"{s.sample_id}: duplicate sample id ({rel}, row {rid})")
+        seen.add(s.sample_id)
+        s.meta["dataset"] = dataset_id
+        samples.append(s)
+    return samples
+
+
+def load_omat24(n: int | None = None, seed: int = 0, path: str | None = None, **kw: Any) -> list[Sample]:
+    """OMat24 (periodic inorganic structures; PBE/PBE+U energies in eV)."""
+    return load_aselmdb(_need(path, "omat24"), "omat24", n=n, seed=seed, **kw)
+
+
+def load_salex(n: int | None = None, seed: int = 0, path: str | None = None, **kw: Any) -> list[Sample]:
+    """sAlex (subsampled Alexandria, released with OMat24)."""
+    return load_aselmdb(_need(path, "salex"), "salex", n=n, seed=seed, **kw)
+
+
+def load_omol25(n: int | None = None, seed: int = 0, path: str | None = None, **kw: Any) -> list[Sample]:
+    """OMol25 (molecules with charge and spin; wB97M-V/def2-TZVPD energies in eV)."""
+    return load_aselmdb(_need(path, "omol25"), "omol25", n=n, seed=seed, molecular=True, **kw)
+
+
+def _need(path: str | None, dataset_id: str) -> str:
+    if path is None:
+        raise DatasetError(f"{dataset_id}: needs path= (a .aselmdb file, a folder of them, or a glob)")
+    return path
