@@ -67,6 +67,9 @@ def mutual_knn(A: np.ndarray, B: np.ndarray, k: int) -> float:
 
 
 def cka(A: np.ndarray, B: np.ndarray) -> float:
+    """Linear CKA (biased) after L2 row normalisation (the kernel metrics' preprocessing)."""
+    A = A / np.linalg.norm(A, axis=1, keepdims=True)
+    B = B / np.linalg.norm(B, axis=1, keepdims=True)
     A = A - A.mean(0)
     B = B - B.mean(0)
     return float(np.linalg.norm(A.T @ B) ** 2 / (np.linalg.norm(A.T @ A) * np.linalg.norm(B.T @ B)))

@@ -329,3 +329,26 @@ def test_tables_from_real_cards(tables, tmp_path):
     assert ds["in_distribution_for"][0] == ["qm9"]
     with pytest.raises(ValueError, match="qm9"):
         datasets_table([dataset_card("qm9")], {})
+
+
+def test_fixture_numbers_agree_with_the_metric_engine():
+    """The fixture's dense restatements give the metric engine's numbers (so the test release is honest)."""
+    metrics = pytest.importorskip("precompute.metrics")
+    from tests import _release_fixture as fx
+
+    E = fx.embeddings()["qm9"]
+    A, B = E["mace_a"], E["bert_a"]
+    assert fx.cknna(A, B, 5) == pytest.approx(metrics.cknna(A, B, k=5), abs=1e-9)
+    assert fx.mutual_knn(A, B, 10) == pytest.approx(metrics.mutual_knn(A, B, k=10), abs=1e-9)
+    assert fx.cka(A, B) == pytest.approx(metrics.cka(A, B), abs=1e-9)
+    assert fx.twonn(A) == pytest.approx(metrics.twonn_id(A), abs=1e-9)
+    assert fx.info_imbalance(A, B, 5) == pytest.approx(metrics.information_imbalance(A, B, k=5), abs=1e-9)
+    assert fx.idcor(A, B, 9, 0) == pytest.approx(metrics.idcor(A, B, permutations=9, seed=0), abs=1e-9)
+
+
+def test_code_version_recorded(tables, tmp_path):
+    extra = {k: v for k, v in MANIFEST_EXTRA.items() if k != "code_version"}
+    path = write_release(fresh(tables), extra, tmp_path)
+    from precompute.version import code_version
+
+    assert json.loads((path / "manifest.json").read_text())["code_version"] == code_version()

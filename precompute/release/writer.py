@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -44,31 +43,10 @@ def _sha256_file(path: Path) -> str:
 
 
 def code_version() -> str:
-    """`<package version>+g<git sha>[.dirty]` of this checkout, or the package version alone without git."""
-    version = "0.1.0"
-    try:
-        from importlib.metadata import version as _v
+    """The checkout's code version (`precompute.version.code_version`: git commit, `+dirty` if modified)."""
+    from precompute.version import code_version as _code_version
 
-        version = _v("matter-align")
-    except Exception:  # noqa: BLE001 - not installed as a package
-        pass
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        if sha.returncode != 0:
-            return version
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        suffix = ".dirty" if dirty.stdout.strip() else ""
-        return f"{version}+g{sha.stdout.strip()}{suffix}"
-    except (OSError, subprocess.SubprocessError):
-        return version
+    return _code_version()
 
 
 def _check_manifest_extra(extra: dict) -> dict:
@@ -151,7 +129,7 @@ def write_release(
         `precompute.release.schema.TABLES`); optional pairwise_null, samples, metric_definitions (the latter is
         filled from `schema.METRICS` when absent).
     manifest_extra: {"inputs": [{name, sha256 and/or recipe, ...}], "settings": {...}, ...}; may add keys such as
-        "code_version" (else taken from git), "notes"; may not set release_id, format_version, created, files, tables.
+        "code_version" (else `precompute.version.code_version()`), "notes"; may not set release_id, format_version, created, files, tables.
     releases_root: the folder holding releases (data/releases for the shipped one).
     release_id: None for `YYYY.MM.DD-<hash8>` (see module docstring), or an explicit id (letters, digits, . _ -).
     update_latest: replace `releases_root/latest` with the new id (atomically).
