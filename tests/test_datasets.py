@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -233,3 +235,123 @@ def test_aselmdb_bad_file_and_missing_path_name_the_file(tmp_path):
     empty.mkdir()
     with pytest.raises(DatasetError, match="no .aselmdb files"):
         load_dataset("omat24", path=str(empty))
+
+
+# ---------------------------------------------------------------- PDB / mmCIF (real files in tests/data/pdb)
+
+PDB_DIR = Path(__file__).parent / "data" / "pdb"
+
+
+def _pdb_text(name: str) -> str:
+    import gzip
+
+    p = PDB_DIR / name
+    return gzip.open(p, "rt").read() if name.endswith(".gz") else p.read_text()
+
+
+def test_pdb_folder_one_sample_per_chain_with_sequence_and_structure():
+    skipped: dict[str, str] = {}
+    samples = load_dataset("pdb", path=str(PDB_DIR), skipped=skipped)
+    by_id = {s.sample_id: s for s in samples}
+    assert sorted(by_id) == ["pdb:1i8na:A", "pdb:2xcja:A", "pdb:2xdga:A", "pdb:pept:E"]
+    pept = by_id["pdb:pept:E"]
+    # the 13-residue peptide of pymol's demo; its 80 waters are not residues
+    assert len(pept.sequence) == 13 and pept.sequence.isalpha() and pept.sequence.isupper()
+    assert pept.meta["chain_id"] == "E" and pept.meta["structure_path"] == str((PDB_DIR / "pept.pdb").resolve())
+    assert len(pept.atoms) == 107 and set(pept.atoms.get_chemical_symbols()) <= {"C", "N", "O", "S"}
+    for s in samples:
+        assert not s.atoms.pbc.any()
+        assert s.meta["n_residues"] == len(s.sequence)
+        assert "H" not in s.atoms.get_chemical_symbols()
+        assert Path(s.meta["structure_path"]).is_absolute()
+    assert by_id["pdb:2xdga:A"].meta["pdb_id"] == "2xdg"
+    assert by_id["pdb:2xdga:A"].sequence.startswith("M")
+
+
+def test_pdb_sequence_matches_ca_count_of_the_file():
+    text = _pdb_text("2xdgA.pdb.gz")
+    n_ca = sum(1 for line in text.splitlines() if line.startswith("ATOM") and line[12:16] == " CA ")
+    (s,) = load_dataset("pdb", path=str(PDB_DIR / "2xdgA.pdb.gz"))
+    assert len(s.sequence) == n_ca
+
+
+def test_pdb_subsample_deterministic_and_prefix():
+    a = [s.sample_id for s in load_dataset("pdb", n=3, seed=5, path=str(PDB_DIR))]
+    b = [s.sample_id for s in load_dataset("pdb", n=3, seed=5, path=str(PDB_DIR))]
+    c = [s.sample_id for s in load_dataset("pdb", n=2, seed=5, path=str(PDB_DIR))]
+    assert a == b and c == a[:2] and len(set(a)) == 3
+    with pytest.raises(DatasetError, match="n=9"):
+        load_dataset("pdb", n=9, path=str(PDB_DIR))
+
+
+def test_pdb_blank_chain_becomes_a_and_modified_residue_is_recorded(tmp_path):
+    lines = _pdb_text("2xdgA.pdb.gz").splitlines()
+    blank = [ln[:21] + " " + ln[22:] if ln.startswith(("ATOM", "HETATM", "TER")) else ln for ln in lines]
+    (tmp_path / "d1abca_.ent").write_text("\n".join(blank) + "\n")
+    (s,) = load_dataset("pdb", path=str(tmp_path / "d1abca_.ent"))
+    assert s.sample_id == "pdb:d1abca_:A" and s.meta["original_chain_id"] == " "
+    # turn the first residue (MET 0) into a HETATM selenomethionine, as in many crystal structures
+    mse = []
+    for ln in lines:
+        if ln.startswith("ATOM") and ln[17:20] == "MET" and ln[22:26].strip() == "0":
+            ln = "HETATM" + ln[6:17] + "MSE" + ln[20:]
+            if ln[12:16] == " SD ":
+                ln = ln[:12] + "SE  " + ln[16:76] + "SE" + ln[78:]
+        mse.append(ln)
+    (tmp_path / "mse.pdb").write_text("\n".join(mse) + "\n")
+    (m,) = load_dataset("pdb", path=str(tmp_path / "mse.pdb"))
+    assert m.sequence[0] == "M" and m.meta["nonstandard_residues"] == ["MSE0"]
+    assert "Se" in m.atoms.get_chemical_symbols()
+
+
+def test_pdb_mmcif_gives_the_same_chain(tmp_path):
+    from Bio.PDB import MMCIFIO, PDBParser
+
+    structure = PDBParser(QUIET=True).get_structure("x", str(PDB_DIR / "pept.pdb"))
+    io_ = MMCIFIO()
+    io_.set_structure(structure)
+    io_.save(str(tmp_path / "pept.cif"))
+    (cif,) = load_dataset("pdb", path=str(tmp_path / "pept.cif"))
+    (pdb,) = load_dataset("pdb", path=str(PDB_DIR / "pept.pdb"))
+    assert cif.sequence == pdb.sequence and cif.meta["chain_id"] == "E"
+    assert np.allclose(cif.atoms.positions, pdb.atoms.positions, atol=1e-3)
+
+
+def test_pdb_pisces_filter_and_length_filter(tmp_path):
+    pisces = tmp_path / "cullpdb.txt"
+    pisces.write_text(
+        "PDBchain len method resol rfac freerfac\n2XDG_A 89 XRAY 1.6 0.2 0.2\n1I8NA 100 XRAY 2.0 0.2 0.2\n"
+    )
+    skipped: dict[str, str] = {}
+    samples = load_dataset("pdb", path=str(PDB_DIR), pisces=str(pisces), skipped=skipped)
+    assert sorted(s.sample_id for s in samples) == ["pdb:1i8na:A", "pdb:2xdga:A"]
+    assert skipped["pdb:pept:E"] == "not in the PISCES list"
+    long_only = load_dataset("pdb", path=str(PDB_DIR), min_length=40)
+    assert "pdb:pept:E" not in {s.sample_id for s in long_only}
+
+
+def test_pdb_malformed_files_raise_naming_the_file(tmp_path):
+    lines = _pdb_text("2xdgA.pdb.gz").splitlines()
+    bad = tmp_path / "badcoord.pdb"
+    bad.write_text("\n".join(lines[:5] + [lines[5][:30] + "   abc.def" + lines[5][40:]] + lines[6:]) + "\n")
+    with pytest.raises(DatasetError, match="badcoord.pdb"):
+        load_dataset("pdb", path=str(bad))
+    junk = tmp_path / "junk.pdb"
+    junk.write_text("this is not a structure\n")
+    with pytest.raises(DatasetError, match="junk.pdb.*no atoms"):
+        load_dataset("pdb", path=str(junk))
+    truncated = tmp_path / "trunc.pdb.gz"
+    truncated.write_bytes((PDB_DIR / "2xdgA.pdb.gz").read_bytes()[:300])
+    with pytest.raises(DatasetError, match="trunc.pdb.gz"):
+        load_dataset("pdb", path=str(truncated))
+    with pytest.raises(DatasetError, match="no such"):
+        load_dataset("pdb", path=str(tmp_path / "missing"))
+
+
+def test_pdb_offline_set_from_env_var(tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copy(PDB_DIR / "1i8nA.pdb.gz", tmp_path / "1i8nA.pdb.gz")
+    monkeypatch.setenv("MATTER_ALIGN_PDB_DIR", str(tmp_path))
+    (s,) = load_dataset("pdb")
+    assert s.sample_id == "pdb:1i8na:A" and s.meta["source"] == "offline"
