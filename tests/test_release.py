@@ -352,3 +352,140 @@ def test_code_version_recorded(tables, tmp_path):
     from precompute.version import code_version
 
     assert json.loads((path / "manifest.json").read_text())["code_version"] == code_version()
+
+
+# ---------------------------------------------------------------------------------------------------- end to end
+E2E_MODELS = ["morgan-fp", "coulomb-spectrum", "soap", "ani1x-m0"]
+
+
+@pytest.mark.slow
+def test_end_to_end_mini_release_on_real_qm9(tmp_path):
+    """Real QM9 molecules -> four offline models (three descriptors, the pretrained ANI-1x member 0) -> the metric
+    engine -> write_release -> backend; every number the backend serves equals the metric functions' output."""
+    from io import StringIO
+
+    from Bio import Phylo
+    from Bio.Phylo.TreeConstruction import DistanceMatrix, DistanceTreeConstructor
+
+    import precompute.metrics as M
+    from backend import Release
+    from backend import queries as q
+    from precompute.adapters import build_adapter
+    from precompute.datasets import dataset_card, load_dataset
+    from precompute.registry import card_hash, load_card
+    from precompute.release.tables import datasets_table, models_table
+
+    samples = load_dataset("qm9", n=120, seed=0)
+    cards = {m: load_card(m) for m in E2E_MODELS}
+    results = {m: build_adapter(cards[m]).embed(samples) for m in E2E_MODELS}
+    common = [s.sample_id for s in samples if all(s.sample_id in r.ids for r in results.values())]
+    assert len(common) >= 100
+    emb = {}
+    for m, r in results.items():
+        pos = {sid: i for i, sid in enumerate(r.ids)}
+        emb[m] = np.asarray(r.embeddings, dtype=np.float64)[[pos[s] for s in common]]
+    n = len(common)
+
+    pair = []
+    for a in E2E_MODELS:
+        for b in E2E_MODELS:
+            if a == b:
+                continue
+            base = {"dataset_id": "qm9", "model_a": a, "model_b": b, "n": n, "ci_low": None, "ci_high": None}
+            for k in (5, 10):
+                pair.append({**base, "metric": "cknna", "k": k, "value": M.cknna(emb[a], emb[b], k=k), "p_value": None})
+            pair.append(
+                {**base, "metric": "info_imbalance", "k": 5, "value": M.information_imbalance(emb[a], emb[b], k=5),
+                 "p_value": None}
+            )  # fmt: skip
+            if a < b:
+                v, p = M.idcor(emb[a], emb[b], permutations=9, seed=0)
+                pair.append({**base, "metric": "idcor", "k": None, "value": v, "p_value": p})
+                pair.append({**base, "metric": "cka", "k": None, "value": M.cka(emb[a], emb[b]), "p_value": None})
+    pairwise = pd.DataFrame(pair)[TABLES["pairwise"].column_names]
+
+    ids = []
+    for m in E2E_MODELS:
+        t = M.twonn_details(emb[m])
+        ids.append({"dataset_id": "qm9", "model_id": m, "estimator": "twonn", "value": t.dimension, "ci_low": None,
+                    "ci_high": None, "n": t.n, "n_duplicates": t.n_duplicates})  # fmt: skip
+
+    # energy: per-element reference energies (least squares on element counts) + a ridge read-out of the residual
+    # from the embedding, fitted on the first 80 molecules; per-atom MAE (eV) on the rest
+    by_id = {s.sample_id: s for s in samples}
+    elements = sorted({z for s in common for z in by_id[s].atoms.get_chemical_symbols()})
+    counts = np.array([[by_id[s].atoms.get_chemical_symbols().count(e) for e in elements] for s in common], float)
+    energy_ev = np.array([by_id[s].labels["energy_U0"].value for s in common]) * 27.211386245988
+    n_atoms = counts.sum(1)
+    tr, te = slice(0, 80), slice(80, n)
+    ref, *_ = np.linalg.lstsq(counts[tr], energy_ev[tr], rcond=None)
+    resid = energy_ev - counts @ ref
+    energy = []
+    for m in E2E_MODELS:
+        X = (emb[m] - emb[m][tr].mean(0)) / (emb[m][tr].std(0) + 1e-12)
+        w = np.linalg.solve(X[tr].T @ X[tr] + 10.0 * np.eye(X.shape[1]), X[tr].T @ resid[tr])
+        mae = float(np.mean(np.abs(X[te] @ w - resid[te]) / n_atoms[te]))
+        energy.append({"dataset_id": "qm9", "model_id": m, "mae_per_atom": mae, "n_test": n - 80})
+
+    S = pairwise[(pairwise.metric == "cknna") & (pairwise.k == 10)].pivot(index="model_a", columns="model_b",
+                                                                          values="value")  # fmt: skip
+    names = sorted(E2E_MODELS)
+    S = S.reindex(index=names, columns=names).to_numpy()
+    D = 1 - np.where(np.isnan(S), 1.0, (np.nan_to_num(S, nan=1.0) + np.nan_to_num(S.T, nan=1.0)) / 2)
+    dm = DistanceMatrix(names, [[float(D[i, j]) for j in range(i + 1)] for i in range(len(names))])
+    trees = []
+    for method in ("nj", "upgma"):
+        buf = StringIO()
+        Phylo.write(getattr(DistanceTreeConstructor(), method)(dm), buf, "newick")
+        trees.append(
+            {"dataset_id": "qm9", "metric": "cknna", "k": 10, "method": method, "newick": buf.getvalue().strip()}
+        )
+
+    tables = {
+        "models": models_table(cards, card_hash=card_hash),
+        "datasets": datasets_table([dataset_card("qm9")], {"qm9": n}),
+        "pairwise": pairwise,
+        "intrinsic_dim": pd.DataFrame(ids),
+        "energy": pd.DataFrame(energy),
+        "trees": pd.DataFrame(trees),
+        "samples": pd.DataFrame(
+            {
+                "dataset_id": "qm9",
+                "position": range(n),
+                "sample_id": common,
+                "formula": [by_id[s].atoms.get_chemical_formula() for s in common],
+                "smiles": [by_id[s].smiles for s in common],
+                "n_atoms": n_atoms.astype(int),
+            }
+        ),  # fmt: skip
+    }
+    extra = {
+        "inputs": [{"name": "qm9pack", "recipe": "load_dataset('qm9', n=120, seed=0)"}]
+        + [{"name": m, "recipe": f"card {m}", "sha256": card_hash(cards[m])} for m in E2E_MODELS],
+        "settings": {"k_cknna": [5, 10], "k_information_imbalance": [5], "idcor_permutations": 9, "seed": 0},
+    }
+    path = write_release(tables, extra, tmp_path)
+    r = Release.open(path)
+
+    res = q.matrix(r, "qm9", "cknna", 10, order="cluster")
+    assert sorted(res.order) == names
+    for a in names:
+        for b in names:
+            if a != b:
+                assert res.matrix.at[a, b] == pytest.approx(M.cknna(emb[a], emb[b], k=10), abs=1e-12)
+    cka_m = q.matrix(r, "qm9", "cka")
+    assert cka_m.matrix.at["soap", "ani1x-m0"] == pytest.approx(M.cka(emb["ani1x-m0"], emb["soap"]), abs=1e-12)
+    ii = q.information_imbalance_pairs(r, "qm9", 5, cknna_k=5)
+    row = ii[(ii.model_a == "ani1x-m0") & (ii.model_b == "soap")].iloc[0]
+    assert row.delta_ab == pytest.approx(M.information_imbalance(emb["ani1x-m0"], emb["soap"], k=5), abs=1e-12)
+    assert row.delta_ba == pytest.approx(M.information_imbalance(emb["soap"], emb["ani1x-m0"], k=5), abs=1e-12)
+    assert row.idcor == pytest.approx(M.idcor(emb["ani1x-m0"], emb["soap"], permutations=9, seed=0)[0], abs=1e-12)
+    idd = q.intrinsic_dim(r, "qm9").set_index("model_id")
+    assert idd.at["coulomb-spectrum", "value"] == pytest.approx(M.twonn_id(emb["coulomb-spectrum"]), abs=1e-12)
+    av = q.alignment_vs_mae(r, "qm9", "cknna", 10)
+    assert av["mae_per_atom"].is_monotonic_increasing and av["is_best"].sum() == 1
+    # in-/out-of-distribution from the cards: no model here was trained on QM9
+    assert not q.list_models(r, dataset="qm9")["in_distribution"].any()
+    assert set(q.id_ood_pairs(r, "qm9", "cknna", 10)["pair_class"]) == {"both_ood"}
+    assert set(q.list_models(r, source="pretrained")["model_id"]) == {"ani1x-m0"}
+    assert len(q.list_samples(r, "qm9", limit=1000)) == n
