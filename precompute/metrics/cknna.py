@@ -21,7 +21,7 @@ from .neighbours import NeighbourCache, build_neighbour_cache
 from .preprocess import KernelPreprocessing, kernel_features
 
 
-def _masked_entries(cache_a: NeighbourCache, cache_b: NeighbourCache, k: int):
+def masked_entries(cache_a: NeighbourCache, cache_b: NeighbourCache, k: int):
     """Entries (i, j) with j in both k-lists of row i, and their K_ij, L_ij."""
     n = cache_a.n
     ia, va = cache_a.prefix(k)
@@ -66,7 +66,7 @@ def cknna_from_caches(
         raise ValueError(
             f"degenerate kernel: self-HSIC is {hsic_aa:.3g} (A) and {hsic_bb:.3g} (B) at k = {k}; CKNNA is undefined"
         )
-    rows, cols, x, y = _masked_entries(cache_a, cache_b, k)
+    rows, cols, x, y = masked_entries(cache_a, cache_b, k)
     hsic_ab = sparse_hsic_unbiased(rows, cols, x, y, cache_a.n)
     return hsic_ab / (np.sqrt(hsic_aa * hsic_bb) + eps)
 
