@@ -251,6 +251,32 @@ def list_families(
     return pd.DataFrame(rows, columns=["family", "n_models", "modalities", "sources"])
 
 
+def filter_options(release: Release) -> dict[str, list[str]]:
+    """Every valid value of every filter, e.g. to validate URL parameters before calling a query.
+
+    Keys: model, family, modality, training_set, source, dataset, domain, origin, metric (with values in the
+    release), estimator, method (tree methods stored), order.
+    """
+    out = {
+        name: list(_vocab(release, name))
+        for name in (
+            "model",
+            "family",
+            "modality",
+            "training_set",
+            "source",
+            "dataset",
+            "domain",
+            "origin",
+            "estimator",
+        )
+    }
+    out["metric"] = [m for m in METRICS if m in set(release.query("SELECT DISTINCT metric FROM pairwise")["metric"])]
+    out["method"] = sorted(release.query("SELECT DISTINCT method FROM trees")["method"])
+    out["order"] = list(ORDERS)
+    return out
+
+
 def metric_definitions(release: Release) -> pd.DataFrame:
     """metric, display_name, has_k, symmetric, mirror_fill, higher_is_aligned, value_min, value_max, description."""
     df = release.query("SELECT * FROM metric_definitions ORDER BY metric")
@@ -435,6 +461,78 @@ def matrix_table(result: MatrixResult) -> pd.DataFrame:
     out.insert(0, "dataset_id", result.dataset_id)
     out.insert(1, "metric", result.metric)
     return out
+
+
+@dataclass
+class MatrixDifference:
+    """Two datasets' matrices on the models both have, in one order, and their difference (b - a).
+
+    order: shared model order (family or clustering of dataset_a's matrix); a, b: the two MatrixResults restricted
+    to that order; difference: DataFrame b.matrix - a.matrix (index = columns = order); cells: long form with
+    model_a, model_b, value_a, value_b, difference.
+    """
+
+    dataset_a: str
+    dataset_b: str
+    metric: str
+    k: int | None
+    order: list[str]
+    a: MatrixResult
+    b: MatrixResult
+    difference: pd.DataFrame
+    cells: pd.DataFrame
+
+
+def matrix_difference(
+    release: Release,
+    dataset_a: str,
+    dataset_b: str,
+    metric: str,
+    k: int | None = None,
+    order: str = "family",
+    models: Sequence[str] | None = None,
+) -> MatrixDifference:
+    """Side-by-side matrices of one (metric, k) on two datasets (e.g. in- vs out-of-distribution) and b - a.
+
+    Only models with values on both datasets are kept. k None = the smallest k stored on both.
+    """
+    _dataset(release, dataset_a)
+    _dataset(release, dataset_b)
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {list(METRICS)}")
+    if k is None and METRICS[metric].has_k:
+        common = sorted(set(k_values(release, dataset_a, metric)) & set(k_values(release, dataset_b, metric)))
+        if not common:
+            raise ValueError(f"metric {metric!r} has no k common to {dataset_a!r} and {dataset_b!r}")
+        k = common[0]
+    ra = matrix(release, dataset_a, metric, k, order="family", models=models)
+    rb = matrix(release, dataset_b, metric, k, order="family", models=models)
+    shared = [m for m in ra.order if m in set(rb.order)]
+    if order == "given":
+        if models is None:
+            raise ValueError("order='given' needs a list of models")
+        shared = [m for m in dict.fromkeys(models) if m in set(shared)]
+        ra = matrix(release, dataset_a, metric, k, order="given", models=shared) if shared else ra
+    else:
+        ra = matrix(release, dataset_a, metric, k, order=order, models=shared) if shared else ra
+    ids = ra.order if shared else []
+    rb = matrix(release, dataset_b, metric, k, order="given", models=ids) if ids else rb
+    diff = rb.matrix.loc[ids, ids] - ra.matrix.loc[ids, ids]
+    cells = pd.DataFrame(
+        [
+            {
+                "model_a": x,
+                "model_b": y,
+                "value_a": ra.matrix.at[x, y],
+                "value_b": rb.matrix.at[x, y],
+                "difference": diff.at[x, y],
+            }
+            for x in ids
+            for y in ids
+        ],
+        columns=["model_a", "model_b", "value_a", "value_b", "difference"],
+    )
+    return MatrixDifference(dataset_a, dataset_b, metric, ra.k, ids, ra, rb, diff, cells)
 
 
 def family_block_matrix(

@@ -299,6 +299,28 @@ def test_family_block_matrix(rel, tables):
     assert set(only["family_a"]) == {"MACE", "SOAP"}
 
 
+def test_matrix_difference(rel, tables):
+    d = q.matrix_difference(rel, "qm9", "offeq", "cknna", 10, order="cluster")
+    assert sorted(d.order) == sorted(tables["models"]["model_id"]) and d.a.linkage is not None
+    assert d.a.order == d.order == d.b.order
+    qa, qb = _raw(tables, "qm9", "cknna", 10), _raw(tables, "offeq", "cknna", 10)
+    for r in d.cells.itertuples():
+        if r.model_a != r.model_b:
+            assert r.difference == pytest.approx(qb[(r.model_a, r.model_b)] - qa[(r.model_a, r.model_b)])
+    assert d.k == 10 and q.matrix_difference(rel, "qm9", "offeq", "cknna").k == 5
+    g = q.matrix_difference(rel, "qm9", "offeq", "idcor", order="given", models=["soap", "bert_a"])
+    assert g.order == ["soap", "bert_a"] and g.difference.shape == (2, 2)
+
+
+def test_filter_options(rel, tables):
+    o = q.filter_options(rel)
+    assert o["model"] == sorted(tables["models"]["model_id"])
+    assert o["family"] == sorted(set(tables["models"]["family"]))
+    assert o["training_set"] == sorted({t for ts in tables["models"]["training_sets"] for t in ts})
+    assert set(o["metric"]) == set(tables["pairwise"]["metric"]) and o["method"] == ["nj", "upgma"]
+    assert o["order"] == list(q.ORDERS)
+
+
 # ---------------------------------------------------------------------------------------------------- per model
 def test_intrinsic_dim(rel, tables):
     idd = q.intrinsic_dim(rel, "qm9")
@@ -471,6 +493,7 @@ CALLS_WITH_NAMES = {
         lambda r, v: q.cknna_vs_idcor(r, "qm9", models=[v]),
         lambda r, v: q.pairwise_null(r, "qm9", "cknna", 5, models=[v]),
         lambda r, v: q.tree_for_models(r, "qm9", "cknna", 5, "nj", models=["mace_a", "soap", v]),
+        lambda r, v: q.matrix_difference(r, "qm9", "offeq", "cknna", 5, models=[v]),
     ],
     "dataset": [
         lambda r, v: q.list_models(r, dataset=v),
@@ -492,6 +515,8 @@ CALLS_WITH_NAMES = {
         lambda r, v: q.tree(r, v),
         lambda r, v: q.tree_for_models(r, v),
         lambda r, v: q.list_samples(r, v),
+        lambda r, v: q.matrix_difference(r, v, "offeq", "cknna", 5),
+        lambda r, v: q.matrix_difference(r, "qm9", v, "cknna", 5),
     ],
     "metric": [
         lambda r, v: q.k_values(r, "qm9", v),
@@ -504,6 +529,7 @@ CALLS_WITH_NAMES = {
         lambda r, v: q.pairwise_null(r, "qm9", v),
         lambda r, v: q.tree(r, "qm9", v),
         lambda r, v: q.tree_for_models(r, "qm9", v),
+        lambda r, v: q.matrix_difference(r, "qm9", "offeq", v),
     ],
     "family": [lambda r, v: q.list_models(r, family=v), lambda r, v: q.list_models(r, family=["MACE", v])],
     "modality": [lambda r, v: q.list_models(r, modality=v), lambda r, v: q.list_families(r, modality=v)],
@@ -513,7 +539,10 @@ CALLS_WITH_NAMES = {
     "origin": [lambda r, v: q.list_datasets(r, origin=v)],
     "estimator": [lambda r, v: q.intrinsic_dim(r, "qm9", estimator=v)],
     "method": [lambda r, v: q.tree(r, "qm9", "cknna", 5, v), lambda r, v: q.tree_for_models(r, "qm9", method=v)],
-    "order": [lambda r, v: q.matrix(r, "qm9", "cknna", order=v)],
+    "order": [
+        lambda r, v: q.matrix(r, "qm9", "cknna", order=v),
+        lambda r, v: q.matrix_difference(r, "qm9", "offeq", "cknna", order=v),
+    ],
 }
 
 
@@ -548,6 +577,7 @@ def test_unknown_k_is_error(rel):
         lambda k: q.information_imbalance_pairs(rel, "qm9", 5, cknna_k=k),
         lambda k: q.pairwise_null(rel, "qm9", "cknna", k),
         lambda k: q.tree(rel, "qm9", "cknna", k),
+        lambda k: q.matrix_difference(rel, "qm9", "offeq", "cknna", k),
     ):
         with pytest.raises(ValueError, match="777"):
             call(777)
