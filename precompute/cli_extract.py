@@ -121,7 +121,8 @@ class Progress:
 
             bar = state["bar"]
             if kind == "stage" and bar is None:
-                state["pending_stage"] = ev.get("stage")
+                with self._lock:
+                    tqdm.write(f"[{label}] {ev.get('stage')}", file=sys.stderr)
             elif kind == "start":
                 bar = state["bar"] = tqdm(
                     total=ev.get("n_total"),
@@ -141,6 +142,10 @@ class Progress:
 
         return on_event
 
+    def note(self, text: str) -> None:
+        if self.mode != "none":
+            self._line(text)
+
     def _line(self, text: str) -> None:
         with self._lock:
             print(text, file=sys.stderr, flush=True)
@@ -153,7 +158,7 @@ class Progress:
 @dataclass
 class Outcome:
     model: str
-    status: str  # done | skipped | failed
+    status: str  # done | skipped | failed | planned (--dry-run)
     reason: str = ""
     n_ok: int | None = None
     n_failed: int | None = None
@@ -201,6 +206,8 @@ def run_one(job: Job, args: argparse.Namespace, key: DatasetKey, store: Embeddin
             m = st.meta or {}
             return Outcome(job.model_id, "skipped", "complete in the store", m.get("n_ok"), m.get("n_failed"),
                            path=str(store.npz_path(key, job.model_id)))  # fmt: skip
+        if st.state in ("stale", "corrupt"):
+            progress.note(f"[{job.model_id}] stored entry is {st.state} ({st.reason}); recomputing")
     environment = str(card.get("environment") or "zoo")
     try:
         python = env_python(environment)
@@ -208,6 +215,9 @@ def run_one(job: Job, args: argparse.Namespace, key: DatasetKey, store: Embeddin
         return Outcome(
             job.model_id, "failed", f"card names unknown environment {environment!r} (known: {', '.join(ENVIRONMENTS)})"
         )
+    if args.dry_run:
+        state = "exists" if python.exists() else f"MISSING, create it with: {create_command(environment)}"
+        return Outcome(job.model_id, "planned", f"would run in environment {environment!r}: {python} ({state})")
     if not python.exists():
         return Outcome(
             job.model_id,
@@ -323,6 +333,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--progress", choices=("auto", "bar", "lines", "none"), default="auto", help="bars on a terminal, else lines"
     )
+    p.add_argument("--dry-run", action="store_true", help="show what would be skipped or run, and where; run nothing")
+    p.add_argument("--summary-json", default=None, metavar="PATH", help="also write the summary as JSON to PATH")
 
 
 def _checkpoints(values: list[str], specs: list[str]) -> dict[str, str]:
@@ -376,18 +388,27 @@ def run(args: argparse.Namespace) -> int:
         print("\nmatter-align extract: interrupted; finished chunks are kept, rerun to resume", file=sys.stderr)
         return 130
     print_summary(outcomes, key)
+    if args.summary_json:
+        from dataclasses import asdict
+
+        from precompute.extract.store import atomic_write_json
+
+        atomic_write_json(
+            args.summary_json,
+            {"dataset_key": key.to_dict(), "store": str(store.root.resolve()), "models": [asdict(o) for o in outcomes]},
+        )
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
 def print_summary(outcomes: list[Outcome], key: DatasetKey) -> None:
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-    print(
-        f"\nextract {key.slug}: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed",
-        flush=True,
-    )
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "planned")}
+    head = f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+    if counts["planned"]:
+        head += f", {counts['planned']} to run (dry run)"
+    print(f"\nextract {key.slug}: {head}", flush=True)
     width = max(len(o.model) for o in outcomes) if outcomes else 10
     for o in outcomes:
-        if o.status == "failed":
+        if o.status in ("failed", "planned"):
             detail = o.reason
         else:
             detail = f"{o.n_ok} embedded, {o.n_failed} failed samples"

@@ -41,7 +41,7 @@ def code_version(repo: str | os.PathLike[str] | None = None) -> str:
 
 
 def package_version() -> str:
-    """The installed distribution's version (pyproject ``version``), or ``"unknown"``."""
+    """The installed distribution's version, else pyproject.toml's ``version`` next to this package, or "unknown"."""
     try:
         from importlib.metadata import PackageNotFoundError, version
     except ImportError:  # pragma: no cover
@@ -49,4 +49,10 @@ def package_version() -> str:
     try:
         return version("matter-align")
     except PackageNotFoundError:
+        pass
+    try:  # a source tree that is not installed (e.g. copied to a GPU machine): read pyproject.toml
+        import tomllib
+
+        return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    except (OSError, KeyError, ValueError):
         return "unknown"

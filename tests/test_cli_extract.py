@@ -254,3 +254,20 @@ def test_cli_registry_and_helpers(tmp_path, monkeypatch, capsys):
     assert cli_extract._checkpoints(["m2=b.pt"], ["m1", "m2"]) == {"m2": "b.pt"}
     with pytest.raises(SystemExit):
         cli_extract._checkpoints(["b.pt"], ["m1", "m2"])
+
+
+def test_dry_run_and_summary_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MATTER_ALIGN_PY_ZOO", sys.executable)
+    monkeypatch.setenv("MATTER_ALIGN_PY_SEVENN", str(tmp_path / "absent" / "python"))
+    needs = tmp_path / "needs-sevenn.json"
+    needs.write_text(json.dumps({**make_card("needs-sevenn"), "environment": "sevenn"}))
+    summary = tmp_path / "summary.json"
+    argv = ["extract", "--dataset", "qm9", "--n", "5", "--models", f"{_card(tmp_path)},{needs}", "--dry-run",
+            "--store", str(tmp_path / "store"), "--summary-json", str(summary), "--progress", "none"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 to run (dry run)" in out and "MISSING, create it with: bash precompute/envs/create_sevenn.sh" in out
+    s = json.loads(summary.read_text())
+    assert s["dataset_key"]["slug"] == "qm9_n5_seed0"
+    assert [m["status"] for m in s["models"]] == ["planned", "planned"]
+    assert not (tmp_path / "store").exists()  # nothing ran
