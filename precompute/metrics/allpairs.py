@@ -45,13 +45,14 @@ def cosine_caches(
     backend: Backend = "numpy",
     device: str = "cpu",
     duplicates: str = "raise",
+    tile_bytes: int = 8 * 2**20,
 ) -> dict[str, NeighbourCache]:
     """One cosine neighbour cache per representation, after the recorded kernel preprocessing."""
     out = {}
     for name, X in features.items():
         Xp = kernel_features(as_representation(X, name), prep, name)
         cache = build_neighbour_cache(
-            Xp, k_max, "cosine", backend=backend, device=device, name=name, duplicates=duplicates
+            Xp, k_max, "cosine", backend=backend, device=device, name=name, duplicates=duplicates, tile_bytes=tile_bytes
         )
         out[name] = NeighbourCache(cache.indices, cache.scores, cache.kind, {**cache.options, **prep.as_dict()})
     return out
@@ -132,6 +133,7 @@ def information_imbalance_all_pairs(
     backend: Backend = "numpy",
     device: str = "cpu",
     duplicates: str = "raise",
+    tile_bytes: int = 8 * 2**20,
 ) -> list[PairResult]:
     """Δ(A → B; k) for every ordered pair and every k, with one tiled pass over each B."""
     feats = {m: as_representation(X, m) for m, X in features.items()}
@@ -144,14 +146,21 @@ def information_imbalance_all_pairs(
     if euclidean_caches is None:
         euclidean_caches = {
             m: build_neighbour_cache(
-                feats[m], k_max, "euclidean", backend=backend, device=device, name=m, duplicates=duplicates
+                feats[m],
+                k_max,
+                "euclidean",
+                backend=backend,
+                device=device,
+                name=m,
+                duplicates=duplicates,
+                tile_bytes=tile_bytes,
             )
             for m in names
         }
     results = []
     for b in names:
         lists = {a: euclidean_caches[a].prefix(k_max)[0] for a in names if a != b}
-        ranks = ranks_in(feats[b], lists, backend=backend, device=device)
+        ranks = ranks_in(feats[b], lists, backend=backend, device=device, tile_bytes=tile_bytes)
         for a in lists:
             for k in ks:
                 v = imbalance_from_ranks(ranks[a], k)

@@ -103,14 +103,30 @@ def _candidates_numpy(X: np.ndarray, sq: np.ndarray, start: int, stop: int, c: i
     return np.argpartition(key, c - 1, axis=1)[:, :c]
 
 
-def _candidates_torch(Xt, sqt, start: int, stop: int, c: int, kind: Kind) -> np.ndarray:
+def _tile_torch(Xt, sqt, start: int, stop: int, c: int, kind: Kind) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates, exact float64 re-scoring and (score, index) ordering, all on the torch device."""
     import torch  # optional backend: imported only when asked for
 
-    block = Xt[start:stop] @ Xt.T
-    key = -block if kind == "cosine" else sqt[start:stop, None] + sqt[None, :] - 2.0 * block
+    key = Xt[start:stop] @ Xt.T
+    if kind == "cosine":
+        key.neg_()
+    else:
+        key.mul_(-2.0).add_(sqt[start:stop, None]).add_(sqt[None, :])
     rows = torch.arange(stop - start, device=Xt.device)
     key[rows, rows + start] = torch.inf
-    return torch.topk(key, c, dim=1, largest=False, sorted=False).indices.cpu().numpy()
+    cand = torch.topk(key, c, dim=1, largest=False, sorted=False).indices
+    del key
+    q = Xt[start:stop]
+    cv = Xt[cand]
+    if kind == "cosine":
+        s = torch.einsum("tcd,td->tc", cv, q)
+    else:
+        cv -= q[:, None, :]
+        s = torch.sqrt(torch.einsum("tcd,tcd->tc", cv, cv))
+    cand, by_index = torch.sort(cand, dim=1)
+    s = torch.gather(s, 1, by_index)
+    _, by_score = torch.sort(-s if kind == "cosine" else s, dim=1, stable=True)
+    return torch.gather(cand, 1, by_score).cpu().numpy(), torch.gather(s, 1, by_score).cpu().numpy()
 
 
 def build_neighbour_cache(
@@ -163,15 +179,15 @@ def build_neighbour_cache(
     redo: list[int] = []
     for start in range(0, n, t):
         stop = min(n, start + t)
+        rows = np.arange(start, stop)
         if backend == "torch":
-            cand = _candidates_torch(Xt, sqt, start, stop, c, kind)
+            cand, s = _tile_torch(Xt, sqt, start, stop, c, kind)
         else:
             cand = _candidates_numpy(X, sq, start, stop, c, kind)
-        rows = np.arange(start, stop)
-        s = _exact_scores(X, rows, cand, kind)
-        order = _order(s, cand, kind)
-        cand = np.take_along_axis(cand, order, 1)
-        s = np.take_along_axis(s, order, 1)
+            s = _exact_scores(X, rows, cand, kind)
+            order = _order(s, cand, kind)
+            cand = np.take_along_axis(cand, order, 1)
+            s = np.take_along_axis(s, order, 1)
         indices[start:stop] = cand[:, :k_max]
         scores[start:stop] = s[:, :k_max]
         if c < n - 1:  # an exact tie at the boundary may continue outside the candidate set
