@@ -97,6 +97,17 @@ def test_resume_keeps_finished_chunks(tmp_path):
     assert st.read(KEY, "m1").ids == IDS
 
 
+def test_damaged_part_is_recomputed(tmp_path):
+    st = EmbeddingStore(tmp_path)
+    with st.open_run(KEY, "m1", IDS, chunk_size=4) as run:
+        _fill(run)
+        run.part_path(1).write_bytes(b"not an npz")
+    with st.open_run(KEY, "m1", IDS, chunk_size=4) as run:
+        assert run.pending_chunks() == []  # existence only
+        assert run.pending_chunks(verify=True) == [1]
+        assert not run.part_path(1).exists()
+
+
 def test_parts_from_a_different_run_are_discarded(tmp_path):
     st = EmbeddingStore(tmp_path)
     with st.open_run(KEY, "m1", IDS, chunk_size=4, run_info={"card_hash": "old"}) as run:

@@ -549,11 +549,15 @@ class ChunkRun:
             return None
         return {"ids": ids, "embeddings": emb, "failures": failures, "seconds": float(a["seconds"])}
 
-    def done_chunks(self) -> list[int]:
+    def done_chunks(self, verify: bool = False) -> list[int]:
+        """Chunks with a part file; with ``verify``, only parts that load and match (a damaged part is deleted)."""
+        if verify:
+            return [i for i in range(self.n_chunks) if self.read_part(i) is not None]
         return [i for i in range(self.n_chunks) if self.part_path(i).exists()]
 
-    def pending_chunks(self) -> list[int]:
-        done = set(self.done_chunks())
+    def pending_chunks(self, verify: bool = False) -> list[int]:
+        """Chunks still to compute (see :meth:`done_chunks` for ``verify``)."""
+        done = set(self.done_chunks(verify))
         return [i for i in range(self.n_chunks) if i not in done]
 
     def write_chunk(

@@ -224,7 +224,7 @@ def run(args: argparse.Namespace, report: Reporter) -> int:
     with store.open_run(key, model_id, sample_ids, chunk_size=args.chunk_size, run_info=run_info) as chunks:
         if chunks.discarded_reason:
             print(f"worker: discarded old parts: {chunks.discarded_reason}", file=sys.stderr)
-        pending = chunks.pending_chunks()
+        pending = chunks.pending_chunks(verify=True)  # a damaged part is recomputed, not merged
         n_done = sum(len(chunks.chunk_ids(i)) for i in range(chunks.n_chunks) if i not in set(pending))
         device, device_name = args.device, None
         model_seconds = 0.0
