@@ -125,6 +125,17 @@ def _metric_k(release: Release, dataset: str, metric: str, k: int | None) -> tup
     return metric, None
 
 
+def _meta_maps(release: Release) -> tuple[dict[str, str], dict[str, str]]:
+    """model_id -> display_name and model_id -> family (cached on the immutable release)."""
+    if "_meta_maps" not in release._vocab_cache:
+        df = release.query("SELECT model_id, display_name, family FROM models")
+        release._vocab_cache["_meta_maps"] = (
+            dict(zip(df["model_id"], df["display_name"], strict=True)),
+            dict(zip(df["model_id"], df["family"], strict=True)),
+        )
+    return release._vocab_cache["_meta_maps"]
+
+
 def _model_meta(release: Release) -> pd.DataFrame:
     df = release.query("SELECT model_id, display_name, family, source, modality, training_sets FROM models")
     return _fix_lists(df).set_index("model_id")
@@ -431,9 +442,10 @@ def matrix(
     else:
         missing, ids = [], sorted(present)
     ids = ids if order == "given" else _family_order(meta, ids)
-    values = pd.DataFrame(np.nan, index=pd.Index(ids, name="model_a"), columns=pd.Index(ids, name="model_b"))
-    for a, b, v in zip(cells["model_a"], cells["model_b"], cells["value"], strict=True):
-        values.at[a, b] = v
+    arr = np.full((len(ids), len(ids)), np.nan)
+    p0 = {m: i for i, m in enumerate(ids)}
+    arr[cells["model_a"].map(p0).to_numpy(int), cells["model_b"].map(p0).to_numpy(int)] = cells["value"].to_numpy(float)
+    values = pd.DataFrame(arr, index=pd.Index(ids, name="model_a"), columns=pd.Index(ids, name="model_b"))
     link, dist = None, None
     if order == "cluster" and len(ids) >= 2:
         dist = _distance_matrix(values, METRICS[metric].higher_is_aligned)
@@ -442,13 +454,14 @@ def matrix(
         values = values.loc[ids, ids]
         dist = dist.loc[ids, ids]
     pos = {m: i for i, m in enumerate(ids)}
+    names, fams = _meta_maps(release)
     cells = cells.assign(
-        display_name_a=[meta.at[m, "display_name"] for m in cells["model_a"]],
-        display_name_b=[meta.at[m, "display_name"] for m in cells["model_b"]],
-        family_a=[meta.at[m, "family"] for m in cells["model_a"]],
-        family_b=[meta.at[m, "family"] for m in cells["model_b"]],
-        row=[pos[m] for m in cells["model_a"]],
-        col=[pos[m] for m in cells["model_b"]],
+        display_name_a=cells["model_a"].map(names),
+        display_name_b=cells["model_b"].map(names),
+        family_a=cells["model_a"].map(fams),
+        family_b=cells["model_b"].map(fams),
+        row=cells["model_a"].map(pos).astype("int64"),
+        col=cells["model_b"].map(pos).astype("int64"),
     )
     cells = cells.sort_values(["row", "col"]).reset_index(drop=True)
     cells["k"] = pd.array([k] * len(cells), dtype="Int64")
@@ -517,19 +530,17 @@ def matrix_difference(
         ra = matrix(release, dataset_a, metric, k, order=order, models=shared) if shared else ra
     ids = ra.order if shared else []
     rb = matrix(release, dataset_b, metric, k, order="given", models=ids) if ids else rb
-    diff = rb.matrix.loc[ids, ids] - ra.matrix.loc[ids, ids]
+    va, vb = ra.matrix.loc[ids, ids].to_numpy(float), rb.matrix.loc[ids, ids].to_numpy(float)
+    diff = pd.DataFrame(vb - va, index=pd.Index(ids, name="model_a"), columns=pd.Index(ids, name="model_b"))
+    m = len(ids)
     cells = pd.DataFrame(
-        [
-            {
-                "model_a": x,
-                "model_b": y,
-                "value_a": ra.matrix.at[x, y],
-                "value_b": rb.matrix.at[x, y],
-                "difference": diff.at[x, y],
-            }
-            for x in ids
-            for y in ids
-        ],
+        {
+            "model_a": np.repeat(np.asarray(ids, dtype=object), m),
+            "model_b": np.tile(np.asarray(ids, dtype=object), m),
+            "value_a": va.ravel(),
+            "value_b": vb.ravel(),
+            "difference": (vb - va).ravel(),
+        },
         columns=["model_a", "model_b", "value_a", "value_b", "difference"],
     )
     return MatrixDifference(dataset_a, dataset_b, metric, ra.k, ids, ra, rb, diff, cells)
@@ -845,7 +856,7 @@ def information_imbalance_pairs(
         idp = {(a, b): v for a, b, v in zip(c["model_a"], c["model_b"], c["p_value"], strict=True)}
     except ValueError:
         pass
-    meta = _model_meta(release)
+    _, fam = _meta_maps(release)
     pairs = sorted({tuple(sorted(p)) for p in fwd if p[0] != p[1]})
     rows = []
     for a, b in pairs:
@@ -853,8 +864,8 @@ def information_imbalance_pairs(
             {
                 "model_a": a,
                 "model_b": b,
-                "family_a": meta.at[a, "family"],
-                "family_b": meta.at[b, "family"],
+                "family_a": fam[a],
+                "family_b": fam[b],
                 "k": k,
                 "delta_ab": fwd.get((a, b), np.nan),
                 "delta_ba": fwd.get((b, a), np.nan),
@@ -883,7 +894,7 @@ def cknna_vs_idcor(release: Release, dataset: str, models: Sequence[str] | None 
     k_values(release, dataset, "idcor")
     ic = _cells(release, dataset, "idcor", None, ms)
     idc = {(a, b): (v, p) for a, b, v, p in zip(ic["model_a"], ic["model_b"], ic["value"], ic["p_value"], strict=True)}
-    meta = _model_meta(release)
+    _, fam = _meta_maps(release)
     rows = []
     for kk in ks:
         c = _cells(release, dataset, "cknna", kk, ms)
@@ -894,8 +905,8 @@ def cknna_vs_idcor(release: Release, dataset: str, models: Sequence[str] | None 
                 {
                     "model_a": a,
                     "model_b": b,
-                    "family_a": meta.at[a, "family"],
-                    "family_b": meta.at[b, "family"],
+                    "family_a": fam[a],
+                    "family_b": fam[b],
                     "k": kk,
                     "cknna": v,
                     "idcor": iv,
