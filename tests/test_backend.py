@@ -612,3 +612,12 @@ def test_backend_imports_no_torch_or_streamlit():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, f"backend imported: {out.stdout.strip()} {out.stderr[-2000:]}"
+
+
+def test_verify_command(release_path, tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "backend", str(release_path)], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0 and "verified" in ok.stdout and release_path.name in ok.stdout
+    bad = copy_release(release_path, tmp_path)
+    (bad / "samples.parquet").write_bytes(b"PAR1")
+    out = subprocess.run([sys.executable, "-m", "backend", str(bad)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1 and "samples.parquet" in out.stderr
