@@ -20,7 +20,9 @@ from tests._release_fixture import MANIFEST_EXTRA, build_tables
 
 @pytest.fixture(scope="module")
 def tables() -> dict[str, pd.DataFrame]:
-    return build_tables()
+    from precompute.release.schema import metric_definitions_table
+
+    return {**build_tables(), "metric_definitions": metric_definitions_table()}
 
 
 def fresh(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -156,6 +158,7 @@ def test_unknown_table(tables, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- schemas
 def test_every_table_valid(tables):
+    assert set(tables) == set(TABLES)  # the fixture covers every table of the format
     for name, df in tables.items():
         t = validate_table(name, df)
         assert t.num_rows == len(df)
@@ -228,6 +231,11 @@ BAD_CELLS = [
     ("trees", "newick", 1, None),
     ("samples", "sample_id", 3, None),
     ("pairwise_null", "null_std", 0, -0.1),
+    ("pairwise_null", "metric", 1, "cknna; DROP TABLE models"),
+    ("samples", "position", 0, -1),
+    ("metric_definitions", "metric", 0, "cosine"),
+    ("metric_definitions", "has_k", 1, "yes"),
+    ("metric_definitions", "value_max", 2, float("nan")),
 ]
 
 
