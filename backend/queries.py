@@ -157,8 +157,8 @@ def list_models(
     training_set keeps models trained on any of the given tags. dataset keeps models with any result (pairwise,
     intrinsic dimension or energy) on that dataset.
     Columns: every `models` column (model_id, display_name, family, architecture, modality, input_kind,
-    training_sets, equivariance, force_head, params, embedding_dim, layer, pooling, source, checkpoint, citation)
-    plus `in_distribution` (bool: training_sets intersect the dataset's in_distribution_for; null without dataset).
+    training_sets, equivariance, force_head, params, embedding_dim, layer, pooling, source, checkpoint, citation,
+    license, card_hash; see docs/RELEASE_FORMAT.md) plus `in_distribution` (bool: training_sets intersect the dataset's in_distribution_for; null without dataset).
     Sorted by family, display_name, model_id.
     """
     where, params = [], []
