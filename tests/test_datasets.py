@@ -355,3 +355,74 @@ def test_pdb_offline_set_from_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv("MATTER_ALIGN_PDB_DIR", str(tmp_path))
     (s,) = load_dataset("pdb")
     assert s.sample_id == "pdb:1i8na:A" and s.meta["source"] == "offline"
+
+
+# ---------------------------------------------------------------- generated sets (tiny n)
+
+MOSES_HEAD = Path(__file__).parent / "data" / "moses_train_head20.csv"
+FAST_CRYSTALS = {"sources": ["aflow", "ase-bulk"]}  # no Debian CIFs needed
+
+
+def test_crystals_generated_cached_prefix_and_recorded(tmp_path):
+    import json
+
+    a = load_dataset("crystals", n=3, seed=7, path=str(tmp_path), md_fraction=0.0, **FAST_CRYSTALS)
+    assert [s.sample_id for s in a] == ["crystals:000000", "crystals:000001", "crystals:000002"]
+    for s in a:
+        assert s.atoms.pbc.all() and s.atoms.cell.volume > 0
+        assert s.meta["origin"] == "generated" and s.meta["seed"] == 7
+        assert s.meta["seed_source"] in {"aflow", "ase-bulk"}
+        assert 0.0 <= s.meta["strain_max_abs"] <= 0.05 and s.meta["rattle_sigma_A"] <= 0.3
+        assert len(s.atoms) <= 64 and not s.meta["md"]
+    recipe = json.loads(Path(a[0].meta["recipe_path"]).read_text())
+    assert recipe["recipe"]["seed"] == 7 and recipe["n_generated"] == 3 and recipe["dataset_id"] == "crystals"
+    assert recipe["recipe"]["sigma_range_A"] == [0.05, 0.3]
+    spent = recipe["generation_seconds"]
+    # a smaller n is a prefix, read from the cache without generating again
+    b = load_dataset("crystals", n=2, seed=7, path=str(tmp_path), md_fraction=0.0, **FAST_CRYSTALS)
+    assert [s.atoms for s in b] == [s.atoms for s in a[:2]]
+    assert json.loads(Path(b[0].meta["recipe_path"]).read_text())["generation_seconds"] == spent
+    other = load_dataset("crystals", n=3, seed=8, path=str(tmp_path), md_fraction=0.0, **FAST_CRYSTALS)
+    assert [s.atoms for s in other] != [s.atoms for s in a]
+
+
+def test_crystals_md_uses_real_chgnet_and_labels_model_energy(tmp_path):
+    (s,) = load_dataset("crystals", n=1, seed=1, path=str(tmp_path), md_fraction=1.0, md_steps=2, **FAST_CRYSTALS)
+    assert s.meta["md"] and s.meta["md_temperature_K"] in (1000.0, 3000.0)
+    e = s.labels["energy_chgnet"]
+    assert e.unit == "eV" and "energy" not in s.labels  # a model energy is never passed off as DFT
+    assert -15.0 < e.value / len(s.atoms) < 5.0  # CHGNet energies per atom of inorganic solids are a few eV
+
+
+def test_generated_module_imports_no_model_library():
+    import subprocess
+    import sys
+
+    code = "import sys, precompute.datasets.generated; print(sorted(m for m in ('chgnet','tblite','rdkit') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_offeq_molecules_gfn2_md_and_mmff_fallback(tmp_path):
+    m = load_dataset("offeq-molecules", n=2, seed=0, path=str(tmp_path), smiles_source=str(MOSES_HEAD), md_steps=2)
+    assert [s.sample_id for s in m] == ["offeq-molecules:000000", "offeq-molecules:000001"]
+    for s in m:
+        assert s.smiles and not s.atoms.pbc.any() and "H" in s.atoms.get_chemical_symbols()
+        assert s.meta["energy_method"] == "GFN2-xTB (tblite)"
+        assert s.labels["energy"].unit == "eV" and s.labels["energy"].value < 0
+        d = s.atoms.get_all_distances()[np.triu_indices(len(s.atoms), 1)]
+        assert d.min() > 0.7  # MD from a relaxed conformer does not collapse atoms
+    again = load_dataset("offeq-molecules", n=1, seed=0, path=str(tmp_path), smiles_source=str(MOSES_HEAD), md_steps=2)
+    assert again[0].atoms == m[0].atoms
+    fb = load_dataset(
+        "offeq-molecules", n=1, seed=0, path=str(tmp_path), smiles_source=str(MOSES_HEAD), use_tblite=False
+    )
+    assert fb[0].labels["energy_mmff"].unit == "kcal/mol" and "energy" not in fb[0].labels
+    assert fb[0].meta["energy_method"].startswith("MMFF94")
+
+
+def test_offeq_molecules_bad_smiles_source_names_the_file(tmp_path):
+    bad = tmp_path / "no_smiles.csv"
+    bad.write_text("name\nx\n")
+    with pytest.raises(DatasetError, match="no_smiles.csv"):
+        load_dataset("offeq-molecules", n=1, path=str(tmp_path), smiles_source=str(bad))
