@@ -71,7 +71,7 @@ def _parse_elements(text: str, sid: str) -> list[str]:
     inner = str(text).strip()
     if not (inner.startswith("[") and inner.endswith("]")):
         raise DatasetError(f"{sid}: malformed Elements field {text[:60]!r}")
-    syms = [s.strip().strip("'\"") for s in inner[1:-1].split(",") if s.strip()]
+    syms = inner[1:-1].replace("'", "").replace('"', "").replace(" ", "").split(",")
     if not syms or not all(s.isalpha() for s in syms):
         raise DatasetError(f"{sid}: malformed Elements field {text[:60]!r}")
     return syms
@@ -79,16 +79,20 @@ def _parse_elements(text: str, sid: str) -> list[str]:
 
 def _parse_xyz(text: str, sid: str) -> np.ndarray:
     """Parse "[[x,y,z],...]". The CSV keeps QM9's number spellings ("0.", "1.") and Mathematica exponents
-    ("1.2*^-6"), which JSON rejects, so we split by hand."""
+    ("1.2*^-6"), which JSON rejects, so we split by hand (one vectorised float conversion per molecule)."""
     body = str(text).strip().replace(" ", "").replace("*^", "e")
     if not (body.startswith("[[") and body.endswith("]]")):
         raise DatasetError(f"{sid}: malformed XYZ_Ang field {body[:60]!r}")
+    atoms = body[2:-2].split("],[")
+    values = ",".join(atoms).split(",")
+    if len(values) != 3 * len(atoms):
+        raise DatasetError(f"{sid}: XYZ_Ang must be an N x 3 array ({len(values)} numbers for {len(atoms)} atoms)")
     try:
-        arr = np.array([[float(v) for v in atom.split(",")] for atom in body[2:-2].split("],[")], dtype=np.float64)
+        arr = np.array(values, dtype=np.float64).reshape(len(atoms), 3)
     except ValueError as exc:
         raise DatasetError(f"{sid}: malformed XYZ_Ang field ({exc})") from None
-    if arr.ndim != 2 or arr.shape[1] != 3 or not np.isfinite(arr).all():
-        raise DatasetError(f"{sid}: XYZ_Ang must be a finite N x 3 array, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise DatasetError(f"{sid}: XYZ_Ang must be a finite N x 3 array")
     return arr
 
 
