@@ -65,15 +65,17 @@ sys.exit(rc)
 
 
 def test_end_to_end_real_qm9_with_morgan_fingerprints_and_no_model_import(tmp_path):
-    """A real model (RDKit Morgan fingerprint) on 20 real QM9 molecules; the orchestrator imports no model library."""
-    morgan = tmp_path / "morgan-test.yaml"
-    morgan.write_text("model_id: morgan-test\nadapter: descriptors:MorganAdapter\nenvironment: zoo\n"
-                      "options: {radius: 2, n_bits: 1024}\n")  # fmt: skip
+    """A real model (the registry's RDKit Morgan fingerprint card) on 20 real QM9 molecules, next to the test adapter;
+    the orchestrator imports no model library."""
+    from precompute.registry import card_hash, load_card
+
+    card = load_card("morgan-fp")
+    radius, n_bits = card["options"]["radius"], card["options"]["n_bits"]
     counting = _card(tmp_path, fail_every=7)
     store = tmp_path / "store"
     script = _NO_HEAVY.replace("{HEAVY}", repr(set(HEAVY)))
     cmd = [sys.executable, "-c", script, "extract", "--dataset", "qm9", "--n", "20", "--seed", "0", "--device", "cpu",
-           "--models", f"{morgan},{counting}", "--store", str(store), "--progress", "bar"]  # fmt: skip
+           "--models", f"morgan-fp,{counting}", "--store", str(store), "--progress", "bar"]  # fmt: skip
     r = subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     heavy = json.loads(r.stdout.split("HEAVY=")[1].splitlines()[0])
@@ -81,20 +83,20 @@ def test_end_to_end_real_qm9_with_morgan_fingerprints_and_no_model_import(tmp_pa
     assert "2 done, 0 skipped, 0 failed" in r.stdout
 
     key = DatasetKey("qm9", 20, 0)
-    emb = EmbeddingStore(store).read(key, "morgan-test")
+    emb = EmbeddingStore(store).read(key, "morgan-fp")
     from precompute.datasets import load_dataset
 
     samples = load_dataset("qm9", n=20, seed=0)
-    assert emb.ids == [s.sample_id for s in samples] and emb.embeddings.shape == (20, 1024)
+    assert emb.ids == [s.sample_id for s in samples] and emb.embeddings.shape == (20, n_bits)
     from rdkit import Chem
     from rdkit.Chem import rdFingerprintGenerator
 
-    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=1024)
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
     expected = np.stack([gen.GetFingerprintAsNumPy(Chem.MolFromSmiles(s.smiles)) for s in samples]).astype(np.float32)
     np.testing.assert_array_equal(emb.embeddings, expected)
     m = emb.meta
     assert m["device"] == "cpu" and m["code_version"] and m["card_hash"] and m["timing"]["seconds"] >= 0
-    assert m["python"] == sys.executable
+    assert m["python"] == sys.executable and m["card_hash"] == card_hash(card)
 
     # the test adapter recorded its failures with reasons, never dropping them
     c = EmbeddingStore(store).read(key, "test-counting")
