@@ -9,7 +9,7 @@ handy for a quick look at any adapter::
 
 Each frame's `info["sample_id"]` is its id (`info["smiles"]` its SMILES, if any). For option set j and input k the
 output `.npz` holds `m{j}_in{k}_ids` (str), `m{j}_in{k}_emb` (n_ok, D) float32, with `--one-by-one` also
-`m{j}_in{k}_single` (each sample embedded alone), and `m{j}_in{k}_failures` (a JSON string). stdout gets one JSON
+`m{j}_in0_single` (each sample of the FIRST input embedded alone), and `m{j}_in{k}_failures` (a JSON string). stdout gets one JSON
 summary line. A malformed structure exits with status 4 and the error (naming the sample) on stderr.
 """
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input", action="append", required=True, help="extended XYZ file (repeatable)")
     p.add_argument("--output", required=True, help=".npz to write")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--one-by-one", action="store_true", help="also embed each sample alone")
+    p.add_argument("--one-by-one", action="store_true", help="also embed each sample of the first input alone")
     p.add_argument("--device", default="cpu")
     p.add_argument("--checkpoint", default=None)
     args = p.parse_args(argv)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             out[f"{key}_ids"] = np.asarray(res.ids, dtype=str)
             out[f"{key}_emb"] = res.embeddings
             out[f"{key}_failures"] = np.asarray(json.dumps(res.failures))
-            if args.one_by_one:
+            if args.one_by_one and k == 0:
                 by_id = {s.sample_id: s for s in samples}
                 rows = [adapter.embed([by_id[i]], batch_size=1).embeddings[0] for i in res.ids]
                 out[f"{key}_single"] = np.stack(rows) if rows else np.zeros_like(res.embeddings)
