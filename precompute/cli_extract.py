@@ -32,6 +32,7 @@ from precompute.extract.store import (
     DEFAULT_CHUNK_SIZE,
     DatasetKey,
     EmbeddingStore,
+    check_model_id,
     default_root,
     path_fingerprint,
     utcnow,
@@ -187,10 +188,9 @@ def run_one(job: Job, args: argparse.Namespace, key: DatasetKey, store: Embeddin
     """Skip, or run the worker for one model in its environment; never raises for a model's failure."""
     if job.card is None:
         try:
-            job.card = load_card(
-                None if is_card_file(job.spec) else job.spec, job.spec if is_card_file(job.spec) else None
-            )
-            job.model_id = job.card["model_id"]
+            from_file = is_card_file(job.spec)
+            job.card = load_card(None if from_file else job.spec, job.spec if from_file else None)
+            job.model_id = check_model_id(str(job.card["model_id"]))
         except Exception as e:  # noqa: BLE001 - a bad card fails this model only
             return Outcome(job.model_id, "failed", f"model card: {type(e).__name__}: {e}")
     card = job.card
