@@ -74,37 +74,44 @@ def package_dir(package: str) -> Path:
 
 
 def resolve_model_dir(card: dict[str, Any], checkpoint: str | None = None) -> Path:
-    """The model folder, in this order:
+    """The model folder, first match wins:
 
     1. `checkpoint` (constructor/CLI): a folder path;
-    2. card options `package` + `model_dir` (or a `preset`'s package and folder): `<installed package>/<model_dir>`;
-    3. card `checkpoint` written as `<package>/<path inside it>` (e.g. `rxnfp/models/transformers/bert_ft`), resolved
-       against the installed package, or an existing folder path.
+    2. card options `model_dir` (with `package`, or the preset's package): `<installed package>/<model_dir>`;
+    3. card `checkpoint`: `pkg://<package>/<path inside it>` (the registry's form), `<package>/<path inside it>`,
+       or an existing folder path;
+    4. card option `preset`: that preset's folder inside its installed package.
     """
     opts = card.get("options") or {}
+    mid = card.get("model_id")
+    preset = _preset(opts["preset"]) if opts.get("preset") else None
     if checkpoint:
         path = Path(checkpoint).expanduser()
-    elif opts.get("model_dir") or opts.get("preset"):
-        package, sub = opts.get("package"), opts.get("model_dir")
-        if opts.get("preset"):
-            p_package, p_sub, _, _ = _preset(opts["preset"])
-            package, sub = package or p_package, sub or p_sub
+    elif opts.get("model_dir"):
+        package = opts.get("package") or (preset[0] if preset else None)
         if not package:
-            raise ValueError(f"{card.get('model_id')}: options.model_dir needs options.package")
-        path = package_dir(package) / sub
-    elif card.get("checkpoint"):
-        ck = str(card["checkpoint"])
-        path = Path(ck).expanduser()
-        if not path.is_dir():
-            head, _, rest = ck.partition("/")
-            path = package_dir(head) / rest
+            raise ValueError(f"{mid}: options.model_dir needs options.package")
+        path = package_dir(package) / str(opts["model_dir"])
+    elif card.get("checkpoint") and (_pkg_path(str(card["checkpoint"])) or not preset):
+        path = _pkg_path(str(card["checkpoint"])) or Path(str(card["checkpoint"])).expanduser()
+    elif preset:
+        path = package_dir(preset[0]) / preset[1]
     else:
-        raise ValueError(
-            f"{card.get('model_id')}: no model folder (set options.preset, options.model_dir or checkpoint)"
-        )
+        raise ValueError(f"{mid}: no model folder (set options.preset, options.model_dir or checkpoint)")
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{card.get('model_id')}: {path} is not a transformers model folder (no config.json)")
+        raise FileNotFoundError(f"{mid}: {path} is not a transformers model folder (no config.json)")
     return path
+
+
+def _pkg_path(ref: str) -> Path | None:
+    """`pkg://pkg/sub/path` or `pkg/sub/path` naming an installed package -> that path; else None."""
+    rest = ref[len("pkg://") :] if ref.startswith("pkg://") else ref
+    if Path(rest).expanduser().exists() and not ref.startswith("pkg://"):
+        return Path(rest).expanduser()
+    head, _, sub = rest.partition("/")
+    if not head or not head.isidentifier() or importlib.util.find_spec(head) is None:
+        return None
+    return package_dir(head) / sub
 
 
 def _preset(name: str) -> tuple[str, str, str, str]:

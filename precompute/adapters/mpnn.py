@@ -92,24 +92,25 @@ def package_dir(package: str) -> Path:
 
 
 def resolve_weights(card: dict[str, Any], checkpoint: str | None = None) -> Path:
-    """Weights file: `checkpoint` (constructor/CLI) > options.weights (a file inside the variant's package, or a
-    path) > the variant's default > card `checkpoint` as `<package>/<path inside it>` or an existing path."""
+    """Weights file, first match wins: `checkpoint` (constructor/CLI) > options.weights (a file name inside the
+    variant's weights folder, or a path) > card `checkpoint` (`pkg://<package>/<path inside it>`, the registry's
+    form, or a path) > the variant's default file."""
     opts = card.get("options") or {}
     variant = str(opts.get("variant", "vanilla"))
     package, default, _, _ = VARIANTS[variant]
+    ck = str(card.get("checkpoint") or "")
     if checkpoint:
         path = Path(checkpoint).expanduser()
     elif opts.get("weights"):
         w = Path(str(opts["weights"])).expanduser()
         path = w if w.is_file() else package_dir(package) / str(Path(default).parent) / str(opts["weights"])
-    elif opts.get("variant") or not card.get("checkpoint"):
-        path = package_dir(package) / default
-    else:
-        ck = str(card["checkpoint"])
+    elif ck.startswith("pkg://"):
+        head, _, sub = ck[len("pkg://") :].partition("/")
+        path = package_dir(head) / sub
+    elif ck and Path(ck).expanduser().is_file():
         path = Path(ck).expanduser()
-        if not path.is_file():
-            head, _, rest = ck.partition("/")
-            path = package_dir(head) / rest
+    else:
+        path = package_dir(package) / default
     if not path.is_file():
         raise FileNotFoundError(f"{card.get('model_id')}: weights file {path} not found")
     return path
