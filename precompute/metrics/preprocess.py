@@ -23,16 +23,22 @@ class KernelPreprocessing:
         return asdict(self)
 
 
-def clip_at_quantile(X: np.ndarray, q: float) -> np.ndarray:
-    """Clamp X to [-t, t], t = the element at index floor(q · X.size) of the sorted |X| (the reference's exact form).
-
-    q = 1 keeps X unchanged.
-    """
+def clip_threshold(X: np.ndarray, q: float) -> float:
+    """t = the element at index floor(q · X.size) of the sorted |X| (the reference's exact form)."""
     if not 0.0 < q <= 1.0:
         raise ValueError(f"clip quantile must be in (0, 1], got {q}")
     flat = np.sort(np.abs(X), axis=None)
-    t = flat[min(int(q * flat.size), flat.size - 1)]
-    return np.clip(X, -t, t)
+    return float(flat[min(int(q * flat.size), flat.size - 1)])
+
+
+def clip_at_quantile(X: np.ndarray, q: float) -> np.ndarray:
+    """Clamp X to [-t, t], t = clip_threshold(X, q).
+
+    When t = 0 (at least a fraction q of the entries are zero, as in a sparse fingerprint) clipping would erase
+    the representation, so X is returned unchanged; `kernel_features` records that choice.
+    """
+    t = clip_threshold(X, q)
+    return X if t == 0.0 else np.clip(X, -t, t)
 
 
 def l2_normalize_rows(X: np.ndarray, name: str = "X") -> np.ndarray:

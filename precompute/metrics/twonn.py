@@ -43,21 +43,42 @@ def twonn_from_ratios(mu: np.ndarray, discard_fraction: float = 0.1) -> float:
     return float(np.dot(x, y) / sxx)
 
 
-def twonn_details(
-    X: np.ndarray, discard_fraction: float = 0.1, *, backend: Backend = "numpy", device: str = "cpu", name: str = "X"
-) -> TwoNNResult:
-    """TwoNN on the rows of X (Euclidean, no preprocessing), duplicates removed first and counted."""
+def twonn_ratios(
+    X: np.ndarray, *, backend: Backend = "numpy", device: str = "cpu", name: str = "X"
+) -> tuple[np.ndarray, int]:
+    """(mu_i = r2/r1 for every distinct point, number of duplicate rows removed)."""
     X = as_representation(X, name)
     distinct = np.unique(X, axis=0)
     n_dup = X.shape[0] - distinct.shape[0]
     if distinct.shape[0] < 4:
         raise ValueError(f"{name}: only {distinct.shape[0]} distinct rows (of {X.shape[0]}); TwoNN needs at least 4")
     cache = build_neighbour_cache(distinct, 2, "euclidean", backend=backend, device=device, name=name)
-    r1, r2 = cache.scores[:, 0], cache.scores[:, 1]
-    dim = twonn_from_ratios(r2 / r1, discard_fraction)
-    return TwoNNResult(
-        dimension=dim, n=int(distinct.shape[0]), n_duplicates=int(n_dup), discard_fraction=discard_fraction
-    )
+    return cache.scores[:, 1] / cache.scores[:, 0], int(n_dup)
+
+
+def twonn_details(
+    X: np.ndarray, discard_fraction: float = 0.1, *, backend: Backend = "numpy", device: str = "cpu", name: str = "X"
+) -> TwoNNResult:
+    """TwoNN on the rows of X (Euclidean, no preprocessing), duplicates removed first and counted."""
+    mu, n_dup = twonn_ratios(X, backend=backend, device=device, name=name)
+    dim = twonn_from_ratios(mu, discard_fraction)
+    return TwoNNResult(dimension=dim, n=int(mu.size), n_duplicates=n_dup, discard_fraction=discard_fraction)
+
+
+def twonn_bootstrap_ci(
+    mu: np.ndarray, replicates: int = 200, seed: int = 0, discard_fraction: float = 0.1, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of TwoNN: the per-point ratios mu_i are resampled with replacement and refitted.
+
+    Resampling the ratios (not the points) keeps every replicate free of duplicate points, which would otherwise
+    distort r1 and r2.
+    """
+    if replicates < 2:
+        raise ValueError(f"replicates must be >= 2, got {replicates}")
+    rng = np.random.default_rng(seed)
+    est = [twonn_from_ratios(mu[rng.integers(0, mu.size, mu.size)], discard_fraction) for _ in range(replicates)]
+    lo, hi = np.quantile(est, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def twonn_id(X: np.ndarray, discard_fraction: float = 0.1) -> float:

@@ -118,3 +118,15 @@ def test_twonn_too_few_distinct_points():
 def test_integer_input_is_accepted_as_numbers():
     Xi = rng.integers(0, 1000, size=(50, 6))
     assert np.isfinite(cknna(Xi, B, 5))
+
+
+def test_sparse_features_are_not_clipped_to_zero():
+    # a binary fingerprint: >95% zeros, so the 0.95-quantile threshold is 0 and clipping would erase every row
+    fp = (rng.random(size=(50, 200)) < 0.03).astype(float)
+    fp[:, 0] = 1.0
+    from precompute.metrics.preprocess import clip_at_quantile, clip_threshold
+
+    assert clip_threshold(fp, 0.95) == 0.0
+    assert np.array_equal(clip_at_quantile(fp, 0.95), fp)  # left as is, not zeroed
+    expected = cknna(fp, clip_at_quantile(B, 0.95), 5, duplicates="keep")
+    assert cknna(fp, B, 5, clip_quantile=0.95, duplicates="keep") == expected

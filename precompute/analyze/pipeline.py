@@ -1,0 +1,182 @@
+"""`analyze` for one dataset: aligned features -> neighbour caches -> pair blocks -> tables.
+
+Phase 1 (per model): neighbour caches and TwoNN. Phase 2 (per block of pairs, per model for the information
+imbalance): everything else, from the caches. Each task writes its own file, so the run is resumable and the
+tasks can go to any executor. `collect_tables` turns the task files into the release tables of this dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .executor import Task, run_tasks
+from .settings import AnalysisSettings
+from .tasks import (
+    task_caches,
+    task_idcor_block,
+    task_information_imbalance,
+    task_model_stats,
+    task_pair_block,
+    write_json_atomic,
+)
+from .trees import trees_from_similarity
+
+PAIRWISE_COLUMNS = ["dataset_id", "metric", "k", "model_a", "model_b", "value", "ci_low", "ci_high", "p_value", "n"]
+
+
+def prepare_features(
+    work: Path, embeddings: Mapping[str, tuple[Sequence[str], np.ndarray]], *, min_samples: int = 8
+) -> list[str]:
+    """Write the rows every model embedded, in the first model's order, as float64 .npy; returns the shared ids.
+
+    Samples a model could not embed are dropped for every model (so all pairs compare the same samples); the
+    counts are recorded in features/meta.json. A model whose rows differ from a previous run's is an error:
+    delete the work folder to start over.
+    """
+    work = Path(work)
+    models = list(embeddings)
+    if len(models) < 2:
+        raise ValueError(f"analysis needs at least 2 models, got {models}")
+    first_ids = list(embeddings[models[0]][0])
+    shared = set(first_ids)
+    for m in models[1:]:
+        shared &= set(embeddings[m][0])
+    ids = [s for s in first_ids if s in shared]
+    if len(ids) < min_samples:
+        raise ValueError(f"only {len(ids)} samples were embedded by every model ({models}); need >= {min_samples}")
+    feat = work / "features"
+    feat.mkdir(parents=True, exist_ok=True)
+    ids_file = feat / "ids.json"
+    if ids_file.exists() and json.loads(ids_file.read_text()) != ids:
+        raise ValueError(f"{work}: the shared samples differ from the previous run's; use a new work folder")
+    meta = {"models": models, "n_shared": len(ids), "per_model": {}}
+    for m in models:
+        mids, X = embeddings[m]
+        pos = {s: i for i, s in enumerate(mids)}
+        rows = np.asarray([pos[s] for s in ids], dtype=np.intp)
+        arr = np.ascontiguousarray(np.asarray(X, dtype=np.float64)[rows])
+        if not np.isfinite(arr).all():
+            r = int(np.argwhere(~np.isfinite(arr))[0][0])
+            raise ValueError(f"{m}: embedding of sample {ids[r]} is not finite")
+        path = feat / f"{m}.npy"
+        if path.exists():
+            if not np.array_equal(np.load(path, allow_pickle=False), arr):
+                raise ValueError(f"{work}: embeddings of {m} changed since the previous run; use a new work folder")
+        else:
+            np.save(path, arr)
+        meta["per_model"][m] = {"embedded": len(mids), "dim": int(arr.shape[1]), "dropped": len(mids) - len(ids)}
+    write_json_atomic(ids_file, ids)
+    write_json_atomic(feat / "meta.json", meta)
+    return ids
+
+
+def plan_tasks(
+    work: Path, models: list[str], settings: AnalysisSettings, *, block_size: int = 40, backend: str = "numpy",
+    device: str = "cpu",
+) -> tuple[list[Task], list[Task]]:  # fmt: skip
+    work = Path(work)
+    sd = settings.as_dict()
+    phase1 = []
+    for m in models:
+        phase1.append(Task(f"caches:{m}", task_caches, {"work": str(work), "model": m, "settings": sd, "backend": backend,
+                                                          "device": device}, work / "caches" / f"{m}.cosine.npz"))  # fmt: skip
+        phase1.append(Task(f"twonn:{m}", task_model_stats, {"work": str(work), "model": m, "settings": sd},
+                           work / "models" / f"{m}.json"))  # fmt: skip
+    pairs = [list(p) for p in combinations(models, 2)]
+    blocks = [pairs[i : i + block_size] for i in range(0, len(pairs), block_size)]
+    phase2 = []
+    for i, block in enumerate(blocks):
+        phase2.append(Task(f"pairs:{i}", task_pair_block, {"work": str(work), "block": i, "pairs": block, "settings": sd},
+                           work / "pairs" / f"block-{i:04d}.json"))  # fmt: skip
+        if settings.idcor_permutations >= 0:
+            phase2.append(Task(f"idcor:{i}", task_idcor_block, {"work": str(work), "block": i, "pairs": block,
+                                                                 "settings": sd}, work / "idcor" / f"block-{i:04d}.json"))  # fmt: skip
+    for m in models:
+        phase2.append(Task(f"ii:{m}", task_information_imbalance, {"work": str(work), "model_b": m, "models": models,
+                                                                    "settings": sd}, work / "ii" / f"{m}.json"))  # fmt: skip
+    return phase1, phase2
+
+
+def run_analysis(
+    work: Path,
+    embeddings: Mapping[str, tuple[Sequence[str], np.ndarray]],
+    settings: AnalysisSettings | None = None,
+    *,
+    jobs: int = 1,
+    executor=None,
+    progress: bool = False,
+    backend: str = "numpy",
+    device: str = "cpu",
+) -> AnalysisSettings:
+    """Prepare features and run every task not yet done. Returns the settings actually used (k values valid at N)."""
+    work = Path(work)
+    ids = prepare_features(work, embeddings)
+    settings = (settings or AnalysisSettings()).clipped_to(len(ids))
+    settings_file = work / "settings.json"
+    if settings_file.exists() and json.loads(settings_file.read_text()) != settings.as_dict():
+        raise ValueError(f"{work}: settings differ from the previous run's; use a new work folder")
+    write_json_atomic(settings_file, settings.as_dict())
+    models = list(embeddings)
+    phase1, phase2 = plan_tasks(work, models, settings, backend=backend, device=device)
+    run_tasks(phase1, jobs, executor, progress)
+    run_tasks(phase2, jobs, executor, progress)
+    return settings
+
+
+def _json_rows(folder: Path, key: str) -> list[dict]:
+    rows = []
+    for f in sorted(folder.glob("*.json")):
+        rows.extend(json.loads(f.read_text())[key])
+    return rows
+
+
+def collect_tables(work: Path, dataset_id: str) -> dict[str, pd.DataFrame]:
+    """pairwise, pairwise_null, intrinsic_dim and trees for this dataset, from the task outputs."""
+    work = Path(work)
+    settings = AnalysisSettings.from_dict(json.loads((work / "settings.json").read_text()))
+    models = json.loads((work / "features" / "meta.json").read_text())["models"]
+    rows = _json_rows(work / "pairs", "rows") + _json_rows(work / "ii", "rows")
+    idcor = _json_rows(work / "idcor", "rows") if (work / "idcor").exists() else []
+    nulls = _json_rows(work / "pairs", "nulls")
+    pairwise = pd.DataFrame(rows + [{k: r[k] for k in ("metric", "k", "model_a", "model_b", "value", "p_value", "n")}
+                                    for r in idcor])  # fmt: skip
+    pairwise["dataset_id"] = dataset_id
+    for col in ("ci_low", "ci_high", "p_value"):
+        if col not in pairwise:
+            pairwise[col] = None
+    # CKNNA p-value against its permutation null: (#{null >= observed} + 1) / (P + 1)
+    null_index = {(r["k"], r["model_a"], r["model_b"]): r["null_values"] for r in nulls}
+    pvals = []
+    for rec in pairwise.itertuples():
+        vals = null_index.get((rec.k, rec.model_a, rec.model_b)) if rec.metric == "cknna" else None
+        pvals.append(rec.p_value if vals is None else (sum(v >= rec.value for v in vals) + 1) / (len(vals) + 1))
+    pairwise["p_value"] = pvals
+    pairwise["k"] = pairwise["k"].astype("Int64")
+    pairwise = pairwise[PAIRWISE_COLUMNS]
+    null_df = pd.DataFrame([{k: v for k, v in r.items() if k != "null_values"} for r in nulls])
+    if len(null_df):
+        null_df["dataset_id"] = dataset_id
+    intrinsic = pd.DataFrame(_json_rows_single(work / "models"))
+    intrinsic["dataset_id"] = dataset_id
+    intrinsic = intrinsic[["dataset_id", "model_id", "estimator", "value", "ci_low", "ci_high", "n", "n_duplicates"]]
+    trees = []
+    if len(models) >= 3:
+        ck = pairwise[(pairwise.metric == "cknna") & (pairwise.k == settings.tree_k)]
+        S = ck.pivot(index="model_a", columns="model_b", values="value").reindex(index=models, columns=models)
+        S = S.to_numpy(dtype=float, copy=True)
+        np.fill_diagonal(S, 1.0)
+        for method, newick in trees_from_similarity(models, S).items():
+            trees.append({"dataset_id": dataset_id, "metric": "cknna", "k": settings.tree_k, "method": method,
+                          "newick": newick})  # fmt: skip
+    return {"pairwise": pairwise, "pairwise_null": null_df, "intrinsic_dim": intrinsic, "trees": pd.DataFrame(trees)}
+
+
+def _json_rows_single(folder: Path) -> list[dict]:
+    keep = ("model_id", "estimator", "value", "ci_low", "ci_high", "n", "n_duplicates")
+    return [{k: json.loads(f.read_text())[k] for k in keep} for f in sorted(folder.glob("*.json"))]

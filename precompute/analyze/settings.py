@@ -1,0 +1,54 @@
+"""Analysis settings: every choice that changes a number, recorded in the release manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Defaults follow the seed paper and its reference code where known.
+
+    ks_knn: k swept for CKNNA and mutual kNN (one cosine cache per model at max(ks_knn)).
+    ks_ii: k for the information imbalance (Euclidean, both directions).
+    clip_quantile: the Platonic-representation pipeline clips |x| at the 0.95 quantile before L2 normalisation.
+    idcor_n / idcor_permutations: IDCor costs O(N²·D) per permutation, so it runs on a seeded subsample
+        (the reference used N = 30,000 and 2 permutations); p-values cannot go below 1 / (P + 1).
+    null_ks / null_permutations: CKNNA permutation null (rows of B permuted by re-indexing its cache, O(N·k)).
+    bootstrap: replicates for the TwoNN confidence interval (resampling the per-point ratios mu_i).
+    energy_train_fraction: share of the samples used to fit per-element reference energies.
+    """
+
+    ks_knn: tuple[int, ...] = (5, 10, 25, 50, 100)
+    ks_ii: tuple[int, ...] = (1, 5, 25)
+    clip_quantile: float | None = 0.95
+    normalize: bool = True
+    idcor_n: int = 2000
+    idcor_permutations: int = 10
+    null_ks: tuple[int, ...] = (10,)
+    null_permutations: int = 10
+    bootstrap: int = 200
+    energy_train_fraction: float = 0.5
+    tree_k: int = 25
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AnalysisSettings:
+        d = dict(d)
+        for key in ("ks_knn", "ks_ii", "null_ks"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def clipped_to(self, n: int) -> AnalysisSettings:
+        """Settings valid for N samples: k values with N > k + 1 only."""
+        d = self.as_dict()
+        for key in ("ks_knn", "ks_ii", "null_ks"):
+            d[key] = [k for k in d[key] if n > k + 1]
+        d["tree_k"] = min(self.tree_k, max(d["ks_knn"])) if d["ks_knn"] else self.tree_k
+        return AnalysisSettings.from_dict(d)

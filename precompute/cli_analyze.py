@@ -1,0 +1,96 @@
+"""`matter-align analyze`: embeddings in the store -> neighbour caches -> every metric -> this dataset's tables.
+
+    matter-align analyze --dataset qm9 --n 1000 --seed 0 [--models a,b,c] [--store ROOT] [--work DIR] [--jobs 2]
+
+Resumable: rerunning skips every finished task. The tables land in <work>/<dataset key>/tables/*.parquet, ready
+for `matter-align release`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "compute every alignment metric and intrinsic dimension for one dataset's stored embeddings"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="dataset id (qm9, crystals, pdb, ...)")
+    p.add_argument("--n", type=int, default=None, help="the subsample size used at extraction (omit for all)")
+    p.add_argument("--seed", type=int, default=0, help="the subsampling seed used at extraction")
+    p.add_argument("--path", default=None, help="the dataset path used at extraction, if any")
+    p.add_argument("--models", default=None, help="comma-separated model ids (default: every complete store entry)")
+    p.add_argument("--store", default=None, help="embedding store root (default: work-cache/embeddings)")
+    p.add_argument("--work", default="work-cache/analysis", help="analysis work root")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (local process pool)")
+    p.add_argument("--backend", choices=["numpy", "torch"], default="numpy", help="neighbour-search backend")
+    p.add_argument("--device", default="cpu", help="torch device for --backend torch (cpu, cuda)")
+    p.add_argument("--ks", default=None, help="k values for CKNNA / mutual kNN, e.g. 5,10,25,50,100")
+    p.add_argument("--ks-ii", default=None, help="k values for the information imbalance, e.g. 1,5,25")
+    p.add_argument("--clip-quantile", default=None, help="kernel clipping quantile, or 'none' (default 0.95)")
+    p.add_argument("--idcor-n", type=int, default=None, help="IDCor subsample size (default 2000)")
+    p.add_argument("--idcor-permutations", type=int, default=None, help="IDCor permutations (default 10)")
+    p.add_argument("--null-permutations", type=int, default=None, help="CKNNA null permutations (default 10)")
+    p.add_argument("--bootstrap", type=int, default=None, help="TwoNN bootstrap replicates (default 200)")
+
+
+def settings_from_args(args: argparse.Namespace):
+    from precompute.analyze.settings import AnalysisSettings
+
+    d = AnalysisSettings().as_dict()
+    if args.ks:
+        d["ks_knn"] = [int(x) for x in args.ks.split(",")]
+    if args.ks_ii:
+        d["ks_ii"] = [int(x) for x in args.ks_ii.split(",")]
+    if args.clip_quantile is not None:
+        d["clip_quantile"] = None if args.clip_quantile.lower() == "none" else float(args.clip_quantile)
+    for name in ("idcor_n", "idcor_permutations", "null_permutations", "bootstrap"):
+        if getattr(args, name) is not None:
+            d[name] = getattr(args, name)
+    return AnalysisSettings.from_dict(d)
+
+
+def run(args: argparse.Namespace) -> int:
+    from precompute.analyze.pipeline import collect_tables, run_analysis
+    from precompute.analyze.tasks import write_json_atomic
+    from precompute.extract.store import DatasetKey, EmbeddingStore
+
+    key = DatasetKey.build(args.dataset, args.n, args.seed, args.path)
+    store = EmbeddingStore(args.store)
+    folder = store.folder(key)
+    if args.models:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+    else:
+        models = sorted(p.stem for p in folder.glob("*.npz")) if folder.exists() else []
+    if len(models) < 2:
+        print(f"error: need at least 2 models with embeddings under {folder}, found {models}", file=sys.stderr)
+        return 2
+    embeddings, inputs = {}, []
+    for m in models:
+        try:
+            e = store.read(key, m)
+        except Exception as exc:  # noqa: BLE001 - report which entry is unusable and stop
+            print(f"error: {m}: {exc}", file=sys.stderr)
+            return 2
+        embeddings[m] = (e.ids, e.embeddings)
+        meta = e.meta
+        inputs.append({"name": f"{key.slug}/{m}", "sha256": meta.get("sha256"), "card_hash": meta.get("card_hash"),
+                       "code_version": meta.get("code_version"), "n_embedded": len(e.ids),
+                       "n_failed": len(e.failures)})  # fmt: skip
+    work = Path(args.work) / key.slug
+    settings = run_analysis(work, embeddings, settings_from_args(args), jobs=args.jobs, progress=True,
+                            backend=args.backend, device=args.device)  # fmt: skip
+    tables = collect_tables(work, args.dataset)
+    tdir = work / "tables"
+    tdir.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        df.to_parquet(tdir / f"{name}.parquet", index=False)
+    ids = json.loads((work / "features" / "ids.json").read_text())
+    write_json_atomic(work / "analysis.json", {"dataset_key": key.to_dict(), "models": models, "n": len(ids),
+                                               "settings": settings.as_dict(), "inputs": inputs})  # fmt: skip
+    counts = tables["pairwise"].groupby("metric").size().to_dict()
+    print(f"analysed {len(models)} models on {len(ids)} shared samples of {key.slug}: {counts}")
+    print(f"tables in {tdir}")
+    return 0
