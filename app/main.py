@@ -1,0 +1,70 @@
+"""matter-align dashboard: `streamlit run app/main.py` (optionally `-- --release <folder>`).
+
+The entry point draws what every page shares (the release picker, the sidebar filters, the line saying how many
+models the filters hide, URL warnings) and then runs the chosen page from app/pages_/. All data comes from
+`backend.queries` through app/data.py (cached).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the checkout
+    sys.path.insert(0, str(_ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import data, state, ui  # noqa: E402
+
+PAGES = [
+    ("overview.py", "Overview", ":material/home:"),
+    ("heatmap.py", "Alignment heatmap", ":material/grid_on:"),
+    ("tree.py", "Model tree", ":material/account_tree:"),
+    ("intrinsic_dimension.py", "Intrinsic dimension", ":material/bar_chart:"),
+    ("id_vs_ood.py", "In- vs out-of-distribution", ":material/compare_arrows:"),
+    ("convergence.py", "Convergence", ":material/trending_up:"),
+    ("local_vs_global.py", "Local vs global", ":material/scatter_plot:"),
+    ("compare.py", "Compare two models", ":material/difference:"),
+    ("model_cards.py", "Model cards", ":material/badge:"),
+    ("dataset_cards.py", "Dataset cards", ":material/dataset:"),
+]
+
+
+def main() -> None:
+    st.set_page_config(page_title="matter-align", page_icon=":material/hub:", layout="wide")
+    pg = st.navigation([st.Page(f"pages_/{f}", title=t, icon=i, default=(n == 0)) for n, (f, t, i) in enumerate(PAGES)])
+    state.start_run(pg.url_path or "overview")
+    warn_box = st.container()
+    try:
+        default_path = data.default_release_path()
+        root = data.releases_root()
+        found = data.available_releases() if default_path.parent.resolve() == root.resolve() else []
+        options = found if default_path.name in found else [default_path.name]
+        rid = state.control(
+            "release", "Release", options, default_path.name, what="release id",
+            help="Every release is a frozen, verified set of tables; the id is in every CSV file name.",
+        )  # fmt: skip
+        release = data.open_release(None if rid == default_path.name else rid)
+    except data.NoRelease as e:
+        st.title("matter-align")
+        st.error(str(e), icon=":material/folder_off:")
+        _flush(warn_box)
+        return
+    f = state.sidebar_filters(release)
+    c = ui.make_ctx(release, f)
+    st.sidebar.caption(f"Release `{release.release_id}` · created {release.created}")
+    if f.dataset is not None:
+        st.caption(state.hidden_line(f, c.ds_name(f.dataset)))
+    pg.run()
+    _flush(warn_box)
+
+
+def _flush(warn_box) -> None:
+    state.sync_url()
+    for w in state.warnings():
+        warn_box.warning(w, icon=":material/link_off:")
+
+
+main()

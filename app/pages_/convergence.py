@@ -1,0 +1,43 @@
+"""Convergence: each model's alignment to the best model (lowest energy MAE) against its own energy MAE."""
+
+import streamlit as st
+
+from app import figures
+from app.data import q
+from app.ui import csv_name, ctx, figure, k_text, need
+
+c = ctx()
+r, f = c.release, c.f
+st.title("Convergence: alignment to the best model vs energy error")
+st.markdown(
+    "If better models converge to one representation, models with a lower energy error should be more aligned "
+    "with the best one. Energy error: per-atom MAE on a held-out split after fitting per-element reference "
+    "energies on a train split."
+)
+en = q(r, "energy")
+with_energy = sorted(set(en["dataset_id"]))
+if f.dataset is not None and f.dataset not in with_energy:
+    names = ", ".join(c.ds_name(d) for d in with_energy) or "none"
+    st.info(
+        f"**{c.ds_name(f.dataset)} has no rows in the energy table** of this release, so there is no MAE to plot "
+        f"against. Datasets with energy values: {names}. Choose one of them in the sidebar."
+    )
+elif need(f.dataset is not None and f.metric is not None, "This release has no pairwise values."):
+    df = q(r, "alignment_vs_mae", f.dataset, f.metric, f.k, models=f.model_filter)
+    if need(not df.empty, "The filters hide every model with an energy value on this dataset."):
+        best = df.loc[df["is_best"], "model_id"]
+        overall_best = str(df["best_model"].iloc[0])
+        st.subheader(
+            f"{c.metric_name(f.metric)}{k_text(f.k)} to {c.labels.get(overall_best, overall_best)} "
+            f"(lowest MAE on {c.ds_name(f.dataset)})"
+        )
+        if best.empty:
+            st.caption("The best model itself is hidden by the filters; alignments are still to it.")
+        figure(
+            figures.convergence(df, c.labels, f"{c.metric_name(f.metric)} to the best model"),
+            df,
+            csv_name(c, "alignment-vs-mae", f.dataset, f.metric, f.k),
+            key="convergence",
+            caption="Star: the lowest-MAE model (its own alignment is blank unless a diagonal is stored). "
+            "Error bars: confidence interval where the release has one.",
+        )

@@ -1,0 +1,57 @@
+"""Alignment heatmap: one (dataset, metric, k) matrix over the filtered models, by family or clustered."""
+
+import streamlit as st
+
+from app import figures
+from app.data import q
+from app.state import control
+from app.ui import csv_name, ctx, figure, k_text, need
+from backend import queries
+
+c = ctx()
+r, f = c.release, c.f
+st.title("Alignment heatmap")
+if need(f.dataset is not None and f.metric is not None, "This release has no pairwise values to show."):
+    col1, col2 = st.columns(2)
+    order = control("order", "Order", ["family", "cluster"], "family", where=col1, widget="radio", what="order",
+                    help="family: grouped by family (white lines between families); cluster: hierarchical clustering "
+                    "of 1 − value (average linkage, optimal leaf order) with its dendrogram")  # fmt: skip
+    view = control(
+        "view",
+        "View",
+        ["matrix", "family_block"],
+        "matrix",
+        where=col2,
+        widget="radio",
+        what="view",
+        format_func=lambda v: {"matrix": "every model", "family_block": "family blocks (means)"}[v],
+    )
+    mdef = c.mdef(f.metric)
+    title = f"{c.metric_name(f.metric)} on {c.ds_name(f.dataset)}{k_text(f.k)}"
+    if need(len(f.models) >= 1, "The filters hide every model on this dataset."):
+        if view == "matrix":
+            res = q(r, "matrix", f.dataset, f.metric, f.k, order=order, models=f.model_filter)
+            st.subheader(title)
+            if need(len(res.order) >= 1, "No values for these models on this dataset."):
+                table = queries.matrix_table(res)
+                figure(
+                    figures.heatmap(res, mdef, c.labels),
+                    table,
+                    csv_name(c, "matrix", f.dataset, f.metric, f.k),
+                    key="heatmap",
+                    caption=f"Rows: model A, columns: model B. Fixed colour range [{mdef['value_min']:g}, "
+                    f"{mdef['value_max']:g}] for {mdef['display_name']}. "
+                    + ("Not symmetric: A→B and B→A differ. " if not mdef["symmetric"] else "")
+                    + "Hover for n, k, confidence interval and p-value. Blank cells: no value stored.",
+                )
+        else:
+            fb = q(r, "family_block_matrix", f.dataset, f.metric, f.k, models=f.model_filter)
+            st.subheader(f"Family means: {title}")
+            figure(
+                figures.family_block(fb, mdef),
+                fb,
+                csv_name(c, "family-block", f.dataset, f.metric, f.k),
+                key="family_block",
+                caption="Mean over ordered pairs of distinct models of the two families; blank: a one-model "
+                "family's own block.",
+            )

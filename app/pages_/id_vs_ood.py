@@ -1,0 +1,73 @@
+"""In- vs out-of-distribution: two datasets' matrices side by side, their difference, and each pair's values."""
+
+import streamlit as st
+
+from app import figures
+from app.data import q
+from app.state import control
+from app.ui import csv_name, ctx, figure, k_text, need
+from backend import queries
+
+c = ctx()
+r, f = c.release, c.f
+st.title("In- vs out-of-distribution")
+st.markdown(
+    "A model is **in-distribution** (ID) on a dataset when its training sets intersect the dataset's "
+    "`in_distribution_for` tags (from the cards, never typed per pair). Pick the dataset in the sidebar (A) and a "
+    "second dataset (B) here: the same pairs of models are compared on both."
+)
+others = [d for d in q(r, "filter_options")["dataset"] if d != f.dataset]
+if need(f.metric is not None and bool(others), "This comparison needs a metric with values on two datasets."):
+    dsb = control("dataset_b", "Dataset B", others, others[0], where=st, what="second dataset",
+                  format_func=c.ds_name)  # fmt: skip
+    try:
+        md = q(r, "matrix_difference", f.dataset, dsb, f.metric, f.k,
+               models=f.model_filter)  # fmt: skip
+    except ValueError as e:
+        md = None
+        st.info(f"{c.metric_name(f.metric)}{k_text(f.k)} cannot be compared on these datasets: {e}")
+    if md is not None and need(len(md.order) >= 2, "Fewer than two models have values on both datasets."):
+        mdef = c.mdef(f.metric)
+        ida = q(r, "list_models", dataset=f.dataset).set_index("model_id")["in_distribution"]
+        idb = q(r, "list_models", dataset=dsb).set_index("model_id")["in_distribution"]
+        tag = lambda ids, m: "ID" if bool(ids.get(m, False)) else "OOD"  # noqa: E731
+        la = {m: f"{c.labels.get(m, m)} ({tag(ida, m)})" for m in md.order}
+        lb = {m: f"{c.labels.get(m, m)} ({tag(idb, m)})" for m in md.order}
+        kt = k_text(md.k)
+        st.subheader(f"{c.metric_name(f.metric)}{kt}: {c.ds_name(f.dataset)} (A) and {c.ds_name(dsb)} (B)")
+        left, right = st.columns(2)
+        with left:
+            st.markdown(f"**A: {c.ds_name(f.dataset)}** (labels: ID/OOD on A)")
+            figure(figures.heatmap(md.a, mdef, la, family_lines=True), queries.matrix_table(md.a), csv_name(c, "matrix-a", f.dataset, f.metric, md.k), key="mat_a")  # fmt: skip
+        with right:
+            st.markdown(f"**B: {c.ds_name(dsb)}** (labels: ID/OOD on B)")
+            figure(figures.heatmap(md.b, mdef, lb, family_lines=True), queries.matrix_table(md.b), csv_name(c, "matrix-b", dsb, f.metric, md.k), key="mat_b")  # fmt: skip
+        st.subheader("Difference B − A")
+        diff_tab = md.cells.assign(dataset_a=f.dataset, dataset_b=dsb, metric=f.metric, k=md.k)
+        figure(figures.diff_heatmap(md.difference, c.labels, f"{c.ds_name(dsb)} − {c.ds_name(f.dataset)}"),
+               diff_tab, csv_name(c, f"difference-{dsb}-minus", f.dataset, f.metric, md.k), key="diff")  # fmt: skip
+        st.subheader("Each pair: value on A against value on B")
+        pairs = q(r, "id_vs_ood", f.dataset, dsb, f.metric, md.k, models=f.model_filter)
+        if need(not pairs.empty, "No pair has values on both datasets."):
+            pairs = pairs.assign(label_a=[c.labels.get(m, m) for m in pairs["model_a"]],
+                                 label_b=[c.labels.get(m, m) for m in pairs["model_b"]])  # fmt: skip
+            figure(
+                figures.scatter_pairs(
+                    pairs,
+                    "value_id",
+                    "value_ood",
+                    "pair_class_id",
+                    diagonal=True,
+                    xlab=f"{c.ds_name(f.dataset)} (A)",
+                    ylab=f"{c.ds_name(dsb)} (B)",
+                    hover=("label_a", "label_b"),
+                ),
+                pairs.drop(columns=["label_a", "label_b"]),
+                csv_name(c, f"pairs-vs-{dsb}", f.dataset, f.metric, md.k),
+                key="pairs",
+                caption="Colour: the pair's class on A (both_id: both models in-distribution on A; mixed; "
+                "both_ood). Points above the dotted line are more aligned on B (for similarities).",
+            )
+        summary = q(r, "id_ood_summary", f.metric, md.k, models=f.model_filter)
+        st.markdown("**Mean value per pair class on every dataset**")
+        st.dataframe(summary, hide_index=True)

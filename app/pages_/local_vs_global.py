@@ -1,0 +1,63 @@
+"""Local vs global: CKNNA (local neighbourhoods) against IDCor (global) across k; the information-imbalance plane."""
+
+import streamlit as st
+
+from app import figures
+from app.data import q
+from app.state import control
+from app.ui import csv_name, ctx, figure, need
+
+c = ctx()
+r, f = c.release, c.f
+st.title("Local vs global alignment")
+avail = q(r, "available_metrics", f.dataset) if f.dataset else None
+have = set(avail["metric"]) if avail is not None else set()
+
+st.subheader("CKNNA across k against IDCor")
+if need({"cknna", "idcor"} <= have, "This dataset needs both CKNNA and IDCor values for this view."):
+    cv = q(r, "cknna_vs_idcor", f.dataset, models=f.model_filter)
+    if need(not cv.empty, "No pair of the filtered models has both values."):
+        cv = cv.assign(
+            label_a=[c.labels.get(m, m) for m in cv["model_a"]],
+            label_b=[c.labels.get(m, m) for m in cv["model_b"]],
+            k_label=[f"k={k}" for k in cv["k"]],
+        )
+        figure(
+            figures.scatter_pairs(cv, "idcor", "cknna", "k_label", xlab="IDCor (global)", ylab="CKNNA (local)",
+                                  hover=("label_a", "label_b")),
+            cv.drop(columns=["label_a", "label_b", "k_label"]),
+            csv_name(c, "cknna-vs-idcor", f.dataset, "cknna"),
+            key="cknna_idcor",
+            caption="One point per pair of models and k. A pair can share its global geometry (high IDCor) while "
+            "its local neighbourhoods differ (low CKNNA at small k), and vice versa.",
+        )  # fmt: skip
+
+st.subheader("Information imbalance plane")
+if need("info_imbalance" in have, "This dataset has no information-imbalance values."):
+    ks = q(r, "k_values", f.dataset, "info_imbalance")
+    col1, col2 = st.columns(2)
+    iik = control("ii_k", "k of the information imbalance", ks, ks[0], where=col1, what="information-imbalance k")
+    colour_opts = [m for m in ("cknna", "idcor") if m in have] or ["none"]
+    ic = control("ii_colour", "Colour by", colour_opts, colour_opts[0], where=col2, widget="radio", what="colouring")
+    ck_k = f.k if f.metric == "cknna" else None
+    ii = q(r, "information_imbalance_pairs", f.dataset, iik, cknna_k=ck_k, models=f.model_filter)
+    if need(not ii.empty, "No pair of the filtered models has information-imbalance values."):
+        ii = ii.assign(label_a=[c.labels.get(m, m) for m in ii["model_a"]],
+                       label_b=[c.labels.get(m, m) for m in ii["model_b"]])  # fmt: skip
+        cont = ic != "none"
+        lo, hi = (None, None)
+        if cont:
+            md = c.mdef(ic)
+            lo, hi = float(md["value_min"]), float(md["value_max"])
+        figure(
+            figures.scatter_pairs(ii, "delta_ab", "delta_ba", ic if cont else "family_a", continuous=cont,
+                                  cmin=lo, cmax=hi, diagonal=True, xlab="Δ(A → B)", ylab="Δ(B → A)",
+                                  hover=("label_a", "label_b")),
+            ii.drop(columns=["label_a", "label_b"]),
+            csv_name(c, "information-imbalance", f.dataset, "info_imbalance", iik),
+            key="ii_plane",
+            caption="Δ ≈ 0: A's neighbours predict B's; ≈ 1: unrelated. Below the diagonal, A is more informative "
+            f"about B than B about A. Colour: {ic}"
+            + (f" (CKNNA at k = {ii['cknna_k'].iloc[0]})" if ic == "cknna" and len(ii) else "")
+            + ", fixed colour range.",
+        )  # fmt: skip

@@ -1,0 +1,64 @@
+"""Model tree: neighbour joining or UPGMA over 1 - similarity, drawn from a Biopython parse of the Newick."""
+
+import pandas as pd
+import streamlit as st
+
+from app import figures
+from app.data import q
+from app.state import control
+from app.ui import csv_name, ctx, download, figure, k_text, need
+
+c = ctx()
+r, f = c.release, c.f
+st.title("Model tree")
+if need(f.dataset is not None and f.metric is not None, "This release has no pairwise values to build a tree from."):
+    col1, col2 = st.columns(2)
+    method = control("method", "Method", ["nj", "upgma"], "nj", where=col1, widget="radio", what="tree method",
+                     format_func=lambda m: {"nj": "neighbour joining", "upgma": "UPGMA"}[m])  # fmt: skip
+    colour = control("colour", "Colour leaves by", ["family", "training", "source"], "family", where=col2,
+                     widget="radio", what="leaf colouring")  # fmt: skip
+    stored = q(r, "list_trees", f.dataset)
+    hit = stored[(stored["metric"] == f.metric) & (stored["method"] == method)]
+    hit = hit[hit["k"].isna()] if f.k is None else hit[hit["k"] == f.k]
+    newick, origin = None, ""
+    if not f.active and not hit.empty:
+        newick = str(hit.iloc[0]["newick"])
+        origin = "the release's stored tree (all models)"
+    elif need(len(f.models) >= 3, "A tree needs at least 3 models; the filters leave fewer."):
+        try:
+            newick = q(r, "tree_for_models", f.dataset, f.metric, f.k, method, models=f.models)
+            origin = (
+                f"computed now (Biopython) over the {len(f.models)} models the filters keep"
+                if f.active
+                else "computed now (Biopython): the release stores no tree for this metric and k"
+            )
+        except ValueError as e:
+            st.info(f"No tree: {e}")
+    if newick:
+        leaves, xs, ys = figures.tree_layout(newick)
+        meta = q(r, "list_models").set_index("model_id")
+        leaves["display_name"] = [meta.at[m, "display_name"] for m in leaves["model_id"]]
+        leaves["label"] = [c.labels.get(m, m) for m in leaves["model_id"]]
+        leaves["family"] = [meta.at[m, "family"] for m in leaves["model_id"]]
+        leaves["source"] = [meta.at[m, "source"] for m in leaves["model_id"]]
+        leaves["training"] = ["+".join(meta.at[m, "training_sets"]) or "(none)" for m in leaves["model_id"]]
+        leaves.insert(0, "dataset_id", f.dataset)
+        leaves.insert(1, "metric", f.metric)
+        leaves.insert(2, "k", pd.array([f.k] * len(leaves), dtype="Int64"))
+        leaves.insert(3, "method", method)
+        name = "neighbour joining" if method == "nj" else "UPGMA"
+        st.subheader(f"{name} tree of {c.metric_name(f.metric)} on {c.ds_name(f.dataset)}{k_text(f.k)}")
+        figure(
+            figures.tree_figure(leaves, xs, ys, colour),
+            leaves,
+            csv_name(c, f"tree-{method}", f.dataset, f.metric, f.k),
+            key="tree",
+            caption=f"Source: {origin}. Distance 1 − (S(A,B) + S(B,A))/2. Neighbour joining gives an unrooted "
+            "tree; it is drawn from the root Biopython chose. Branch lengths are drawn to scale.",
+        )
+        download(
+            pd.DataFrame({"newick": [newick]}),
+            csv_name(c, f"newick-{method}", f.dataset, f.metric, f.k),
+            key="csv_newick",
+            label="Download the Newick string (CSV)",
+        )

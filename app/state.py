@@ -1,0 +1,273 @@
+"""View state: sidebar filters and page controls, all mirrored in the URL (st.query_params) so a link reproduces
+the view.
+
+- On the first run of a session the URL's parameters are read once; every control takes its value from there if
+  the value is valid (checked against `backend.queries.filter_options` or the control's options), otherwise the
+  value is ignored and a visible warning says so.
+- At the end of every run the URL is rewritten from the controls drawn in that run; defaults are left out.
+- Lists (family, modality, training_set, source) are repeated keys: `?family=MACE&family=Orb`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from backend import Release
+
+from .data import q
+
+GLOBAL_KEYS = ("release", "family", "modality", "training_set", "source", "dataset", "metric", "k")
+# page controls: known everywhere so that a link to another page's parameter is never called unknown
+PAGE_KEYS = (
+    "order",
+    "view",
+    "method",
+    "colour",
+    "dataset_b",
+    "model_a",
+    "model_b",
+    "model",
+    "estimator",
+    "scope",
+    "ii_k",
+    "ii_colour",
+)
+_RAW, _WARN, _REG, _PAGE = "_url_raw", "_url_warnings", "_url_registered", "_url_page"
+
+
+def start_run(page_key: str) -> None:
+    """Call once per run before any control: reads the URL on the session's first run."""
+    ss = st.session_state
+    if _RAW not in ss:
+        ss[_RAW] = {key: list(st.query_params.get_all(key)) for key in st.query_params.keys()}
+        ss[_WARN] = []
+        ss[_PAGE] = page_key
+        for key in list(ss[_RAW]):
+            if key not in GLOBAL_KEYS and key not in PAGE_KEYS:
+                ss[_WARN].append(f"Unknown URL parameter `{key}` ignored.")
+                del ss[_RAW][key]
+    elif ss.get(_PAGE) != page_key:  # warnings belong to the view the link opened
+        ss[_WARN] = []
+        ss[_PAGE] = page_key
+    ss[_REG] = {}
+
+
+def warn(msg: str) -> None:
+    st.session_state[_WARN].append(msg)
+
+
+def warnings() -> list[str]:
+    return list(st.session_state.get(_WARN, []))
+
+
+def _from_url(key: str) -> list[str] | None:
+    return st.session_state[_RAW].pop(key, None)
+
+
+def control(
+    key: str,
+    label: str,
+    options: Sequence,
+    default,
+    *,
+    multi: bool = False,
+    where=None,
+    widget: str = "selectbox",
+    format_func: Callable | None = None,
+    help: str | None = None,
+    what: str | None = None,
+):
+    """A selectbox / multiselect / radio bound to session state and the URL; returns its value.
+
+    URL values are matched against str(option); invalid ones are ignored with a warning. A session value that is no
+    longer among the options (e.g. k after changing dataset) falls back to the default.
+    """
+    ss = st.session_state
+    where = where if where is not None else st.sidebar
+    by_str = {str(o): o for o in options}
+    what = what or key
+    raw = _from_url(key)
+    if raw is not None:
+        if multi:
+            good = [by_str[v] for v in raw if v in by_str]
+            bad = [v for v in raw if v not in by_str]
+            if bad:
+                warn(f"URL value(s) {', '.join(f'`{b}`' for b in bad)} for `{key}` ignored: not a known {what}.")
+            ss[key] = list(dict.fromkeys(good))
+        elif raw and raw[0] in by_str:
+            ss[key] = by_str[raw[0]]
+        else:
+            shown = raw[0] if raw else ""
+            warn(f"URL value `{shown}` for `{key}` ignored: not a known {what} here; showing `{default}`.")
+            ss[key] = default
+    if key in ss:
+        cur = ss[key]
+        if multi:
+            if not isinstance(cur, list) or any(c not in options for c in cur):
+                ss[key] = [c for c in (cur if isinstance(cur, list) else []) if c in options]
+        elif cur not in options:
+            ss[key] = default
+    else:
+        ss[key] = list(default) if multi else default
+    kw = {"key": key, "help": help}
+    if format_func is not None:
+        kw["format_func"] = format_func
+    if multi:
+        where.multiselect(label, list(options), placeholder="all", **kw)
+    elif widget == "radio":
+        where.radio(label, list(options), horizontal=True, **kw)
+    else:
+        where.selectbox(label, list(options), **kw)
+    ss[_REG][key] = (default, multi)
+    return ss[key]
+
+
+def sync_url() -> None:
+    """Rewrite the URL from the controls drawn in this run (defaults left out); forget unread URL values."""
+    ss = st.session_state
+    want: dict[str, str | list[str]] = {}
+    for key, (default, multi) in ss.get(_REG, {}).items():
+        val = ss.get(key)
+        if multi:
+            if val:
+                want[key] = [str(v) for v in val]
+        elif val is not None and val != default:
+            want[key] = str(val)
+    ss[_RAW] = {}
+    have = {key: list(st.query_params.get_all(key)) for key in st.query_params.keys()}
+    if have != {key: (v if isinstance(v, list) else [v]) for key, v in want.items()}:
+        st.query_params.from_dict(want)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class Filters:
+    """The sidebar filters of every page, resolved against the release."""
+
+    family: list[str]
+    modality: list[str]
+    training_set: list[str]
+    source: list[str]
+    dataset: str | None
+    metric: str | None
+    k: int | None
+    models: list[str]  # models passing the filters with any result on the dataset
+    n_on_dataset: int  # models with any result on the dataset
+    active: list[str] = field(default_factory=list)  # names of the model filters in use
+
+    @property
+    def model_filter(self) -> list[str] | None:
+        """For `models=` arguments: None when no model filter is active (all models)."""
+        return list(self.models) if self.active else None
+
+    @property
+    def hidden(self) -> int:
+        return self.n_on_dataset - len(self.models)
+
+
+def default_metric(metrics: Sequence[str]) -> str | None:
+    return "cknna" if "cknna" in metrics else (metrics[0] if metrics else None)
+
+
+def default_k(ks: Sequence[int | None]) -> int | None:
+    return 10 if 10 in ks else (ks[0] if ks else None)
+
+
+def sidebar_filters(release: Release) -> Filters:
+    opts = q(release, "filter_options")
+    datasets = q(release, "list_datasets")
+    dnames = dict(zip(datasets["dataset_id"], datasets["display_name"], strict=True))
+    sb = st.sidebar
+    sb.markdown("### Filters")
+    ds_opts = list(opts["dataset"])
+    # default: a real dataset with the most models (generated sets are labelled, not the first thing shown)
+    ranked = sorted(
+        ds_opts,
+        key=lambda d: (
+            datasets.set_index("dataset_id").at[d, "origin"] != "real",
+            -int(datasets.set_index("dataset_id").at[d, "n_models"]),
+            d,
+        ),
+    )
+    dataset = control(
+        "dataset",
+        "Dataset",
+        ds_opts,
+        ranked[0] if ranked else None,
+        format_func=lambda d: f"{dnames.get(d, d)} ({d})",
+        what="dataset",
+    )
+    mdefs = q(release, "metric_definitions").set_index("metric")
+    avail = q(release, "available_metrics", dataset) if dataset else None
+    metrics = [m for m in opts["metric"] if avail is not None and m in set(avail["metric"])]
+    metric = control(
+        "metric",
+        "Metric",
+        metrics,
+        default_metric(metrics),
+        format_func=lambda m: str(mdefs.at[m, "display_name"]) if m in mdefs.index else m,
+        what=f"metric with values on {dataset}",
+    )
+    k = None
+    if metric is not None and bool(mdefs.at[metric, "has_k"]):
+        ks = q(release, "k_values", dataset, metric)
+        k = control("k", "k (neighbours)", ks, default_k(ks), what=f"k for {metric} on {dataset}")
+    else:
+        _from_url("k")  # a metric without k: k in the URL has no meaning; drop it quietly
+    sb.markdown("### Models")
+    family = control("family", "Family", opts["family"], [], multi=True, what="family")
+    modality = control("modality", "Modality", opts["modality"], [], multi=True, what="modality")
+    training_set = control("training_set", "Training set", opts["training_set"], [], multi=True, what="training set")
+    source = control(
+        "source",
+        "Source of the weights",
+        opts["source"],
+        [],
+        multi=True,
+        what="source",
+        help="pretrained: published weights; random_init: the real architecture with random weights (never the "
+        "pretrained model); trained_here: trained by us; descriptor: a fixed descriptor.",
+    )
+    active = [
+        n
+        for n, v in (("family", family), ("modality", modality), ("training set", training_set), ("source", source))
+        if v
+    ]
+    on_ds = q(release, "list_models", dataset=dataset) if dataset else q(release, "list_models")
+    kept = (
+        q(
+            release,
+            "list_models",
+            family=family or None,
+            modality=modality or None,
+            training_set=training_set or None,
+            source=source or None,
+            dataset=dataset,
+        )
+        if active
+        else on_ds
+    )
+    return Filters(
+        family=family,
+        modality=modality,
+        training_set=training_set,
+        source=source,
+        dataset=dataset,
+        metric=metric,
+        k=k,
+        models=list(kept["model_id"]),
+        n_on_dataset=len(on_ds),
+        active=active,
+    )
+
+
+def hidden_line(f: Filters, dataset_name: str) -> str:
+    if not f.active:
+        return f"All **{f.n_on_dataset}** models with results on **{dataset_name}** shown; no model filter active."
+    return (
+        f"**{len(f.models)} of {f.n_on_dataset}** models with results on **{dataset_name}** shown; "
+        f"**{f.hidden} hidden by the filters** ({', '.join(f.active)})."
+    )

@@ -1,0 +1,75 @@
+"""Shared page helpers: a figure with its CSV download, the page context (release + filters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from backend import Release, queries
+
+from .data import labels, q
+from .figures import plotly_config
+from .state import Filters
+
+
+@dataclass
+class Ctx:
+    """What every page gets: the open release, the sidebar filters, model labels and dataset names."""
+
+    release: Release
+    f: Filters
+    labels: dict[str, str]
+    dataset_names: dict[str, str]
+
+    def mdef(self, metric: str) -> pd.Series:
+        return q(self.release, "metric_definitions").set_index("metric").loc[metric]
+
+    def metric_name(self, metric: str) -> str:
+        return str(self.mdef(metric)["display_name"])
+
+    def ds_name(self, dataset: str | None) -> str:
+        return self.dataset_names.get(dataset, str(dataset))
+
+
+def ctx() -> Ctx:
+    return st.session_state["_ctx"]
+
+
+def make_ctx(release: Release, f: Filters) -> Ctx:
+    ds = q(release, "list_datasets")
+    c = Ctx(release, f, labels(release), dict(zip(ds["dataset_id"], ds["display_name"], strict=True)))
+    st.session_state["_ctx"] = c
+    return c
+
+
+def csv_name(c: Ctx, kind: str, dataset: str | None = None, metric: str | None = None, k: int | None = None) -> str:
+    return queries.csv_filename(c.release.release_id, dataset, metric, k, kind)
+
+
+def download(df: pd.DataFrame, filename: str, key: str, label: str = "Download the table behind this figure (CSV)"):
+    """CSV of exactly `df` (backend.queries.to_csv), without rerunning the app on click."""
+    st.download_button(
+        label, data=queries.to_csv(df), file_name=filename, mime="text/csv", key=key, on_click="ignore",
+        icon=":material/download:",
+    )  # fmt: skip
+
+
+def figure(fig, df: pd.DataFrame, filename: str, key: str, *, caption: str | None = None) -> None:
+    """A Plotly figure (modebar export on) followed by the download of the table it was drawn from."""
+    st.plotly_chart(fig, config=plotly_config(filename), key=f"fig_{key}")
+    if caption:
+        st.caption(caption)
+    download(df, filename, key=f"csv_{key}")
+
+
+def need(cond: bool, msg: str) -> bool:
+    """Show `msg` as an info box when cond is false; returns cond (pages return early on False)."""
+    if not cond:
+        st.info(msg)
+    return cond
+
+
+def k_text(k) -> str:
+    return "" if k is None or pd.isna(k) else f", k = {int(k)}"
