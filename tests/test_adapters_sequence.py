@@ -250,9 +250,16 @@ def test_mpnn_real_chains(variant, pdb_chains):
     assert r.embeddings.shape == (3, 128) and r.embeddings.dtype == np.float32
     assert np.isfinite(r.embeddings).all() and len({row.tobytes() for row in r.embeddings}) == 3
     assert [ad.featurize(s).n_valid for s in pdb_chains] == [99, 36, 13]
-    one_by_one = np.concatenate([ad.embed([s], batch_size=1).embeddings for s in pdb_chains])
     np.testing.assert_array_equal(ad.embed(pdb_chains[::-1], batch_size=3).embeddings, r.embeddings[::-1])  # same
-    assert np.abs(one_by_one - r.embeddings).max() <= 1e-5  # padding (residues and edges) does not leak
+    one_by_one = np.concatenate([ad.embed([s], batch_size=1).embeddings for s in pdb_chains])
+    padded = ad.encode_chains([ad.featurize(s) for s in pdb_chains])  # one batch padded 13 -> 99 residues, k 13 -> 48
+    assert np.abs(one_by_one - padded).max() <= 1e-5  # padding (residues and edges) does not leak
+    assert np.abs(one_by_one - r.embeddings).max() <= 1e-5
+
+
+def test_length_batches_group_similar_lengths():
+    assert mpnn.length_batches([99, 36, 13, 40, 100, 120], batch_size=8) == [[2], [1, 3], [0, 4, 5]]
+    assert mpnn.length_batches([10] * 5, batch_size=2) == [[0, 1], [2, 3], [4]]
 
 
 def _random_rotation(seed: int) -> np.ndarray:

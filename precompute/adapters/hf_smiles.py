@@ -152,8 +152,27 @@ class SmilesTransformerAdapter:
             from transformers import AlbertModel as ModelClass
         else:
             from transformers import BertModel as ModelClass
-        # The MLM/classifier heads in the folders are reported as unused keys by transformers; only the encoder is used.
-        self.model = ModelClass.from_pretrained(str(self.model_dir), local_files_only=True, add_pooling_layer=False)
+        # The MLM/classifier heads and the pooler in the folders are unused keys (only the encoder is used); a MISSING
+        # or mismatched encoder weight would mean random weights, so that is an error.
+        from transformers.utils import logging as hf_logging
+
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # silence the load report that lists the unused head keys
+        hf_logging.disable_progress_bar()
+        try:
+            self.model, info = ModelClass.from_pretrained(
+                str(self.model_dir), local_files_only=True, add_pooling_layer=False, output_loading_info=True
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
+        if info.get("missing_keys") or info.get("mismatched_keys"):
+            raise RuntimeError(
+                f"{card.get('model_id')}: {self.model_dir} lacks encoder weights "
+                f"(missing {list(info.get('missing_keys', []))[:5]}, mismatched {list(info.get('mismatched_keys', []))[:5]})"
+            )
+        self.unused_checkpoint_keys = sorted(info.get("unexpected_keys", []))
         self.model.to(self.device).eval()
         self.max_positions = int(self.model.config.max_position_embeddings)
         self.embedding_dim = int(self.model.config.hidden_size)
