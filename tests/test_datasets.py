@@ -426,3 +426,11 @@ def test_offeq_molecules_bad_smiles_source_names_the_file(tmp_path):
     bad.write_text("name\nx\n")
     with pytest.raises(DatasetError, match="no_smiles.csv"):
         load_dataset("offeq-molecules", n=1, path=str(tmp_path), smiles_source=str(bad))
+
+
+def test_crystals_same_samples_with_two_workers(tmp_path):
+    kw = {"n": 4, "seed": 2, "md_fraction": 0.0, "sources": ["ase-bulk"]}
+    one = load_dataset("crystals", path=str(tmp_path / "w1"), **kw)
+    two = load_dataset("crystals", path=str(tmp_path / "w2"), workers=2, **kw)
+    assert [s.atoms for s in one] == [s.atoms for s in two]
+    assert [s.meta["seed_name"] for s in one] == [s.meta["seed_name"] for s in two]

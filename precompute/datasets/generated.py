@@ -167,6 +167,13 @@ def _generate_cached(
     make: Callable[[list[int]], Iterator[Sample]],
     checkpoint_every: int = 200,
 ) -> list[Sample]:
+    import multiprocessing as mp
+
+    if getattr(mp.current_process(), "_inheriting", False):
+        # A spawned worker re-running the caller's script: waiting for the parent's lock would deadlock.
+        raise DatasetError(
+            f"{dataset_id}: generation with workers > 1 must be started under `if __name__ == '__main__':`"
+        )
     folder = cache_root(path) / "generated" / f"{dataset_id}-{recipe_key(recipe)}"
     with _locked(folder):
         state, samples = _read_cache(folder)
@@ -213,10 +220,18 @@ def _run_parallel(
             yield fn(i)
         return
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=init, initargs=init_args) as pool:
-        yield from pool.imap(fn, todo, chunksize=4)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init, initargs=init_args) as pool:
+            yield from pool.map(fn, todo, chunksize=4)
+    except BrokenProcessPool as exc:
+        raise DatasetError(
+            f"generation workers died ({exc}); with workers > 1 the calling script must run under "
+            "`if __name__ == '__main__':`"
+        ) from None
 
 
 # ---------------------------------------------------------------- crystals
