@@ -55,7 +55,7 @@ _CARDS: dict[str, dict[str, Any]] = {
         "ase.db; energies in eV",
         "license": "CC-BY-4.0",
         "citation": "Barroso-Luque et al., arXiv:2410.12771 (2024); Schmidt et al., Alexandria database",
-        "in_distribution_for": ["salex"],
+        "in_distribution_for": ["salex", "alexandria"],
     },
     "omol25": {
         "display_name": "OMol25",
@@ -82,21 +82,24 @@ _CARDS: dict[str, dict[str, Any]] = {
         "display_name": "Perturbed crystals (generated)",
         "domain": "materials",
         "origin": "generated",
-        "recipe": "real seed structures (Avogadro CIFs, pymatgen AFLOW prototypes, ase.build.bulk) rattled and "
-        "strained, a fraction relaxed by short CHGNet 0.3.0 MD; recipe and seed stored with the cache",
-        "license": "generated here from openly licensed seed structures",
+        "recipe": "real seed structures (Debian libavogadro-data CIFs, pymatgen AFLOW prototypes, ase.build.bulk), "
+        "symmetric strain up to +-5%, Gaussian rattle sigma 0.05-0.3 A, 20% perturbed by 10 steps of Langevin MD at "
+        "1000/3000 K with pretrained CHGNet 0.3.0 (OMat24-style); recipe and seed stored with the cache",
+        "license": "generated here; seeds: libavogadro-data (BSD-3), pymatgen (MIT), ASE (LGPL)",
         "citation": None,
-        "in_distribution_for": [],
+        "in_distribution_for": ["mptrj", "omat24", "salex", "alexandria"],
     },
     "offeq-molecules": {
         "display_name": "Off-equilibrium molecules (generated)",
         "domain": "molecules",
         "origin": "generated",
-        "recipe": "MOSES SMILES -> RDKit ETKDG conformers -> short GFN2-xTB MD (tblite), energies per frame; recipe "
-        "and seed stored with the cache",
-        "license": "generated here from MOSES SMILES (MIT)",
-        "citation": None,
-        "in_distribution_for": [],
+        "recipe": "MOSES SMILES (from ZINC) -> RDKit ETKDGv3 + MMFF94 -> 10 steps of GFN2-xTB Langevin MD at 600 K "
+        "(tblite), last frame with its GFN2-xTB energy in eV (MMFF fallback labelled); recipe and seed stored with "
+        "the cache",
+        "license": "generated here from MOSES SMILES (molsets, MIT)",
+        "citation": "Polykovskiy et al., Molecular Sets (MOSES), Front. Pharmacol. 11, 565644 (2020); Bannwarth et al., "
+        "GFN2-xTB, J. Chem. Theory Comput. 15, 1652-1671 (2019)",
+        "in_distribution_for": ["zinc"],
     },
 }
 
