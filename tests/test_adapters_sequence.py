@@ -232,8 +232,24 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="module")
 def pdb_chains() -> list[Sample]:
-    """Three real chains of different lengths (99, 36 and 13 residues)."""
-    return [_chain(PDB_SEQ / "1hpv.pdb", "A"), _chain(PDB_SEQ / "1tii_C.pdb", "C"), _chain(PDB_SEQ / "pept.pdb", "E")]
+    """Three real chains (longest first, a 13-residue peptide last): the project's PDB loader on tests/data/pdb/
+    (1I8N:A 89, 2XCJ:A 84, pept:E 13 residues, .gz files included), else our pymol-data copies."""
+    try:
+        from precompute.datasets import load_dataset
+
+        by_id = {s.sample_id: s for s in load_dataset("pdb", path=str(DATA / "pdb"))}
+        chains = [by_id["pdb:1i8na:A"], by_id["pdb:2xcja:A"], by_id["pdb:pept:E"]]
+    except (ImportError, KeyError, ValueError):
+        chains = [
+            _chain(PDB_SEQ / "1hpv.pdb", "A"),
+            _chain(PDB_SEQ / "1tii_C.pdb", "C"),
+            _chain(PDB_SEQ / "pept.pdb", "E"),
+        ]
+    return chains
+
+
+def _n_residues(s: Sample) -> int:
+    return s.meta.get("n_residues") or {"1hpv": 99, "1tii_C": 36, "pept": 13}[Path(s.meta["structure_path"]).stem]
 
 
 @pytest.fixture(scope="module")
@@ -249,10 +265,10 @@ def test_mpnn_real_chains(variant, pdb_chains):
     assert r.ids == [s.sample_id for s in pdb_chains] and not r.failures
     assert r.embeddings.shape == (3, 128) and r.embeddings.dtype == np.float32
     assert np.isfinite(r.embeddings).all() and len({row.tobytes() for row in r.embeddings}) == 3
-    assert [ad.featurize(s).n_valid for s in pdb_chains] == [99, 36, 13]
+    assert [ad.featurize(s).n_valid for s in pdb_chains] == [_n_residues(s) for s in pdb_chains]
     np.testing.assert_array_equal(ad.embed(pdb_chains[::-1], batch_size=3).embeddings, r.embeddings[::-1])  # same
     one_by_one = np.concatenate([ad.embed([s], batch_size=1).embeddings for s in pdb_chains])
-    padded = ad.encode_chains([ad.featurize(s) for s in pdb_chains])  # one batch padded 13 -> 99 residues, k 13 -> 48
+    padded = ad.encode_chains([ad.featurize(s) for s in pdb_chains])  # one batch: 13 residues padded to ~90, k to 48
     assert np.abs(one_by_one - padded).max() <= 1e-5  # padding (residues and edges) does not leak
     assert np.abs(one_by_one - r.embeddings).max() <= 1e-5
 
@@ -361,7 +377,7 @@ def test_mpnn_blank_chain_id_forms_and_gz(tmp_path, il2_blank_chain):
     np.testing.assert_array_equal(ad.embed([_chain(gz, " ", sid="il2gz")]).embeddings, ref)
 
 
-def test_mpnn_mmcif_chain_equals_pdb_chain(tmp_path, pdb_chains):
+def test_mpnn_mmcif_chain_equals_pdb_chain(tmp_path):
     pytest.importorskip("Bio")
     from Bio.PDB import MMCIFIO, PDBParser
 
@@ -372,7 +388,7 @@ def test_mpnn_mmcif_chain_equals_pdb_chain(tmp_path, pdb_chains):
     io.save(str(cif))
     ad = mpnn_adapter("vanilla")
     got = ad.embed([_chain(cif, "C", sid="cif")]).embeddings
-    assert np.abs(got - ad.embed([pdb_chains[1]]).embeddings).max() <= 1e-5
+    assert np.abs(got - ad.embed([_chain(PDB_SEQ / "1tii_C.pdb", "C")]).embeddings).max() <= 1e-5
 
 
 def test_mpnn_malformed_and_missing_backbone_go_to_failures(tmp_path, pdb_chains):
