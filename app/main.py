@@ -33,7 +33,9 @@ PAGES = [
 
 
 def main() -> None:
-    st.set_page_config(page_title="matter-align", page_icon=":material/hub:", layout="wide")
+    st.set_page_config(
+        page_title="matter-align", page_icon=str(Path(__file__).parent / "assets" / "icon.png"), layout="wide"
+    )
     pg = st.navigation([st.Page(f"pages_/{f}", title=t, icon=i, default=(n == 0)) for n, (f, t, i) in enumerate(PAGES)])
     state.start_run(pg.url_path or "overview")
     warn_box = st.container()

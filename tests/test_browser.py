@@ -1,0 +1,240 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright.
+
+Starts the app the way the README does (`.venv/bin/streamlit run app/main.py --server.headless true --server.port
+<free port>`) on a fixture release built in a temp folder, visits every page, changes a filter, downloads a CSV and
+checks its rows against the backend, saves screenshots to test-artifacts/ and fails on any exception shown on a page
+(`[data-testid=stException]`) or any error in the browser console.
+
+Needs /usr/bin/chromium (`tests/browser/install_chromium.sh`). Without it: skipped, unless $CI is set (then a failure).
+Never runs `playwright install`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("MATTER_ALIGN_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+STREAMLIT = Path(sys.executable).parent / "streamlit"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+PAGES = [  # url path, title on the page, plotly charts expected at least
+    ("", "Do scientific foundation models converge", 1),
+    ("heatmap", "Alignment heatmap", 1),
+    ("tree", "Model tree", 1),
+    ("intrinsic_dimension", "Intrinsic dimension", 1),
+    ("id_vs_ood", "In- vs out-of-distribution", 4),
+    ("convergence", "Convergence", 1),
+    ("local_vs_global", "Local vs global", 2),
+    ("compare", "Compare two models", 1),
+    ("model_cards", "Model cards", 0),
+    ("dataset_cards", "Dataset cards", 0),
+]
+
+_PATHS = {p for p, _, _ in PAGES if p}
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _need_browser():
+    missing = []
+    if not Path(CHROMIUM).is_file():
+        missing.append(f"{CHROMIUM} (Debian chromium: tests/browser/install_chromium.sh)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the python package playwright")
+    if missing:
+        msg = "browser test needs " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(msg + " (CI is set: a missing browser is a failure)")
+        pytest.skip(msg)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def release_root(tmp_path_factory):
+    from tests._release_fixture import write_test_release
+
+    root = tmp_path_factory.mktemp("releases")
+    write_test_release(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(release_root, tmp_path_factory):
+    _need_browser()
+    port = _free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = {**os.environ, "MATTER_ALIGN_RELEASES": str(release_root), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [str(STREAMLIT), "run", "app/main.py", "--server.headless", "true", "--server.port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(server, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            args=ARGS,
+            headless=True,
+            accept_downloads=True,
+            viewport={"width": 1440, "height": 1800},
+        )
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+
+# Streamlit's frontend, opened on a page's own URL (/heatmap), first probes the server under that path
+# (/heatmap/_stcore/health, .../host-config), gets 404 and then uses the root. Only these exact probes are tolerated.
+_PROBE = re.compile(r"^http://127\.0\.0\.1:\d+/[a-z_]+/_stcore/(health|host-config)$")
+
+
+class Watch:
+    """Console errors and page errors of one tab (Streamlit's base-path probes excepted, see _PROBE)."""
+
+    def __init__(self, page):
+        self.errors: list[str] = []
+        page.on("console", lambda m: self._console(m))
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def _console(self, m) -> None:
+        if m.type == "error" and not (
+            "404" in m.text and _PROBE.match(m.location.get("url", "")) and m.location["url"].split("/")[3] in _PATHS
+        ):
+            self.errors.append(f"console error: {m.text} at {m.location.get('url')}")
+
+
+def _settle(page, title: str, charts: int) -> None:
+    page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+    if charts:
+        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {charts}", timeout=30_000)
+    # the script has finished when Streamlit's running indicator is gone
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=stStatusWidget]') || "
+        "!document.querySelector('[data-testid=stStatusWidget]').innerText.includes('Running')",
+        timeout=30_000,
+    )
+    page.wait_for_timeout(400)
+
+
+def _no_exception(page, where: str) -> None:
+    n = page.locator("[data-testid=stException]").count()
+    assert n == 0, f"{where}: {n} exception(s) shown: {page.locator('[data-testid=stException]').first.inner_text()}"
+
+
+def test_every_page(server, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page()
+    watch = Watch(page)
+    for path, title, charts in PAGES:
+        page.goto(f"{server}/{path}")
+        _settle(page, title, charts)
+        _no_exception(page, path or "overview")
+        assert page.locator(".js-plotly-plot").count() >= charts, path
+        page.screenshot(path=str(ARTIFACTS / f"{path or 'overview'}.png"), full_page=True)
+    (ARTIFACTS / "console_every_page.txt").write_text("\n".join(watch.errors) + "\n")
+    assert not watch.errors, "\n".join(watch.errors)
+    page.close()
+
+
+def test_filter_url_and_csv(server, browser, release_root):
+    import pandas as pd
+
+    from backend import Release, queries
+
+    r = Release.open(release_root / (release_root / "latest").read_text().strip())
+    page = browser.new_page()
+    watch = Watch(page)
+    page.goto(f"{server}/heatmap")
+    _settle(page, "Alignment heatmap", 1)
+    sidebar = page.locator("[data-testid=stSidebar]")
+    # change the dataset filter: qm9 (default, real) -> offeq (generated)
+    sidebar.locator("[data-testid=stSelectbox]").filter(has_text="Dataset").first.click()
+    page.get_by_role("option", name="OFFEQ (offeq)").click()
+    page.wait_for_url("**dataset=offeq**", timeout=20_000)
+    _settle(page, "Alignment heatmap", 1)
+    page.get_by_text("on OFFEQ, k = 10").first.wait_for(timeout=20_000)
+    _no_exception(page, "heatmap after filter")
+    # hide one family through the model filter: the line says how many models are hidden
+    sidebar.locator("[data-testid=stMultiSelect]").filter(has_text="Family").first.click()
+    page.get_by_role("option", name="MACE").click()
+    page.keyboard.press("Escape")
+    page.wait_for_url("**family=MACE**", timeout=20_000)
+    _settle(page, "Alignment heatmap", 1)
+    page.get_by_text("3 hidden by the filters").first.wait_for(timeout=20_000)
+    page.screenshot(path=str(ARTIFACTS / "heatmap_filtered.png"), full_page=True)
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download the table behind this figure (CSV)").first.click()
+    d = dl.value
+    got = Path(d.path()).read_bytes()
+    k = 10
+    res = queries.matrix(r, "offeq", "cknna", k, order="family", models=["mace_a", "mace_b"])
+    assert d.suggested_filename == queries.csv_filename(r.release_id, "offeq", "cknna", k, "matrix")
+    assert got == queries.to_csv(queries.matrix_table(res))
+    rows = pd.read_csv(io.BytesIO(got))
+    assert set(rows["model_a"]) == {"mace_a", "mace_b"} and len(rows) == 2
+    # a deep link restores the view; an invalid value is ignored with a visible warning
+    page.goto(f"{server}/heatmap?dataset=qm9&metric=cka&order=cluster&family=NOPE")
+    _settle(page, "Alignment heatmap", 1)
+    page.get_by_text("not a known family").first.wait_for(timeout=20_000)
+    page.get_by_text("CKA (linear, biased) on QM9").first.wait_for(timeout=20_000)
+    _no_exception(page, "deep link")
+    page.screenshot(path=str(ARTIFACTS / "heatmap_deeplink.png"), full_page=True)
+    assert not watch.errors, watch.errors
+    page.close()
