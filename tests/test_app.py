@@ -1,0 +1,331 @@
+"""The dashboard under streamlit.testing.v1.AppTest, on the fixture release (tests/_release_fixture.py).
+
+Every page runs without exception; deep links restore the view and invalid URL values are ignored with a visible
+warning; the numbers inside the charts and the CSV downloads are the backend's numbers under the current filters.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backend import Release, queries
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = str(ROOT / "app" / "main.py")
+PAGES = [
+    "overview",
+    "heatmap",
+    "tree",
+    "intrinsic_dimension",
+    "id_vs_ood",
+    "convergence",
+    "local_vs_global",
+    "compare",
+    "model_cards",
+    "dataset_cards",
+]
+
+
+@pytest.fixture(scope="module")
+def release_root(tmp_path_factory) -> Path:
+    from tests._release_fixture import write_test_release
+
+    root = tmp_path_factory.mktemp("releases")
+    write_test_release(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def release(release_root) -> Release:
+    return Release.open(release_root / (release_root / "latest").read_text().strip())
+
+
+@pytest.fixture
+def media(monkeypatch):
+    """Keep the media storage of each AppTest run, so download buttons' bytes can be read back."""
+    import streamlit.testing.v1.app_test as app_test
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    stores: list = []
+
+    class Keep(MemoryMediaFileStorage):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Keep)
+    return stores
+
+
+@pytest.fixture
+def app(release_root, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MATTER_ALIGN_RELEASES", str(release_root))
+
+    def make(page: str = "overview", **params) -> AppTest:
+        at = AppTest.from_file(MAIN, default_timeout=60)
+        for key, val in params.items():
+            at.query_params[key] = val
+        if page != "overview":
+            at.switch_page(f"pages_/{page}.py")
+        return at.run()
+
+    return make
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def _decode(v):
+    """Plotly's JSON stores arrays as {dtype, bdata (base64), shape}: back to NumPy, recursively."""
+    if isinstance(v, dict):
+        if "bdata" in v and "dtype" in v:
+            arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+            shape = v.get("shape")
+            return arr.reshape([int(x) for x in str(shape).split(",")]) if shape else arr
+        return {k: _decode(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_decode(x) for x in v]
+    return v
+
+
+def _charts(at) -> list[dict]:
+    return [_decode(json.loads(c.proto.spec)) for c in at.get("plotly_chart")]
+
+
+def _trace(fig: dict, kind: str) -> dict:
+    return next(t for t in fig["data"] if t.get("type") == kind)
+
+
+def _download(at, media, label_contains: str = "behind this figure", index: int = 0) -> tuple[str, bytes]:
+    btns = [b for b in at.get("download_button") if label_contains in b.proto.label]
+    b = btns[index]
+    file_id = b.proto.url.rsplit("/", 1)[-1]
+    data = media[-1].get_file(file_id).content
+    return b.proto.url, data
+
+
+def _warnings(at) -> list[str]:
+    return [w.value for w in at.warning]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs(app, page):
+    at = app(page)
+    _ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.title, f"{page}: no title"
+
+
+def test_every_page_with_filters_and_other_settings(app):
+    """A second pass over every page with a model filter and a k-less metric (other code paths)."""
+    for page in PAGES:
+        at = app(page, dataset="offeq", metric="cka", source=["pretrained", "random_init", "descriptor"])
+        _ok(at)
+        assert not _warnings(at) or page in ("model_cards", "dataset_cards"), (page, _warnings(at))
+
+
+def test_no_release_is_a_message_not_a_traceback(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MATTER_ALIGN_RELEASES", str(tmp_path))
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    _ok(at)
+    assert at.error and "No release found" in at.error[0].value
+    at.switch_page("pages_/heatmap.py").run()
+    _ok(at)
+    assert "No release found" in at.error[0].value
+
+
+def test_broken_release_is_a_message(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests._release_fixture import write_test_release
+
+    folder = write_test_release(tmp_path)
+    (folder / "energy.parquet").write_bytes(b"not parquet")
+    monkeypatch.setenv("MATTER_ALIGN_RELEASES", str(tmp_path))
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    _ok(at)
+    assert at.error and "cannot be opened" in at.error[0].value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+def test_deep_link_restores_the_view(app):
+    at = app("heatmap", dataset="offeq", metric="mutual_knn", k="5", family=["MACE", "SOAP"], order="cluster")
+    _ok(at)
+    assert not _warnings(at)
+    assert at.selectbox(key="dataset").value == "offeq"
+    assert at.selectbox(key="metric").value == "mutual_knn"
+    assert at.selectbox(key="k").value == 5
+    assert at.multiselect(key="family").value == ["MACE", "SOAP"]
+    assert at.radio(key="order").value == "cluster"
+    # the URL written back holds the same state (defaults left out)
+    assert at.query_params["dataset"] == "offeq" and at.query_params["order"] == "cluster"
+    assert at.query_params["family"] == ["MACE", "SOAP"]
+    assert any("2 hidden by the filters" in c.value for c in at.caption)
+
+
+def test_invalid_url_values_are_ignored_with_a_warning(app):
+    at = app("heatmap", dataset="nope", metric="zzz", family=["MACE", "NOPE"], order="sideways", bogus="1")
+    _ok(at)
+    w = " ".join(_warnings(at))
+    for bad in ("`nope`", "`zzz`", "`NOPE`", "`sideways`", "`bogus`"):
+        assert bad in w, (bad, w)
+    assert at.selectbox(key="dataset").value == "qm9"  # the default: a real dataset
+    assert at.selectbox(key="metric").value == "cknna"
+    assert at.multiselect(key="family").value == ["MACE"]
+    assert at.radio(key="order").value == "family"
+    assert "bogus" not in at.query_params and at.query_params.get("family") in (["MACE"], "MACE")
+    # k not stored for the metric on this dataset: ignored, the default k shown
+    at2 = app("heatmap", dataset="qm9", metric="cknna", k="7")
+    assert "`7`" in " ".join(_warnings(at2)) and at2.selectbox(key="k").value == 10
+
+
+def test_changing_a_filter_updates_the_url_and_the_hidden_line(app):
+    at = app("heatmap")
+    assert any("no model filter active" in c.value for c in at.caption)
+    at.multiselect(key="source").set_value(["pretrained"]).run()
+    _ok(at)
+    assert at.query_params["source"] in (["pretrained"], "pretrained")
+    assert any("2 of 5" in c.value and "3 hidden by the filters" in c.value for c in at.caption)
+    at.selectbox(key="metric").set_value("cka").run()
+    assert "k" not in at.query_params and at.query_params["metric"] == "cka"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+def test_heatmap_values_and_csv_are_the_backends(app, media, release):
+    at = app("heatmap", dataset="qm9", metric="cknna", k="5", family=["MACE", "ChemBERTa"])
+    _ok(at)
+    models = list(queries.list_models(release, family=["MACE", "ChemBERTa"], dataset="qm9")["model_id"])
+    res = queries.matrix(release, "qm9", "cknna", 5, order="family", models=models)
+    hm = _trace(_charts(at)[0], "heatmap")
+    z = np.array([[np.nan if v is None else v for v in row] for row in hm["z"]], dtype=float)
+    np.testing.assert_array_equal(z, res.matrix.to_numpy(dtype=float))
+    assert hm["zmin"] == 0 and hm["zmax"] == 1  # fixed colour range of CKNNA
+    url, data = _download(at, media)
+    assert data == queries.to_csv(queries.matrix_table(res))
+    assert len(pd.read_csv(pd.io.common.BytesIO(data))) == len(res.cells)
+    fname = at.get("download_button")[0].proto
+    assert fname  # the file name is checked in the browser test; here the bytes
+
+
+def test_clustered_heatmap_has_a_dendrogram(app, release):
+    at = app("heatmap", dataset="qm9", metric="cka", order="cluster")
+    _ok(at)
+    fig = _charts(at)[0]
+    res = queries.matrix(release, "qm9", "cka", order="cluster")
+    hm = _trace(fig, "heatmap")
+    np.testing.assert_allclose(np.array(hm["z"], dtype=float), res.matrix.to_numpy(dtype=float))
+    assert hm["xaxis"] == "x2" or "dendrogram" in [t.get("name") for t in fig["data"]]
+    assert "dendrogram" in [t.get("name") for t in fig["data"]]
+
+
+def test_family_block_view(app, media, release):
+    at = app("heatmap", dataset="qm9", metric="cknna", k="10", view="family_block")
+    _ok(at)
+    fb = queries.family_block_matrix(release, "qm9", "cknna", 10)
+    hm = _trace(_charts(at)[0], "heatmap")
+    fams = list(dict.fromkeys(fb["family_a"]))
+    want = fb.pivot(index="family_a", columns="family_b", values="value_mean").reindex(index=fams, columns=fams)
+    got = np.array([[np.nan if v is None else v for v in row] for row in hm["z"]], dtype=float)
+    np.testing.assert_allclose(got, want.to_numpy(dtype=float))
+    assert _download(at, media)[1] == queries.to_csv(fb)
+
+
+def test_intrinsic_dimension_bars(app, media, release):
+    at = app("intrinsic_dimension", dataset="qm9")
+    _ok(at)
+    df = queries.intrinsic_dim(release, "qm9", "twonn")
+    bars = [t for t in _charts(at)[0]["data"] if t["type"] == "bar"]
+    got = sorted(v for t in bars for v in t["y"])
+    np.testing.assert_allclose(got, sorted(df["value"]))
+    assert _download(at, media)[1] == queries.to_csv(df)
+
+
+def test_tree_leaves_are_the_models(app, release):
+    at = app("tree", dataset="qm9", metric="cknna", k="10", method="upgma", colour="source")
+    _ok(at)
+    fig = _charts(at)[0]
+    names = {str(t["name"]) for t in fig["data"][1:]}
+    assert names == set(queries.list_models(release)["source"])
+    leaves = {x for t in fig["data"][1:] for x in t["text"]}
+    assert len(leaves) == 5
+    # with a model filter the tree is computed over the kept models
+    at = app("tree", dataset="qm9", metric="cknna", k="10", family=["MACE", "ChemBERTa"])
+    _ok(at)
+    assert sum(len(t["x"]) for t in _charts(at)[0]["data"][1:]) == 4
+    assert any("computed now" in c.value for c in at.caption)
+
+
+def test_convergence_and_missing_energy(app, media, release):
+    at = app("convergence", dataset="qm9", metric="cknna", k="10")
+    _ok(at)
+    df = queries.alignment_vs_mae(release, "qm9", "cknna", 10)
+    xs = sorted(v for t in _charts(at)[0]["data"] for v in t["x"])
+    np.testing.assert_allclose(xs, sorted(df["mae_per_atom"]))
+    assert _download(at, media)[1] == queries.to_csv(df)
+    at = app("convergence", dataset="offeq")
+    _ok(at)
+    assert any("no rows in the energy table" in i.value for i in at.info)
+
+
+def test_id_vs_ood_and_local_vs_global(app, media, release):
+    at = app("id_vs_ood", dataset="qm9", dataset_b="offeq", metric="cknna", k="5")
+    _ok(at)
+    md = queries.matrix_difference(release, "qm9", "offeq", "cknna", 5)
+    figs = _charts(at)
+    np.testing.assert_allclose(
+        np.array(_trace(figs[2], "heatmap")["z"], dtype=float), md.difference.to_numpy(dtype=float)
+    )
+    pairs = queries.id_vs_ood(release, "qm9", "offeq", "cknna", 5)
+    assert sum(len(t["x"]) for t in figs[3]["data"] if t.get("mode") == "markers") == len(pairs)
+    assert _download(at, media, index=3)[1] == queries.to_csv(pairs)
+    at = app("local_vs_global", dataset="qm9", ii_k="5", ii_colour="idcor")
+    _ok(at)
+    ii = queries.information_imbalance_pairs(release, "qm9", 5, cknna_k=10)
+    plane = _charts(at)[1]["data"][0]
+    np.testing.assert_allclose(plane["x"], ii["delta_ab"])
+    np.testing.assert_allclose(plane["marker"]["color"], ii["idcor"])
+    assert _download(at, media, index=1)[1] == queries.to_csv(ii)
+
+
+def test_compare_two_models(app, media, release):
+    at = app("compare", model_a="mace_a", model_b="soap")
+    _ok(at)
+    df = queries.compare_models(release, "mace_a", "soap")
+    assert _download(at, media)[1] == queries.to_csv(df)
+    assert at.selectbox(key="model_a").value == "mace_a"
+
+
+def test_cards_label_the_source_and_generated_data(app):
+    at = app("model_cards", model="mace_b")
+    _ok(at)
+    assert any("Random initialisation" in w.value and "not" in w.value for w in at.warning)
+    assert any("[random init]" in h.value for h in at.header)
+    at = app("model_cards", model="mace_a")
+    assert any("Pretrained" in s.value for s in at.success)
+    at = app("dataset_cards", dataset="offeq")
+    _ok(at)
+    assert any("Generated dataset" in w.value for w in at.warning)
+    at = app("dataset_cards", dataset="qm9")
+    assert any("Real data" in s.value for s in at.success)
+
+
+def test_release_picker_and_csv_name(app, release_root, release):
+    at = app("heatmap", release="not-a-release")
+    _ok(at)
+    assert any("`not-a-release`" in w for w in _warnings(at))
+    assert at.selectbox(key="release").value == release.release_id
+    assert queries.csv_filename(release.release_id, "qm9", "cknna", 10, "matrix") == (
+        f"matter-align_{release.release_id}_matrix_qm9_cknna_k10.csv"
+    )
