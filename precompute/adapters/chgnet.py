@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from precompute.adapters._structure import boxed, check_all, resolve_device, stack
+from precompute.adapters._structure import boxed, check_all, local_checkpoint, resolve_device, stack
 from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
@@ -46,6 +46,7 @@ class CHGNetAdapter:
         if self.version not in VERSIONS:
             raise ValueError(f"CHGNet: unknown version {self.version!r}; choose one of {VERSIONS}")
         self.device = resolve_device(device)
+        checkpoint = local_checkpoint(checkpoint)
         if checkpoint:
             model = CHGNet.from_file(checkpoint, mlp_out_bias=self.version == "0.2.0", version=self.version)
         else:

@@ -6,7 +6,7 @@
   C_ii = 0.5 Z_i^2.4, C_ij = Z_i Z_j / |R_i - R_j| (distances in bohr), sorted by decreasing absolute value and
   zero-padded to `size` (e.g. 29 for QM9, the largest molecule). Options: {size: 29}. Molecules only; a periodic
   sample or a molecule with more than `size` atoms goes to failures.
-- SOAPAdapter: dscribe SOAP power spectrum averaged over atoms. Options: {species: [...] (required), r_cut: 5.0,
+- SOAPAdapter: dscribe SOAP power spectrum averaged over atoms. Options: {species: [...] (null: H, C, N, O, F), r_cut: 5.0,
   n_max: 6, l_max: 4, sigma: 0.5, average: "outer"}. "outer" = the mean of the per-atom power spectra (the
   "averaged over atoms" descriptor); "inner" = the power spectrum of the atom-averaged expansion coefficients.
   Periodic samples use a periodic SOAP. A sample with an element outside `species` goes to failures.
@@ -25,6 +25,8 @@ from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import DatasetError, Sample
 
 BOHR_PER_ANGSTROM = 1.0 / 0.529177210903
+# SOAP species when the card gives none (null): QM9's elements. Fixed, so every chunk of a run has the same columns.
+DEFAULT_SOAP_SPECIES = ("H", "C", "N", "O", "F")
 
 
 def _unique_ids(samples: list[Sample]) -> None:
@@ -122,9 +124,7 @@ class SOAPAdapter:
 
         self.card = card
         opts = card.get("options") or {}
-        species = opts.get("species")
-        if not species:
-            raise ValueError("SOAPAdapter needs options.species (the element symbols, e.g. [H, C, N, O, F])")
+        species = opts.get("species") or DEFAULT_SOAP_SPECIES
         self.species = [str(x) for x in species]
         params = {
             "species": self.species,

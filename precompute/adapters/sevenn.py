@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from precompute.adapters._structure import check_all, resolve_device, stack
+from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
 from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
@@ -68,7 +68,7 @@ class SevenNetAdapter:
         self.device = resolve_device(device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            cp = load_checkpoint(checkpoint or self.model_name)
+            cp = load_checkpoint(local_checkpoint(checkpoint) or self.model_name)
             model = cp.build_model()
         self.cutoff = float(cp.config[KEY.CUTOFF])
         self.type_map = {int(z) for z in cp.config[KEY.TYPE_MAP]}

@@ -1,0 +1,97 @@
+"""Extraction throughput: structures per second, batched against one by one, for CHGNet 0.3.0 and ANI-1x.
+
+    .venv/bin/python bench/extract_throughput.py [--n 200] [--batch-size 64] [--threads 2] [--device cpu]
+
+Input: the first n molecules of the seeded QM9 subsample (seed 0; molecules outside H, C, N, O are recorded as ANI
+failures and counted as processed). Each model is warmed up on 8 molecules first. "one by one" calls
+`adapter.embed([sample])` per molecule; "batched" calls `adapter.embed(samples, batch_size)` once. Both include all
+of the adapter's per-call work (input checks, graph building, padding). For CHGNet the time spent in its graph
+converter (pymatgen neighbour list + C graph code, per structure, not batchable) is reported separately, since it
+bounds the speed-up that batching the network can give. Prints one line per model and a JSON summary; target:
+batched >= 5x faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import warnings
+
+
+def timed(fn, repeats: int = 1) -> float:
+    """Best wall time of `repeats` runs (the machine is shared; the best run is the least disturbed)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=2, help="best of this many runs per mode")
+    args = p.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    from precompute.adapters import build_adapter
+    from precompute.adapters._testdata import qm9_molecules
+
+    samples = qm9_molecules(args.n, seed=0)
+    cards = {
+        "chgnet-0.3.0": {
+            "model_id": "chgnet-0.3.0",
+            "adapter": "chgnet:CHGNetAdapter",
+            "options": {"version": "0.3.0"},
+        },
+        "ani1x": {"model_id": "ani1x", "adapter": "ani:ANIAdapter", "options": {"member": None}},
+    }
+    results = {}
+    for model_id, card in cards.items():
+        ad = build_adapter(card, device=args.device)
+        ad.embed(samples[:8], batch_size=8)  # warm-up
+        for s in samples[:8]:
+            ad.embed([s], batch_size=1)
+        t_one = timed(lambda ad=ad: [ad.embed([s], batch_size=1) for s in samples], args.repeats)
+        t_bat = timed(lambda ad=ad: ad.embed(samples, batch_size=args.batch_size), args.repeats)
+        res = ad.embed(samples, batch_size=args.batch_size)
+        row = {
+            "n": len(samples),
+            "n_ok": len(res.ids),
+            "n_failed": len(res.failures),
+            "one_by_one_s": round(t_one, 3),
+            "batched_s": round(t_bat, 3),
+            "one_by_one_per_s": round(len(samples) / t_one, 1),
+            "batched_per_s": round(len(samples) / t_bat, 1),
+            "speedup": round(t_one / t_bat, 2),
+        }
+        if model_id.startswith("chgnet"):
+            row["graph_conversion_s"] = round(timed(lambda ad=ad: [ad.graph(s) for s in samples], args.repeats), 3)
+        results[model_id] = row
+        extra = f", graph conversion alone {row['graph_conversion_s']} s" if "graph_conversion_s" in row else ""
+        print(
+            f"{model_id:14s} n={row['n']} one-by-one {row['one_by_one_per_s']:8.1f}/s  batched(bs={args.batch_size}) "
+            f"{row['batched_per_s']:8.1f}/s  speedup {row['speedup']:.2f}x{extra}"
+        )
+    summary = {
+        "device": args.device,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "results": results,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
