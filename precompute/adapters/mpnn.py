@@ -178,7 +178,7 @@ class ProteinMPNNAdapter:
                 k_neighbors=k,
                 augment_eps=0.0,
                 dropout=0.0,
-                device="cpu",
+                device=self.device,  # its periodic-table lookup tensors are plain attributes, made on this device
                 atom_context_num=int(ck["atom_context_num"]),
                 model_type="ligand_mpnn",
                 ligand_mpnn_use_side_chain_context=False,
