@@ -52,6 +52,26 @@ def settings_from_args(args: argparse.Namespace):
     return AnalysisSettings.from_dict(d)
 
 
+def samples_table(dataset: str, ids: list[str], n: int | None, seed: int, path: str | None):
+    """The analysed samples in embedding order, with formula, SMILES and atom count where the dataset has them."""
+    import pandas as pd
+
+    from precompute.datasets import load_dataset
+
+    by_id = {s.sample_id: s for s in load_dataset(dataset, n=n, seed=seed, path=path)}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ValueError(f"{dataset}: sample {missing[0]} is in the embeddings but not in the dataset as loaded now")
+    rows = []
+    for pos, sid in enumerate(ids):
+        s = by_id[sid]
+        atoms = s.atoms
+        rows.append({"dataset_id": dataset, "position": pos, "sample_id": sid,
+                     "formula": atoms.get_chemical_formula() if atoms is not None else None, "smiles": s.smiles,
+                     "n_atoms": len(atoms) if atoms is not None else None})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def run(args: argparse.Namespace) -> int:
     from precompute.analyze.pipeline import collect_tables, run_analysis
     from precompute.analyze.tasks import write_json_atomic
@@ -83,11 +103,12 @@ def run(args: argparse.Namespace) -> int:
     settings = run_analysis(work, embeddings, settings_from_args(args), jobs=args.jobs, progress=True,
                             backend=args.backend, device=args.device)  # fmt: skip
     tables = collect_tables(work, args.dataset)
+    ids = json.loads((work / "features" / "ids.json").read_text())
+    tables["samples"] = samples_table(args.dataset, ids, args.n, args.seed, args.path)
     tdir = work / "tables"
     tdir.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         df.to_parquet(tdir / f"{name}.parquet", index=False)
-    ids = json.loads((work / "features" / "ids.json").read_text())
     write_json_atomic(work / "analysis.json", {"dataset_key": key.to_dict(), "models": models, "n": len(ids),
                                                "settings": settings.as_dict(), "inputs": inputs})  # fmt: skip
     counts = tables["pairwise"].groupby("metric").size().to_dict()

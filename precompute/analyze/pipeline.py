@@ -71,8 +71,9 @@ def prepare_features(
         else:
             np.save(path, arr)
         meta["per_model"][m] = {"embedded": len(mids), "dim": int(arr.shape[1]), "dropped": len(mids) - len(ids)}
-    write_json_atomic(ids_file, ids)
-    write_json_atomic(feat / "meta.json", meta)
+    if not ids_file.exists():
+        write_json_atomic(ids_file, ids)
+        write_json_atomic(feat / "meta.json", meta)
     return ids
 
 
@@ -119,9 +120,11 @@ def run_analysis(
     ids = prepare_features(work, embeddings)
     settings = (settings or AnalysisSettings()).clipped_to(len(ids))
     settings_file = work / "settings.json"
-    if settings_file.exists() and json.loads(settings_file.read_text()) != settings.as_dict():
-        raise ValueError(f"{work}: settings differ from the previous run's; use a new work folder")
-    write_json_atomic(settings_file, settings.as_dict())
+    if settings_file.exists():
+        if json.loads(settings_file.read_text()) != settings.as_dict():
+            raise ValueError(f"{work}: settings differ from the previous run's; use a new work folder")
+    else:
+        write_json_atomic(settings_file, settings.as_dict())
     models = list(embeddings)
     phase1, phase2 = plan_tasks(work, models, settings, backend=backend, device=device)
     run_tasks(phase1, jobs, executor, progress)

@@ -46,9 +46,13 @@ class AnalysisSettings:
         return cls(**d)
 
     def clipped_to(self, n: int) -> AnalysisSettings:
-        """Settings valid for N samples: k values with N > k + 1 only."""
+        """Settings valid for N samples: k values with N > k + 1 only; null and tree k taken from the swept k."""
         d = self.as_dict()
         for key in ("ks_knn", "ks_ii", "null_ks"):
             d[key] = [k for k in d[key] if n > k + 1]
-        d["tree_k"] = min(self.tree_k, max(d["ks_knn"])) if d["ks_knn"] else self.tree_k
+        d["null_ks"] = [k for k in d["null_ks"] if k in d["ks_knn"]]  # the null reuses the swept caches
+        if d["ks_knn"] and self.tree_k not in d["ks_knn"]:
+            d["tree_k"] = (
+                max(k for k in d["ks_knn"] if k <= self.tree_k) if min(d["ks_knn"]) <= self.tree_k else min(d["ks_knn"])
+            )
         return AnalysisSettings.from_dict(d)

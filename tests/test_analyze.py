@@ -1,0 +1,222 @@
+"""The analysis stage end to end: real QM9 molecules -> offline models -> `matter-align analyze` -> `release` ->
+backend, every served number checked against the metric functions; plus resume, executor and energy/tree units."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import precompute.metrics as M
+from precompute.analyze.energy import energy_mae_per_atom
+from precompute.analyze.executor import Task, run_tasks
+from precompute.analyze.pipeline import collect_tables, run_analysis
+from precompute.analyze.settings import AnalysisSettings
+from precompute.analyze.trees import trees_from_similarity
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ["morgan-fp", "coulomb-spectrum", "ani1x-m0", "rxnmapper-albert"]
+N = 150
+SETTINGS = ["--ks", "5,10,25", "--ks-ii", "1,5", "--idcor-n", "100", "--idcor-permutations", "4",
+            "--null-permutations", "5", "--bootstrap", "30"]  # fmt: skip
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "precompute.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def mini_release(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    store, work, out = tmp / "store", tmp / "work", tmp / "releases"
+    cli(
+        "extract", "--dataset", "qm9", "--n", str(N), "--seed", "0", "--models", ",".join(MODELS), "--store", str(store)
+    )
+    cli("analyze", "--dataset", "qm9", "--n", str(N), "--seed", "0", "--store", str(store), "--work", str(work),
+        "--jobs", "2", *SETTINGS)  # fmt: skip
+    analysis = work / f"qm9_n{N}_seed0"
+    cli("release", "--analyses", str(analysis), "--out", str(out))
+    from backend import Release
+    from precompute.extract.store import DatasetKey, EmbeddingStore
+
+    key = DatasetKey.build("qm9", N, 0)
+    st = EmbeddingStore(store)
+    ids = json.loads((analysis / "features" / "ids.json").read_text())
+    emb = {}
+    for m in MODELS:
+        e = st.read(key, m)
+        pos = {s: i for i, s in enumerate(e.ids)}
+        emb[m] = np.asarray(e.embeddings, dtype=np.float64)[[pos[s] for s in ids]]
+    return Release.open(out / (out / "latest").read_text().strip()), emb, analysis
+
+
+def test_served_values_equal_the_metric_functions(mini_release):
+    from backend import queries as q
+
+    r, emb, _ = mini_release
+    a, b = "ani1x-m0", "coulomb-spectrum"
+    for k in (5, 25):
+        mat = q.matrix(r, "qm9", "cknna", k).matrix
+        assert mat.at[a, b] == pytest.approx(M.cknna(emb[a], emb[b], k, clip_quantile=0.95), abs=1e-12)
+        assert mat.at[b, a] == pytest.approx(M.cknna(emb[b], emb[a], k, clip_quantile=0.95), abs=1e-12)
+    mk = q.matrix(r, "qm9", "mutual_knn", 10).matrix
+    assert mk.at[a, b] == pytest.approx(M.mutual_knn(emb[a], emb[b], 10, clip_quantile=0.95), abs=1e-12)
+    for metric, ub in (("cka", False), ("cka_unbiased", True)):
+        v = q.matrix(r, "qm9", metric).matrix.at[a, b]
+        assert v == pytest.approx(M.cka(emb[a], emb[b], ub, clip_quantile=0.95), abs=1e-12)
+    ii = q.information_imbalance_pairs(r, "qm9", 5, cknna_k=5)
+    row = ii[(ii.model_a == a) & (ii.model_b == b)].iloc[0]
+    assert row.delta_ab == pytest.approx(M.information_imbalance(emb[a], emb[b], 5, duplicates="keep"), abs=1e-12)
+    assert row.delta_ba == pytest.approx(M.information_imbalance(emb[b], emb[a], 5, duplicates="keep"), abs=1e-12)
+    idd = q.intrinsic_dim(r, "qm9").set_index("model_id")
+    assert idd.at[a, "value"] == pytest.approx(M.twonn_id(emb[a]), abs=1e-12)
+    assert idd.at[a, "ci_low"] <= idd.at[a, "value"] <= idd.at[a, "ci_high"]
+
+
+def test_idcor_uses_the_recorded_subsample_and_seed(mini_release):
+    _, emb, analysis = mini_release
+    rows = [r for f in sorted((analysis / "idcor").glob("*.json")) for r in json.loads(f.read_text())["rows"]]
+    from precompute.analyze.tasks import idcor_subsample
+
+    settings = AnalysisSettings.from_dict(json.loads((analysis / "settings.json").read_text()))
+    sub = idcor_subsample(next(iter(emb.values())).shape[0], settings)
+    assert sub.size == 100
+    r = rows[0]
+    value, p = M.idcor(emb[r["model_a"]][sub], emb[r["model_b"]][sub], permutations=4, seed=r["seed"])
+    assert value == pytest.approx(r["value"], abs=1e-12) and p == r["p_value"]
+
+
+def test_release_tables_and_provenance(mini_release):
+    r, _, _ = mini_release
+    m = r.manifest
+    assert m["settings"]["qm9"]["clip_quantile"] == 0.95
+    assert any(i["name"].endswith("/ani1x-m0") and len(i["sha256"]) == 64 for i in m["inputs"])
+    pw = r.query("select metric, count(*) as c from pairwise group by metric").set_index("metric")["c"]
+    n_models = len(MODELS)
+    assert pw["cknna"] == 3 * n_models * (n_models - 1)  # both orders, three k
+    assert pw["info_imbalance"] == 2 * n_models * (n_models - 1)
+    trees = r.query("select method, newick from trees")
+    assert set(trees.method) == {"nj", "upgma"} and all(all(mm in t for mm in MODELS) for t in trees.newick)
+    null = r.query("select * from pairwise_null")
+    assert len(null) == n_models * (n_models - 1) and (null.null_std >= 0).all()
+    p = r.query("select p_value from pairwise where metric = 'cknna' and k = 10")["p_value"]
+    assert p.notna().all() and ((p > 0) & (p <= 1)).all()
+    from backend import queries as q
+
+    assert not q.list_models(r, dataset="qm9")["in_distribution"].any()  # no model here was trained on QM9
+    assert set(q.id_ood_pairs(r, "qm9", "cknna", 10)["pair_class"]) == {"both_ood"}
+    samples = q.list_samples(r, "qm9", limit=1000)
+    assert len(samples) == r.query("select n_samples from datasets")["n_samples"][0]
+    assert samples.sample_id.str.startswith("qm9:").all() and samples.n_atoms.min() >= 1
+    src = r.query("select model_id, source from models").set_index("model_id")["source"]
+    assert src["ani1x-m0"] == "pretrained" and src["morgan-fp"] == "descriptor"
+
+
+def test_rerun_resumes_without_recomputing(mini_release, tmp_path):
+    _, emb, analysis = mini_release
+    before = {p: p.stat().st_mtime_ns for p in analysis.rglob("*.json") if "features" not in p.parts}
+    settings = AnalysisSettings.from_dict(json.loads((analysis / "settings.json").read_text()))
+    ids = json.loads((analysis / "features" / "ids.json").read_text())
+    run_analysis(analysis, {m: (ids, emb[m]) for m in MODELS}, settings)
+    after = {p: p.stat().st_mtime_ns for p in before}
+    assert before == after
+
+
+def test_changed_settings_need_a_new_work_folder(mini_release):
+    _, emb, analysis = mini_release
+    ids = json.loads((analysis / "features" / "ids.json").read_text())
+    with pytest.raises(ValueError, match="settings differ"):
+        run_analysis(analysis, {m: (ids, emb[m]) for m in MODELS}, AnalysisSettings(ks_knn=(7,)))
+
+
+def _square(path: str, value: int) -> None:
+    Path(path).write_text(str(value * value))
+
+
+def test_executor_runs_pending_tasks_through_any_executor(tmp_path):
+    tasks = [Task(f"t{i}", _square, {"path": str(tmp_path / f"{i}.txt"), "value": i}, tmp_path / f"{i}.txt")
+             for i in range(4)]  # fmt: skip
+    (tmp_path / "0.txt").write_text("done before")
+    with cf.ThreadPoolExecutor(2) as pool:  # stands in for a cluster engine's executor
+        status = run_tasks(tasks, executor=pool, progress=False)
+    assert status == {"t0": "skipped", "t1": "done", "t2": "done", "t3": "done"}
+    assert (tmp_path / "0.txt").read_text() == "done before" and (tmp_path / "3.txt").read_text() == "9"
+
+
+def test_a_failing_task_is_reported(tmp_path):
+    with pytest.raises(RuntimeError, match="t0: failed"):
+        run_tasks([Task("t0", _square, {"path": str(tmp_path / "x" / "y.txt"), "value": 1})], jobs=2, progress=False)
+
+
+def test_analysis_on_structured_embeddings_matches_functions(tmp_path):
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(80, 3))
+    emb = {f"m{i}": ([f"s{j}" for j in range(80)], np.tanh(Z @ rng.normal(size=(3, 6 + i)))) for i in range(3)}
+    s = run_analysis(tmp_path, emb, AnalysisSettings(ks_knn=(5, 100), ks_ii=(1,), idcor_permutations=0,
+                                                     null_permutations=3, bootstrap=10, clip_quantile=None))  # fmt: skip
+    assert s.ks_knn == (5,)  # k = 100 is impossible at N = 80 and is dropped, recorded in the settings
+    t = collect_tables(tmp_path, "qm9")["pairwise"]
+    row = t[(t.metric == "cknna") & (t.model_a == "m2") & (t.model_b == "m0")].iloc[0]
+    assert row.value == pytest.approx(M.cknna(emb["m2"][1], emb["m0"][1], 5), abs=1e-12)
+    assert t[t.metric == "idcor"].p_value.isna().all()  # no permutations: no p-value, never a made-up one
+
+
+def test_samples_missing_from_one_model_are_dropped_for_all(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(30, 4))
+    emb = {"a": ([f"s{i}" for i in range(30)], X), "b": ([f"s{i}" for i in range(1, 30)], X[1:] + 1)}
+    run_analysis(tmp_path, emb, AnalysisSettings(ks_knn=(3,), ks_ii=(1,), idcor_permutations=0, null_permutations=2,
+                                                 bootstrap=5))  # fmt: skip
+    meta = json.loads((tmp_path / "features" / "meta.json").read_text())
+    assert meta["n_shared"] == 29 and meta["per_model"]["a"]["dropped"] == 1
+
+
+def test_non_finite_embedding_is_named(tmp_path):
+    X = np.ones((20, 3))
+    X[4, 1] = np.nan
+    with pytest.raises(ValueError, match="embedding of sample s4 is not finite"):
+        run_analysis(tmp_path, {"a": ([f"s{i}" for i in range(20)], X), "b": ([f"s{i}" for i in range(20)], X)})
+
+
+def test_trees_recover_two_clusters():
+    names = ["a1", "a2", "b1", "b2"]
+    S = np.array([[1, 0.9, 0.1, 0.1], [0.9, 1, 0.1, 0.1], [0.1, 0.1, 1, 0.8], [0.1, 0.1, 0.8, 1]])
+    upgma = trees_from_similarity(names, S)["upgma"]
+    assert "(a1:" in upgma.replace("(a2:", "(a1:") and ("a1" in upgma and "b2" in upgma)
+    from io import StringIO
+
+    from Bio import Phylo
+
+    tree = Phylo.read(StringIO(upgma), "newick")
+    assert tree.common_ancestor("a1", "a2") != tree.root and tree.common_ancestor("b1", "b2") != tree.root
+
+
+def test_energy_mae_removes_per_element_references():
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 6, size=(40, 3)).astype(float)
+    label = counts @ np.array([-13.6, -1030.0, -1485.0]) + rng.normal(0, 0.01, 40)
+    predicted = counts @ np.array([-3.0, -9.0, -8.0])  # a different reference, otherwise exact
+    train = np.arange(40) < 20
+    mae, n_test = energy_mae_per_atom(label, predicted, counts, train)
+    assert n_test == 20 and mae < 0.01
+    noisy = predicted + rng.normal(0, 1.0, 40)
+    assert energy_mae_per_atom(label, noisy, counts, train)[0] > 10 * mae
+    with pytest.raises(ValueError, match="sample 5"):
+        energy_mae_per_atom(np.where(np.arange(40) == 5, np.nan, label), predicted, counts, train)
+
+
+def test_pairwise_columns_follow_the_contract(mini_release):
+    from precompute.release.schema import TABLES
+
+    _, _, analysis = mini_release
+    t = pd.read_parquet(analysis / "tables" / "pairwise.parquet")
+    assert list(t.columns) == TABLES["pairwise"].column_names
