@@ -453,3 +453,25 @@ def test_registry_card_builds_the_same_model(model_id, qm9_samples, pdb_chains):
         ref, sample = mpnn_adapter(key), pdb_chains[2]
         assert ad.weights == ref.weights
     np.testing.assert_array_equal(ad.embed([sample]).embeddings, ref.embed([sample]).embeddings)
+
+
+def test_minilm_is_uncased_so_aromatic_and_aliphatic_smiles_coincide():
+    """A limitation of the general-language stand-in, kept on purpose: its tokenizer lower-cases, so benzene and
+    cyclohexane are the same text to MiniLM (the SMILES models tell them apart)."""
+    pair = [Sample(sample_id="benzene", smiles="c1ccccc1"), Sample(sample_id="cyclohexane", smiles="C1CCCCC1")]
+    rows = smiles_adapter("minilm-l6-v2").embed(pair).embeddings
+    np.testing.assert_array_equal(rows[0], rows[1])
+    rows = smiles_adapter("rxnfp-bert-ft").embed(pair).embeddings
+    assert np.abs(rows[0] - rows[1]).max() > 1e-2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_rows_equal_cpu_rows(qm9_samples, pdb_chains):
+    for preset in ("rxnfp-bert-ft", "rxnmapper-albert"):
+        gpu = SmilesTransformerAdapter({"model_id": preset, "options": {"preset": preset}}, device="cuda")
+        cpu = smiles_adapter(preset).embed(qm9_samples).embeddings
+        assert np.abs(gpu.embed(qm9_samples).embeddings - cpu).max() <= 1e-4
+    for variant in ("vanilla", "ca", "ligandmpnn"):
+        gpu = mpnn.ProteinMPNNAdapter({"model_id": variant, "options": {"variant": variant}}, device="cuda")
+        cpu = mpnn_adapter(variant).embed(pdb_chains).embeddings
+        assert np.abs(gpu.embed(pdb_chains).embeddings - cpu).max() <= 1e-4
