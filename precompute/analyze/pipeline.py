@@ -165,7 +165,7 @@ def collect_tables(work: Path, dataset_id: str) -> dict[str, pd.DataFrame]:
     null_df = pd.DataFrame([{k: v for k, v in r.items() if k != "null_values"} for r in nulls])
     if len(null_df):
         null_df["dataset_id"] = dataset_id
-    intrinsic = pd.DataFrame(_json_rows_single(work / "models"))
+    intrinsic = pd.DataFrame(_json_rows(work / "models", "rows"))
     intrinsic["dataset_id"] = dataset_id
     intrinsic = intrinsic[["dataset_id", "model_id", "estimator", "value", "ci_low", "ci_high", "n", "n_duplicates"]]
     trees = []
@@ -178,8 +178,3 @@ def collect_tables(work: Path, dataset_id: str) -> dict[str, pd.DataFrame]:
             trees.append({"dataset_id": dataset_id, "metric": "cknna", "k": settings.tree_k, "method": method,
                           "newick": newick})  # fmt: skip
     return {"pairwise": pairwise, "pairwise_null": null_df, "intrinsic_dim": intrinsic, "trees": pd.DataFrame(trees)}
-
-
-def _json_rows_single(folder: Path) -> list[dict]:
-    keep = ("model_id", "estimator", "value", "ci_low", "ci_high", "n", "n_duplicates")
-    return [{k: json.loads(f.read_text())[k] for k in keep} for f in sorted(folder.glob("*.json"))]

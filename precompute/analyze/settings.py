@@ -15,7 +15,8 @@ class AnalysisSettings:
     idcor_n / idcor_permutations: IDCor costs O(N²·D) per permutation, so it runs on a seeded subsample
         (the reference used N = 30,000 and 2 permutations); p-values cannot go below 1 / (P + 1).
     null_ks / null_permutations: CKNNA permutation null (rows of B permuted by re-indexing its cache, O(N·k)).
-    bootstrap: replicates for the TwoNN confidence interval (resampling the per-point ratios mu_i).
+    bootstrap: replicates for the TwoNN / GRIDE confidence intervals (resampling the per-point ratios mu_i).
+    gride_n1: GRIDE scale (neighbours n1 and 2·n1).
     energy_train_fraction: share of the samples used to fit per-element reference energies.
     """
 
@@ -28,6 +29,7 @@ class AnalysisSettings:
     null_ks: tuple[int, ...] = (10,)
     null_permutations: int = 10
     bootstrap: int = 200
+    gride_n1: int = 8
     energy_train_fraction: float = 0.5
     tree_k: int = 25
     seed: int = 0

@@ -23,6 +23,7 @@ import numpy as np
 from precompute.metrics import NeighbourCache, build_neighbour_cache, idcor_details
 from precompute.metrics.cka import cka_features
 from precompute.metrics.cknna import masked_entries, self_hsic
+from precompute.metrics.gride import gride_from_ratios, gride_ratios
 from precompute.metrics.hsic import sparse_hsic_unbiased
 from precompute.metrics.information_imbalance import imbalance_from_ranks, ranks_in
 from precompute.metrics.preprocess import KernelPreprocessing, clip_threshold, kernel_features
@@ -91,26 +92,29 @@ def task_caches(work: str, model: str, settings: dict, backend: str = "numpy", d
     )
 
 
+def _bootstrap_ci(mu: np.ndarray, fit, replicates: int, seed: int) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    est = [fit(mu[rng.integers(0, mu.size, mu.size)]) for _ in range(replicates)]
+    lo, hi = np.quantile(est, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 def task_model_stats(work: str, model: str, settings: dict) -> None:
-    """TwoNN intrinsic dimension with a seeded bootstrap CI; the number of duplicate rows removed."""
+    """TwoNN and GRIDE intrinsic dimension with seeded bootstrap CIs; the number of duplicate rows removed."""
     work, s = Path(work), AnalysisSettings.from_dict(settings)
-    mu, n_dup = twonn_ratios(load_features(work, model), name=model)
-    value = twonn_from_ratios(mu)
+    X = load_features(work, model)
+    mu, n_dup = twonn_ratios(X, name=model)
     lo, hi = twonn_bootstrap_ci(mu, s.bootstrap, s.seed)
-    write_json_atomic(
-        work / "models" / f"{model}.json",
-        {
-            "model_id": model,
-            "estimator": "twonn",
-            "value": value,
-            "ci_low": lo,
-            "ci_high": hi,
-            "n": int(mu.size),
-            "n_duplicates": n_dup,
-            "bootstrap": s.bootstrap,
-            "seed": s.seed,
-        },  # fmt: skip
-    )
+    rows = [{"model_id": model, "estimator": "twonn", "value": twonn_from_ratios(mu), "ci_low": lo, "ci_high": hi,
+             "n": int(mu.size), "n_duplicates": n_dup}]  # fmt: skip
+    if mu.size > 2 * s.gride_n1 + 1:
+        mu_g, _ = gride_ratios(X, s.gride_n1, name=model)
+        fit = lambda m: gride_from_ratios(m, s.gride_n1)  # noqa: E731
+        lo, hi = _bootstrap_ci(mu_g, fit, s.bootstrap, s.seed)
+        rows.append({"model_id": model, "estimator": "gride", "value": fit(mu_g), "ci_low": lo, "ci_high": hi,
+                     "n": int(mu_g.size), "n_duplicates": n_dup})  # fmt: skip
+    write_json_atomic(work / "models" / f"{model}.json", {"rows": rows, "bootstrap": s.bootstrap, "seed": s.seed,
+                                                           "gride_n1": s.gride_n1})  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------- per pair block

@@ -24,6 +24,7 @@ from .allpairs import (
 )
 from .cka import cka
 from .cknna import cknna, cknna_from_caches
+from .gride import gride_id
 from .idcor import IDCorResult, idcor, idcor_details
 from .information_imbalance import information_imbalance
 from .mutual_knn import mutual_knn, mutual_knn_from_caches
@@ -43,6 +44,7 @@ __all__ = [
     "cknna",
     "cknna_from_caches",
     "cosine_caches",
+    "gride_id",
     "idcor",
     "idcor_details",
     "information_imbalance",

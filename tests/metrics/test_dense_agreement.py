@@ -163,3 +163,11 @@ def test_torch_backend_equals_numpy(reps):
     e1 = build_neighbour_cache(reps["noisy"], 20, "euclidean")
     e2 = build_neighbour_cache(reps["noisy"], 20, "euclidean", backend="torch")
     assert np.array_equal(e1.indices, e2.indices)
+
+
+@pytest.mark.parametrize("name", ["linear", "tanh", "noisy"])
+@pytest.mark.parametrize("n1", [1, 4, 16])
+def test_gride_equals_dense_likelihood_maximum(reps, name, n1):
+    from precompute.metrics.gride import gride_id
+
+    assert abs(gride_id(reps[name], n1) - dense.gride(reps[name], n1)) < 1e-6

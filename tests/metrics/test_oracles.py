@@ -33,6 +33,8 @@ def oracle(tmp_path_factory):
     rng = np.random.default_rng(5)
     swiss = rng.uniform(1.5 * np.pi, 4.5 * np.pi, 500)
     arrays["twonn_swissroll"] = np.c_[swiss * np.cos(swiss), 10 * rng.uniform(size=500), swiss * np.sin(swiss)]
+    for m in ("linear", "tanh", "noisy"):
+        arrays[f"gride_{m}"] = reps[m]
     pairs = {"lin_tanh": ("linear", "tanh"), "noisy_unrel": ("noisy", "unrelated"), "part_lin": ("partial", "linear")}
     for key, (a, b) in pairs.items():
         arrays[f"ii_{key}"] = np.hstack([reps[a], reps[b]])
@@ -75,3 +77,14 @@ def test_information_imbalance_matches_dadapy_full_rank(oracle, key, k):
     A, B = X[:, :da], X[:, da:]
     assert abs(information_imbalance(A, B, k) - result[f"ii_{key}:k{k}:ab"]) < 1e-12
     assert abs(information_imbalance(B, A, k) - result[f"ii_{key}:k{k}:ba"]) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["linear", "tanh", "noisy"])
+@pytest.mark.parametrize("n1", [1, 2, 4, 8, 16])
+def test_gride_matches_dadapy(oracle, name, n1):
+    from precompute.metrics.gride import gride_id
+
+    arrays, result = oracle
+    ours = gride_id(arrays[f"gride_{name}"], n1)
+    # DADApy bisects to 1e-7 and may drop extreme ratios (none in these smooth sets)
+    assert abs(ours - result[f"gride_{name}:n1={n1}"]) < 1e-6 * max(1.0, ours)

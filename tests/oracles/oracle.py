@@ -32,3 +32,11 @@ for name in data.files:
 
 with open(out, "w") as fh:
     json.dump(result, fh)
+
+for name in data.files:
+    if name.startswith("gride_"):
+        ids, _, ranks = Data(data[name], verbose=False).return_id_scaling_gride(range_max=32, return_ranks=True)
+        for d, r2 in zip(ids, ranks, strict=True):
+            result[f"{name}:n1={int(r2) // 2}"] = float(d)
+    with open(out, "w") as fh:
+        json.dump(result, fh)
