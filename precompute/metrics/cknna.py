@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_representation, check_k, check_same_samples
+from ._checks import check_k
 from .hsic import sparse_hsic_unbiased
-from .neighbours import NeighbourCache, build_neighbour_cache
-from .preprocess import KernelPreprocessing, kernel_features
+from .neighbours import NeighbourCache, cosine_pair_caches
+from .preprocess import KernelPreprocessing
 
 
 def masked_entries(cache_a: NeighbourCache, cache_b: NeighbourCache, k: int):
@@ -85,11 +85,6 @@ def cknna(
 
     Defaults: no clipping, L2 row normalisation (cosine kernel), no epsilon in the denominator.
     """
-    A = as_representation(A, "A")
-    B = as_representation(B, "B")
-    check_same_samples(A, B)
-    k = check_k(k, A.shape[0])
     prep = KernelPreprocessing(clip_quantile, normalize)
-    cache_a = build_neighbour_cache(kernel_features(A, prep, "A"), k, "cosine", name="A", duplicates=duplicates)
-    cache_b = build_neighbour_cache(kernel_features(B, prep, "B"), k, "cosine", name="B", duplicates=duplicates)
+    cache_a, cache_b, k = cosine_pair_caches(A, B, k, prep, duplicates)
     return float(cknna_from_caches(cache_a, cache_b, k, eps=eps))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_representation, check_k, check_same_samples
-from .neighbours import NeighbourCache, build_neighbour_cache
-from .preprocess import KernelPreprocessing, kernel_features
+from ._checks import check_k
+from .neighbours import NeighbourCache, cosine_pair_caches
+from .preprocess import KernelPreprocessing
 
 
 def mutual_knn_from_caches(cache_a: NeighbourCache, cache_b: NeighbourCache, k: int) -> float:
@@ -38,11 +38,6 @@ def mutual_knn(
     duplicates: str = "raise",
 ) -> float:
     """mutual_knn(A, B; k) for embeddings of the same N samples; see the module docstring."""
-    A = as_representation(A, "A")
-    B = as_representation(B, "B")
-    check_same_samples(A, B)
-    k = check_k(k, A.shape[0])
     prep = KernelPreprocessing(clip_quantile, normalize)
-    cache_a = build_neighbour_cache(kernel_features(A, prep, "A"), k, "cosine", name="A", duplicates=duplicates)
-    cache_b = build_neighbour_cache(kernel_features(B, prep, "B"), k, "cosine", name="B", duplicates=duplicates)
+    cache_a, cache_b, k = cosine_pair_caches(A, B, k, prep, duplicates)
     return float(mutual_knn_from_caches(cache_a, cache_b, k))
