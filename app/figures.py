@@ -80,16 +80,19 @@ def heatmap(res, mdef: pd.Series, labels: dict[str, str], *, family_lines: bool 
         for j, name in enumerate(("n", "ci_low", "ci_high", "p_value")):
             extra[r, col, j] = pd.to_numeric(c[name], errors="coerce").to_numpy(dtype=float)
         extra[r, col, 4] = c["mirrored"].to_numpy(dtype=float)
-    text = np.empty((n, n), dtype=object)
-    for i in range(n):
-        for j in range(n):
-            n_, lo, hi, p, mir = extra[i, j]
-            ci = f"[{_fmt(lo)}, {_fmt(hi)}]" if np.isfinite(lo) else "not computed"
-            text[i, j] = (
-                f"n = {int(n_) if np.isfinite(n_) else '–'}, k = {res.k if res.k is not None else '–'}<br>"
-                f"CI: {ci}<br>p: {_fmt(p)}" + ("<br>(mirrored from B→A)" if mir == 1 else "")
-            )
     ticks = [labels.get(m, m) for m in order]
+    kk = res.k if res.k is not None else "–"
+    text = [
+        [
+            f"A: {ticks[i]}<br>B: {ticks[j]}<br>n = {int(extra[i, j, 0]) if np.isfinite(extra[i, j, 0]) else '–'}, "
+            f"k = {kk}<br>CI: "
+            + (f"[{_fmt(extra[i, j, 1])}, {_fmt(extra[i, j, 2])}]" if np.isfinite(extra[i, j, 1]) else "not computed")
+            + f"<br>p: {_fmt(extra[i, j, 3])}"
+            + ("<br>(mirrored from B→A)" if extra[i, j, 4] == 1 else "")
+            for j in range(n)
+        ]
+        for i in range(n)
+    ]
     hm = go.Heatmap(
         z=z,
         x=list(range(n)),
@@ -99,8 +102,7 @@ def heatmap(res, mdef: pd.Series, labels: dict[str, str], *, family_lines: bool 
         colorscale=_scale(bool(mdef["higher_is_aligned"])),
         colorbar={"title": {"text": str(mdef["display_name"])}},
         text=text,
-        customdata=np.array([[[ticks[i], ticks[j]] for j in range(n)] for i in range(n)], dtype=object),
-        hovertemplate="A: %{customdata[0]}<br>B: %{customdata[1]}<br>value: %{z:.4f}<br>%{text}<extra></extra>",
+        hovertemplate="%{text}<br>value: %{z:.4f}<extra></extra>",
         hoverongaps=False,
         name="matrix",
     )
@@ -124,12 +126,16 @@ def heatmap(res, mdef: pd.Series, labels: dict[str, str], *, family_lines: bool 
         fig = go.Figure(hm)
         fig.update_xaxes(**axis, tickangle=-45)
         fig.update_yaxes(**axis, autorange="reversed")
-        if family_lines and len(c):
+        if family_lines and len(c):  # white lines between family blocks, one trace (add_shape per line is slow)
             fams = c.drop_duplicates("model_a").set_index("model_a")["family_a"].reindex(order).tolist()
+            xs, ys = [], []
             for i in range(1, n):
                 if fams[i] != fams[i - 1]:
-                    fig.add_shape(type="line", x0=i - 0.5, x1=i - 0.5, y0=-0.5, y1=n - 0.5, line={"color": "white"})
-                    fig.add_shape(type="line", y0=i - 0.5, y1=i - 0.5, x0=-0.5, x1=n - 0.5, line={"color": "white"})
+                    xs += [i - 0.5, i - 0.5, None, -0.5, n - 0.5, None]
+                    ys += [-0.5, n - 0.5, None, i - 0.5, i - 0.5, None]
+            if xs:
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "white", "width": 1.5},
+                                         hoverinfo="skip", showlegend=False, name="family boundaries"))  # fmt: skip
     fig.update_layout(height=size, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title=None)
     return fig
 
@@ -269,7 +275,7 @@ def scatter_pairs(df: pd.DataFrame, x: str, y: str, colour: str, *, xlab: str, y
                   continuous=False, cmin=None, cmax=None, hover=("model_a", "model_b")) -> go.Figure:  # fmt: skip
     """One marker per row; colour categorical (a trace per value) or continuous (one trace with a colour bar)."""
     fig = go.Figure()
-    lab = df[list(hover)].astype(str).agg(" – ".join, axis=1) if len(df) else pd.Series(dtype=str)
+    lab = pd.Series([" – ".join(map(str, t)) for t in zip(*(df[h] for h in hover), strict=True)], index=df.index)
     if continuous:
         fig.add_trace(
             go.Scatter(

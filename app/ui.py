@@ -48,10 +48,27 @@ def csv_name(c: Ctx, kind: str, dataset: str | None = None, metric: str | None =
     return queries.csv_filename(c.release.release_id, dataset, metric, k, kind)
 
 
+@st.cache_data(show_spinner=False, max_entries=500)
+def _csv_cached(df: pd.DataFrame) -> bytes:
+    return queries.to_csv(df)
+
+
+def _csv(df: pd.DataFrame) -> bytes:
+    """queries.to_csv(df), cached on the table's content. List cells are joined with ';' first (exactly what to_csv
+    does) so Streamlit can hash the table."""
+    lists = [c for c in df.columns if df[c].dtype == object and any(isinstance(v, list | tuple) for v in df[c])]
+    if not lists:
+        return _csv_cached(df)
+    flat = df.copy()
+    for c in lists:
+        flat[c] = [";".join(map(str, v)) if isinstance(v, list | tuple) else v for v in flat[c]]
+    return _csv_cached(flat)
+
+
 def download(df: pd.DataFrame, filename: str, key: str, label: str = "Download the table behind this figure (CSV)"):
     """CSV of exactly `df` (backend.queries.to_csv), without rerunning the app on click."""
     st.download_button(
-        label, data=queries.to_csv(df), file_name=filename, mime="text/csv", key=key, on_click="ignore",
+        label, data=_csv(df), file_name=filename, mime="text/csv", key=key, on_click="ignore",
         icon=":material/download:",
     )  # fmt: skip
 

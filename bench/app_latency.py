@@ -53,6 +53,95 @@ print(time.time() - t0)
 """
 
 
+def synthetic_tables(n_models: int, n_datasets: int = 5, seed: int = 0) -> dict:
+    """A release-shaped table set of the shipped release's size with SYNTHETIC numbers (latency only; written to a
+    temp folder, never under data/). Families share a latent, so matrices have block structure like real ones."""
+    from io import StringIO
+
+    import pandas as pd
+    from Bio import Phylo
+    from Bio.Phylo.TreeConstruction import DistanceMatrix, DistanceTreeConstructor
+
+    rng = np.random.default_rng(seed)
+    fams = [f"Family{i:02d}" for i in range(max(2, n_models // 5))]
+    srcs = ["pretrained", "random_init", "trained_here", "descriptor"]
+    tsets = ["mptrj", "omat24", "qm9", "omol25", "pdb", "zinc"]
+    mids = [f"m{i:03d}" for i in range(n_models)]
+    fam_of = {m: fams[i % len(fams)] for i, m in enumerate(mids)}
+    models = pd.DataFrame(
+        [
+            {
+                "model_id": m, "display_name": f"Synthetic {m}", "family": fam_of[m], "architecture": "synthetic",
+                "modality": "structure", "input_kind": "molecule",
+                "training_sets": [tsets[i % len(tsets)], tsets[(i + 2) % len(tsets)]], "equivariance": "none",
+                "force_head": "none", "params": 1000 + i, "embedding_dim": 64, "layer": "last", "pooling": "mean",
+                "source": srcs[i % len(srcs)], "checkpoint": None, "citation": None,
+            }
+            for i, m in enumerate(mids)
+        ]
+    )  # fmt: skip
+    dids = [f"set{j}" for j in range(n_datasets)]
+    datasets = pd.DataFrame(
+        [
+            {
+                "dataset_id": d, "display_name": f"Synthetic {d}", "domain": "molecules", "n_samples": 5000,
+                "origin": "generated", "recipe": f"synthetic numbers for a latency benchmark, seed={seed}",
+                "license": None, "citation": None, "in_distribution_for": [tsets[j % len(tsets)]],
+            }
+            for j, d in enumerate(dids)
+        ]
+    )  # fmt: skip
+    lat = {f: rng.normal(size=8) for f in fams}
+    vec = {m: lat[fam_of[m]] + 0.7 * rng.normal(size=8) for m in mids}
+    base = np.array(
+        [[np.dot(vec[a], vec[b]) / np.linalg.norm(vec[a]) / np.linalg.norm(vec[b]) for b in mids] for a in mids]
+    )
+    base = (base + 1) / 2
+    pair, ids, energy, trees = [], [], [], []
+    n = len(mids)
+    ia, ib = np.triu_indices(n, 1)
+    oa, ob = np.where(~np.eye(n, dtype=bool))
+    for d in dids:
+
+        def rows(metric, k, a_idx, b_idx, vals, p=None, d=d):
+            ci = 0.02
+            return pd.DataFrame({
+                "dataset_id": d, "metric": metric, "k": k, "model_a": [mids[i] for i in a_idx],
+                "model_b": [mids[i] for i in b_idx], "value": vals, "ci_low": vals - ci, "ci_high": vals + ci,
+                "p_value": p, "n": 5000,
+            })  # fmt: skip
+
+        for k in (5, 10, 20, 50, 100):
+            v = np.clip(base[oa, ob] * (0.6 + 0.05 * np.log(k)) + 0.03 * rng.normal(size=len(oa)), 0, 1)
+            pair.append(rows("cknna", k, oa, ob, v))
+            pair.append(rows("mutual_knn", k, ia, ib, np.clip(base[ia, ib] * 0.5, 0, 1)))
+        pair.append(rows("cka", None, ia, ib, np.clip(base[ia, ib], 0, 1)))
+        pair.append(rows("idcor", None, ia, ib, np.clip(base[ia, ib] * 0.8, 0, 1), p=np.full(len(ia), 0.01)))
+        for k in (1, 5, 10):
+            pair.append(rows("info_imbalance", k, oa, ob, np.clip(1 - base[oa, ob], 0, 1)))
+        for m in mids:
+            v = float(rng.uniform(5, 40))
+            ids.append({"dataset_id": d, "model_id": m, "estimator": "twonn", "value": v, "ci_low": v - 1,
+                        "ci_high": v + 1, "n": 5000, "n_duplicates": 0})  # fmt: skip
+            energy.append({"dataset_id": d, "model_id": m, "mae_per_atom": float(rng.uniform(0.01, 0.5)),
+                           "n_test": 1000})  # fmt: skip
+        dm = 1 - base
+        dmat = DistanceMatrix(mids, [[float(dm[i, j]) if i != j else 0.0 for j in range(i + 1)] for i in range(n)])
+        for method in ("nj", "upgma"):
+            buf = StringIO()
+            Phylo.write(getattr(DistanceTreeConstructor(), method)(dmat), buf, "newick")
+            for k in (5, 10, 20, 50, 100):
+                trees.append({"dataset_id": d, "metric": "cknna", "k": k, "method": method,
+                              "newick": buf.getvalue().strip()})  # fmt: skip
+    pw = pd.concat(pair, ignore_index=True)
+    pw["k"] = pw["k"].astype("Int64")
+    pw.loc[pw["metric"] != "idcor", "p_value"] = None
+    return {
+        "models": models, "datasets": datasets, "pairwise": pw, "intrinsic_dim": pd.DataFrame(ids),
+        "energy": pd.DataFrame(energy), "trees": pd.DataFrame(trees),
+    }  # fmt: skip
+
+
 def rerun_times(page: str, reruns: int, params: dict) -> list[float]:
     from streamlit.testing.v1 import AppTest
 
@@ -90,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--releases", type=Path, help="releases folder holding `latest` (default: data/releases)")
     g.add_argument("--fixture", action="store_true", help="build the small test release in a temp folder")
+    g.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="N_MODELS",
+        help="a release of N models x 5 datasets with "
+        "SYNTHETIC numbers (size of the shipped release), in a temp folder",
+    )
     p.add_argument("--reruns", type=int, default=20)
     p.add_argument("--cold", type=int, default=3, help="cold starts to time")
     p.add_argument("--json", type=Path, help="also write the figures as JSON")
@@ -102,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
 
         tmp = tempfile.TemporaryDirectory(prefix="matter-align-bench-")
         write_test_release(Path(tmp.name))
+        os.environ["MATTER_ALIGN_RELEASES"] = tmp.name
+    elif a.synthetic:
+        from precompute.release.writer import write_release
+
+        tmp = tempfile.TemporaryDirectory(prefix="matter-align-bench-")
+        extra = {"inputs": [{"name": "synthetic", "recipe": "bench/app_latency.py synthetic_tables", "seed": 0}],
+                 "settings": {"synthetic": True}, "code_version": "bench"}  # fmt: skip
+        write_release(synthetic_tables(a.synthetic), extra, Path(tmp.name))
         os.environ["MATTER_ALIGN_RELEASES"] = tmp.name
     elif a.releases:
         os.environ["MATTER_ALIGN_RELEASES"] = str(a.releases.resolve())
