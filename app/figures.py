@@ -24,8 +24,9 @@ def plotly_config(filename: str) -> dict:
     }
 
 
-def colour_map(values) -> dict[str, str]:
-    return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(sorted(dict.fromkeys(values)))}
+def colour_map(values, *, sort: bool = True) -> dict[str, str]:
+    keys = sorted(dict.fromkeys(values)) if sort else list(dict.fromkeys(values))
+    return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(keys)}
 
 
 def _scale(higher_is_aligned: bool) -> str:
@@ -272,7 +273,7 @@ def id_bars(df: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
 
 
 def scatter_pairs(df: pd.DataFrame, x: str, y: str, colour: str, *, xlab: str, ylab: str, diagonal=False,
-                  continuous=False, cmin=None, cmax=None, hover=("model_a", "model_b")) -> go.Figure:  # fmt: skip
+                  continuous=False, cmin=None, cmax=None, hover=("model_a", "model_b"), colour_title=None) -> go.Figure:  # fmt: skip
     """One marker per row; colour categorical (a trace per value) or continuous (one trace with a colour bar)."""
     fig = go.Figure()
     lab = pd.Series([" – ".join(map(str, t)) for t in zip(*(df[h] for h in hover), strict=True)], index=df.index)
@@ -281,14 +282,15 @@ def scatter_pairs(df: pd.DataFrame, x: str, y: str, colour: str, *, xlab: str, y
             go.Scatter(
                 x=df[x], y=df[y], mode="markers", text=lab,
                 marker={"size": 10, "color": df[colour], "colorscale": "Viridis", "cmin": cmin, "cmax": cmax,
-                        "colorbar": {"title": {"text": colour}}, "line": {"width": 0.5, "color": "#333"}},
+                        "colorbar": {"title": {"text": colour_title or colour}}, "line": {"width": 0.5, "color": "#333"}},
+                showlegend=False,
                 hovertemplate=f"%{{text}}<br>{xlab}: %{{x:.4f}}<br>{ylab}: %{{y:.4f}}<br>{colour}: %{{marker.color:.4f}}"
                 "<extra></extra>",
             )
         )  # fmt: skip
     else:
-        cmap = colour_map(df[colour].astype(str))
-        for val, g in df.groupby(df[colour].astype(str), sort=True):
+        cmap = colour_map(df[colour].astype(str), sort=False)  # order of appearance (e.g. k ascending)
+        for val, g in df.groupby(df[colour].astype(str), sort=False):
             fig.add_trace(
                 go.Scatter(
                     x=g[x], y=g[y], mode="markers", name=val, text=lab.loc[g.index],
@@ -300,9 +302,9 @@ def scatter_pairs(df: pd.DataFrame, x: str, y: str, colour: str, *, xlab: str, y
         vals = pd.concat([df[x], df[y]]).astype(float)
         lo, hi = float(np.nanmin(vals)), float(np.nanmax(vals))
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dot", "color": "#888"},
-                                 name="y = x", hoverinfo="skip"))  # fmt: skip
+                                 name="y = x", hoverinfo="skip", showlegend=not continuous))  # fmt: skip
     fig.update_layout(xaxis_title=xlab, yaxis_title=ylab, height=520, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      legend_title=colour)  # fmt: skip
+                      legend_title=colour_title or colour, showlegend=not continuous)  # fmt: skip
     return fig
 
 

@@ -61,6 +61,7 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
                     xlab=f"{c.ds_name(f.dataset)} (A)",
                     ylab=f"{c.ds_name(dsb)} (B)",
                     hover=("label_a", "label_b"),
+                    colour_title="pair class on A",
                 ),
                 pairs.drop(columns=["label_a", "label_b"]),
                 csv_name(c, f"pairs-vs-{dsb}", f.dataset, f.metric, md.k),

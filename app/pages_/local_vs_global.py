@@ -23,7 +23,7 @@ if need({"cknna", "idcor"} <= have, "This dataset needs both CKNNA and IDCor val
             k_label=[f"k={k}" for k in cv["k"]],
         )
         figure(
-            figures.scatter_pairs(cv, "idcor", "cknna", "k_label", xlab="IDCor (global)", ylab="CKNNA (local)",
+            figures.scatter_pairs(cv, "idcor", "cknna", "k_label", xlab="IDCor (global)", ylab="CKNNA (local)", colour_title="k",
                                   hover=("label_a", "label_b")),
             cv.drop(columns=["label_a", "label_b", "k_label"]),
             csv_name(c, "cknna-vs-idcor", f.dataset, "cknna"),
@@ -51,7 +51,7 @@ if need("info_imbalance" in have, "This dataset has no information-imbalance val
             lo, hi = float(md["value_min"]), float(md["value_max"])
         figure(
             figures.scatter_pairs(ii, "delta_ab", "delta_ba", ic if cont else "family_a", continuous=cont,
-                                  cmin=lo, cmax=hi, diagonal=True, xlab="Δ(A → B)", ylab="Δ(B → A)",
+                                  cmin=lo, cmax=hi, diagonal=True, xlab="Δ(A → B)", ylab="Δ(B → A)", colour_title=c.metric_name(ic) if cont else "family of A",
                                   hover=("label_a", "label_b")),
             ii.drop(columns=["label_a", "label_b"]),
             csv_name(c, "information-imbalance", f.dataset, "info_imbalance", iik),

@@ -17,12 +17,13 @@ st.markdown(
     "the number of samples *n* and the neighbourhood size *k* are shown next to each value."
 )
 s = q(r, "release_summary")
-a, b, cc, d = st.columns(4)
-a.metric("Release", s.release_id)
-b.metric("Created (UTC)", s.created.replace("T", " ").removesuffix("Z"))
-cc.metric("Models", s.n_models)
-d.metric("Datasets", s.n_datasets)
-st.caption(f"Code version `{s.code_version}`")
+st.markdown(
+    f"**Release** `{s.release_id}` · **created** {s.created.replace('T', ' ').removesuffix('Z')} UTC · "
+    f"**code** `{s.code_version}`"
+)
+a, b = st.columns(2)
+a.metric("Models", s.n_models)
+b.metric("Datasets", s.n_datasets)
 
 st.subheader("Datasets")
 ds = s.datasets.copy()
