@@ -34,9 +34,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (1: on a shared 2-core box 2 threads oversubscribe)",
+    )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=2, help="best of this many runs per mode")
+    p.add_argument("--models", default="chgnet-0.3.0,ani1x", help="comma-separated subset of chgnet-0.3.0,ani1x")
+    p.add_argument("--input", default=None, help="extended XYZ of molecules to use instead of QM9 (e.g. on a GPU box)")
+    p.add_argument("--repeats", type=int, default=3, help="best of this many runs per mode")
     args = p.parse_args()
 
     import torch
@@ -44,9 +51,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     from precompute.adapters import build_adapter
-    from precompute.adapters._testdata import qm9_molecules
+    from precompute.adapters._testdata import qm9_molecules, read_extxyz
 
-    samples = qm9_molecules(args.n, seed=0)
+    samples = read_extxyz(args.input)[: args.n] if args.input else qm9_molecules(args.n, seed=0)
     cards = {
         "chgnet-0.3.0": {
             "model_id": "chgnet-0.3.0",
@@ -56,7 +63,8 @@ def main() -> None:
         "ani1x": {"model_id": "ani1x", "adapter": "ani:ANIAdapter", "options": {"member": None}},
     }
     results = {}
-    for model_id, card in cards.items():
+    wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+    for model_id, card in [(m, cards[m]) for m in wanted]:
         ad = build_adapter(card, device=args.device)
         ad.embed(samples[:8], batch_size=8)  # warm-up
         for s in samples[:8]:
