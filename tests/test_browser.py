@@ -229,6 +229,13 @@ def test_filter_url_and_csv(server, browser, release_root):
     assert got == queries.to_csv(queries.matrix_table(res))
     rows = pd.read_csv(io.BytesIO(got))
     assert set(rows["model_a"]) == {"mace_a", "mace_b"} and len(rows) == 2
+    # the filters survive a page change through the sidebar navigation, and the URL keeps them
+    page.locator("[data-testid=stSidebarNav]").get_by_text("Intrinsic dimension").click()
+    page.wait_for_url("**/intrinsic_dimension?**", timeout=20_000)
+    _settle(page, "Intrinsic dimension", 1)
+    assert "dataset=offeq" in page.url and "family=MACE" in page.url, page.url
+    page.get_by_text("3 hidden by the filters").first.wait_for(timeout=20_000)
+    _no_exception(page, "intrinsic dimension after navigation")
     # a deep link restores the view; an invalid value is ignored with a visible warning
     page.goto(f"{server}/heatmap?dataset=qm9&metric=cka&order=cluster&family=NOPE")
     _settle(page, "Alignment heatmap", 1)
