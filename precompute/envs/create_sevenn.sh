@@ -4,14 +4,15 @@
 # SevenNet needs e3nn>=0.5, which cannot share an environment with mace-torch (pinned e3nn==0.4.4), so it gets its own.
 # Order matters: torch first, by its exact pin (the machines carry a local CPU wheel; an unpinned torch would pull GBs
 # of CUDA wheels), then sevenn (which brings e3nn>=0.5, ase, ...), then this project without its dependencies.
-# Idempotent: a stamp file records a finished install.
+# Idempotent: a stamp file records a finished install; it is redone when pyproject.toml or this script is newer.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${1:-$ROOT/.venv-sevenn}"
 PY="${PY:-python3}"
 SEVENN_SPEC="${SEVENN_SPEC:-sevenn==0.13.0}"
-if [[ -f "$VENV/.stamp" ]]; then
-  echo "create_sevenn: $VENV already complete (remove $VENV/.stamp to reinstall)"
+STAMP="$VENV/.stamp"
+if [[ -f "$STAMP" && "$STAMP" -nt "$ROOT/pyproject.toml" && "$STAMP" -nt "${BASH_SOURCE[0]}" ]]; then
+  echo "create_sevenn: $VENV already complete (remove $STAMP to reinstall)"
   exit 0
 fi
 test -x "$VENV/bin/python" || "$PY" -m venv "$VENV"
@@ -28,4 +29,4 @@ assert Version(e3nn.__version__) >= Version("0.5"), e3nn.__version__
 assert torch.__version__.startswith("2.13.0"), torch.__version__
 print(f"create_sevenn: torch {torch.__version__}, e3nn {e3nn.__version__}, sevenn {sevenn.__version__}")
 PY
-touch "$VENV/.stamp"
+touch "$STAMP"
