@@ -329,6 +329,16 @@ def convergence(df: pd.DataFrame, labels: dict[str, str], ylab: str) -> go.Figur
                 "(n %{customdata[1]})<extra>%{fullData.name}</extra>", **err,
             )
         )  # fmt: skip
+    best = df[df["is_best"]]
+    ys = df["alignment"].dropna()
+    if len(best) and len(ys):  # the best model has no alignment to itself: mark its MAE with a dashed line
+        b = best.iloc[0]
+        x = float(b["mae_per_atom"])
+        fig.add_trace(
+            go.Scatter(x=[x, x], y=[float(ys.min()), float(ys.max())], mode="lines", hoverinfo="skip",
+                       line={"dash": "dash", "color": "#888"},
+                       name=f"best: {labels.get(b['model_id'], b['model_id'])}")
+        )  # fmt: skip
     fig.update_xaxes(title="energy MAE (eV/atom, held-out split)", type="log")
     fig.update_yaxes(title=ylab)
     fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend_title="family")

@@ -271,8 +271,11 @@ def test_convergence_and_missing_energy(app, media, release):
     at = app("convergence", dataset="qm9", metric="cknna", k="10")
     _ok(at)
     df = queries.alignment_vs_mae(release, "qm9", "cknna", 10)
-    xs = sorted(v for t in _charts(at)[0]["data"] for v in t["x"])
+    traces = _charts(at)[0]["data"]
+    xs = sorted(v for t in traces if not str(t.get("name", "")).startswith("best:") for v in t["x"])
     np.testing.assert_allclose(xs, sorted(df["mae_per_atom"]))
+    best = next(t for t in traces if str(t.get("name", "")).startswith("best:"))
+    assert best["x"][0] == df.loc[df["is_best"], "mae_per_atom"].iloc[0]
     assert _download(at, media)[1] == queries.to_csv(df)
     at = app("convergence", dataset="offeq")
     _ok(at)

@@ -30,7 +30,8 @@ if need(len(models) >= 2, "Comparing needs at least two models; the filters leav
                 csv_name(c, f"compare-{a}-{b}"),
                 key="compare",
                 caption="Bars: A → B (for directional metrics, information imbalance, B → A is in the hover and "
-                "the table).",
+                "the table). Every metric is a similarity (higher = more aligned) except information imbalance "
+                "(lower = more informative).",
             )
         st.markdown("**Every number** (scope `model`: each model's own intrinsic dimension and energy MAE)")
         st.dataframe(df, hide_index=True)
