@@ -49,6 +49,7 @@ CRYSTAL_RECIPE: dict[str, Any] = {
     "n_default": 3000,
     "sources": ["avogadro", "aflow", "ase-bulk"],
     "max_atoms": 64,
+    "max_atomic_number": 94,
     "min_atoms": 8,
     "strain_max": 0.05,
     "sigma_range_A": [0.05, 0.3],
@@ -237,8 +238,9 @@ def _run_parallel(
 # ---------------------------------------------------------------- crystals
 
 
-def crystal_seed_pool(sources: list[str], max_atoms: int) -> list[tuple[str, str, Any]]:
-    """Real seed structures as (source, name, Atoms), sorted, each with at most max_atoms atoms."""
+def crystal_seed_pool(sources: list[str], max_atoms: int, max_z: int = 94) -> list[tuple[str, str, Any]]:
+    """Real seed structures as (source, name, Atoms), sorted, each with at most max_atoms atoms and no element
+    heavier than max_z (CHGNet's composition model covers Z = 1-94)."""
     import ase.io
     from ase.build import bulk
     from ase.data import chemical_symbols, reference_states
@@ -274,6 +276,7 @@ def crystal_seed_pool(sources: list[str], max_atoms: int) -> list[tuple[str, str
                 pool.append(("ase-bulk", sym, bulk(sym)))
             except Exception:
                 continue
+    pool = [t for t in pool if int(t[2].numbers.max()) <= max_z]
     for _, _, a in pool:
         a.info = {}
         a.calc = None
@@ -320,6 +323,16 @@ def _too_close(atoms: Any, dmin: float) -> bool:
 
 
 def _make_crystal(i: int) -> Sample:
+    try:
+        return _make_crystal_unchecked(i)
+    except DatasetError:
+        raise
+    except Exception as exc:
+        src, name, _ = _W["pool"][int(_W["perm"][i % len(_W["pool"])])]
+        raise DatasetError(f"crystals:{i:06d} (seed {src}:{name}): {type(exc).__name__}: {exc}") from exc
+
+
+def _make_crystal_unchecked(i: int) -> Sample:
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
@@ -387,7 +400,9 @@ def load_crystals(
 
     def pool() -> list:
         if not pool_cache:
-            pool_cache.extend(crystal_seed_pool(list(recipe["sources"]), int(recipe["max_atoms"])))
+            pool_cache.extend(
+                crystal_seed_pool(list(recipe["sources"]), int(recipe["max_atoms"]), int(recipe["max_atomic_number"]))
+            )
             if not pool_cache:
                 raise DatasetError(f"crystals: no seed structures found for sources {recipe['sources']}")
         return pool_cache
