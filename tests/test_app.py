@@ -332,3 +332,33 @@ def test_release_picker_and_csv_name(app, release_root, release):
     assert queries.csv_filename(release.release_id, "qm9", "cknna", 10, "matrix") == (
         f"matter-align_{release.release_id}_matrix_qm9_cknna_k10.csv"
     )
+
+
+def test_sparse_release_every_page(tmp_path, monkeypatch):
+    """A release where one dataset has no pairwise rows, no trees, no energy, and the optional tables are absent."""
+    from streamlit.testing.v1 import AppTest
+
+    from precompute.release.writer import write_release
+    from tests._release_fixture import MANIFEST_EXTRA, build_tables
+
+    t = build_tables()
+    t["pairwise"] = t["pairwise"][t["pairwise"]["dataset_id"] == "qm9"].reset_index(drop=True)
+    t["trees"] = t["trees"].iloc[0:0]
+    for name in ("pairwise_null", "samples"):
+        t.pop(name)
+    write_release(t, MANIFEST_EXTRA, tmp_path)
+    monkeypatch.setenv("MATTER_ALIGN_RELEASES", str(tmp_path))
+    for dataset in ("offeq", "qm9"):
+        for page in PAGES:
+            at = AppTest.from_file(MAIN, default_timeout=60)
+            at.query_params["dataset"] = dataset
+            if page != "overview":
+                at.switch_page(f"pages_/{page}.py")
+            at.run()
+            _ok(at)
+            assert not at.error, (dataset, page, [e.value for e in at.error])
+    # qm9's tree is computed now (no stored tree)
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.query_params["dataset"] = "qm9"
+    at.switch_page("pages_/tree.py").run()
+    assert any("computed now" in c.value for c in at.caption)
