@@ -108,7 +108,7 @@ def heatmap(res, mdef: pd.Series, labels: dict[str, str], *, family_lines: bool 
         name="matrix",
     )
     axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": ticks, "showgrid": False}
-    size = max(420, 34 * n + 200)
+    size = max(420, min(1400, 20 * n + 260))
     if res.linkage is not None and n >= 2:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.18, 0.82], vertical_spacing=0.01)
         xs, ys = dendrogram_segments(res.linkage, n)

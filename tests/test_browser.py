@@ -12,6 +12,7 @@ Never runs `playwright install`.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import socket
@@ -51,6 +52,7 @@ PAGES = [  # url path, title on the page, plotly charts expected at least
     ("dataset_cards", "Dataset cards", 0),
 ]
 
+TIMINGS: dict = {}
 _PATHS = {p for p, _, _ in PAGES if p}
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -100,6 +102,7 @@ def server(release_root, tmp_path_factory):
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
+    t_launch = time.perf_counter()
     try:
         deadline = time.time() + 60
         while True:
@@ -111,7 +114,9 @@ def server(release_root, tmp_path_factory):
                 pass
             if proc.poll() is not None or time.time() > deadline:
                 pytest.fail(f"streamlit did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.3)
+            time.sleep(0.1)
+        TIMINGS["server_launch_to_health_s"] = round(time.perf_counter() - t_launch, 2)
+        TIMINGS["_t_launch"] = t_launch
         yield base
     finally:
         proc.terminate()
@@ -182,12 +187,19 @@ def test_every_page(server, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page()
     watch = Watch(page)
-    for path, title, charts in PAGES:
+    for i, (path, title, charts) in enumerate(PAGES):
+        t = time.perf_counter()
         page.goto(f"{server}/{path}")
         _settle(page, title, charts)
+        if i == 0:  # cold start: process launch -> first page drawn in the browser (Streamlit start included)
+            TIMINGS["server_launch_to_first_page_incl_chromium_start_s"] = round(time.perf_counter() - TIMINGS["_t_launch"], 2)
+        TIMINGS[f"load_{path or 'overview'}_s"] = round(time.perf_counter() - t, 2)
         _no_exception(page, path or "overview")
         assert page.locator(".js-plotly-plot").count() >= charts, path
         page.screenshot(path=str(ARTIFACTS / f"{path or 'overview'}.png"), full_page=True)
+    (ARTIFACTS / "timings.json").write_text(
+        json.dumps({k: v for k, v in TIMINGS.items() if not k.startswith("_")}, indent=2) + "\n"
+    )
     (ARTIFACTS / "console_every_page.txt").write_text("\n".join(watch.errors) + "\n")
     assert not watch.errors, "\n".join(watch.errors)
     page.close()
