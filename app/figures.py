@@ -68,9 +68,12 @@ def dendrogram_segments(link: np.ndarray, n: int) -> tuple[list, list]:
     return xs, ys
 
 
-def heatmap(res, mdef: pd.Series, labels: dict[str, str], *, family_lines: bool = True) -> go.Figure:
+def heatmap(
+    res, mdef: pd.Series, labels: dict[str, str], *, family_lines: bool = True, null: pd.DataFrame | None = None
+) -> go.Figure:
     """The matrix of a backend MatrixResult: z = res.matrix (rows = model_a), fixed colour range of the metric,
-    hover with value, n, k, CI and p; a dendrogram above when the result carries a linkage."""
+    hover with value, n, k, CI, p and (if given, from backend.pairwise_null) the permutation-null mean, sd and z;
+    a dendrogram above when the result carries a linkage."""
     order = list(res.order)
     n = len(order)
     z = res.matrix.loc[order, order].to_numpy(dtype=float)
@@ -81,6 +84,13 @@ def heatmap(res, mdef: pd.Series, labels: dict[str, str], *, family_lines: bool 
         for j, name in enumerate(("n", "ci_low", "ci_high", "p_value")):
             extra[r, col, j] = pd.to_numeric(c[name], errors="coerce").to_numpy(dtype=float)
         extra[r, col, 4] = c["mirrored"].to_numpy(dtype=float)
+    nulls: dict[tuple[int, int], str] = {}
+    if null is not None and len(null):
+        pos = {m: i for i, m in enumerate(order)}
+        for a, b, mu, sd, zz, npm in zip(null["model_a"], null["model_b"], null["null_mean"], null["null_std"],
+                                         null["z"], null["n_permutations"], strict=True):  # fmt: skip
+            if a in pos and b in pos:
+                nulls[pos[a], pos[b]] = f"<br>null ({npm} perm.): {_fmt(mu)} ± {_fmt(sd)}, z = {_fmt(zz, 1)}"
     ticks = [labels.get(m, m) for m in order]
     kk = res.k if res.k is not None else "–"
     text = [
@@ -89,6 +99,7 @@ def heatmap(res, mdef: pd.Series, labels: dict[str, str], *, family_lines: bool 
             f"k = {kk}<br>CI: "
             + (f"[{_fmt(extra[i, j, 1])}, {_fmt(extra[i, j, 2])}]" if np.isfinite(extra[i, j, 1]) else "not computed")
             + f"<br>p: {_fmt(extra[i, j, 3])}"
+            + nulls.get((i, j), "")
             + ("<br>(mirrored from B→A)" if extra[i, j, 4] == 1 else "")
             for j in range(n)
         ]

@@ -7,6 +7,7 @@ warning; the numbers inside the charts and the CSV downloads are the backend's n
 from __future__ import annotations
 
 import base64
+import io
 import json
 from pathlib import Path
 
@@ -212,11 +213,18 @@ def test_heatmap_values_and_csv_are_the_backends(app, media, release):
     z = np.array([[np.nan if v is None else v for v in row] for row in hm["z"]], dtype=float)
     np.testing.assert_array_equal(z, res.matrix.to_numpy(dtype=float))
     assert hm["zmin"] == 0 and hm["zmax"] == 1  # fixed colour range of CKNNA
-    url, data = _download(at, media)
-    assert data == queries.to_csv(queries.matrix_table(res))
-    assert len(pd.read_csv(pd.io.common.BytesIO(data))) == len(res.cells)
-    fname = at.get("download_button")[0].proto
-    assert fname  # the file name is checked in the browser test; here the bytes
+    # the permutation null (stored for CKNNA at k = 5) is in the hover and in the CSV
+    null = queries.pairwise_null(release, "qm9", "cknna", 5, models=models)
+    assert len(null) and any("null (5 perm.)" in t for row in hm["text"] for t in row)
+    cols = ["model_a", "model_b", "null_mean", "null_std", "null_q95", "z", "n_permutations", "seed"]
+    want = queries.matrix_table(res).merge(null[cols], on=["model_a", "model_b"], how="left")
+    _, data = _download(at, media)
+    assert data == queries.to_csv(want)
+    assert len(pd.read_csv(io.BytesIO(data))) == len(res.cells)
+    # without a stored null (k = 10) the CSV is exactly matrix_table
+    at = app("heatmap", dataset="qm9", metric="cknna", k="10")
+    res10 = queries.matrix(release, "qm9", "cknna", 10, order="family")
+    assert _download(at, media)[1] == queries.to_csv(queries.matrix_table(res10))
 
 
 def test_clustered_heatmap_has_a_dendrogram(app, release):

@@ -34,15 +34,20 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
             st.subheader(title)
             if need(len(res.order) >= 1, "No values for these models on this dataset."):
                 table = queries.matrix_table(res)
+                null = q(r, "pairwise_null", f.dataset, f.metric, f.k, models=f.model_filter)
+                if not null.empty:  # the permutation baseline shown in the hover is in the CSV too
+                    cols = ["model_a", "model_b", "null_mean", "null_std", "null_q95", "z", "n_permutations", "seed"]
+                    table = table.merge(null[cols], on=["model_a", "model_b"], how="left")
                 figure(
-                    figures.heatmap(res, mdef, c.labels),
+                    figures.heatmap(res, mdef, c.labels, null=null),
                     table,
                     csv_name(c, "matrix", f.dataset, f.metric, f.k),
                     key="heatmap",
                     caption=f"Rows: model A, columns: model B. Fixed colour range [{mdef['value_min']:g}, "
                     f"{mdef['value_max']:g}] for {mdef['display_name']}. "
                     + ("Not symmetric: A→B and B→A differ. " if not mdef["symmetric"] else "")
-                    + "Hover for n, k, confidence interval and p-value. Blank cells: no value stored.",
+                    + "Hover for n, k, confidence interval, p-value and, where the release has one, the permutation-null "
+                    "baseline (mean ± sd, z). Blank cells: no value stored.",
                 )
         else:
             fb = q(r, "family_block_matrix", f.dataset, f.metric, f.k, models=f.model_filter)
