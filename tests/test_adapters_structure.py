@@ -39,6 +39,18 @@ MOL_SPECIES = ["H", "C", "N", "O", "F"]
 CRYSTAL_SPECIES = ["O", "Na", "Si", "Cl", "Fe", "Cu", "Zn"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Small graphs gain nothing from 2 threads, and on a shared 2-core box OpenMP oversubscription made these tests
+    about 10x slower; restored after the module."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def molecules() -> list[Sample]:
     mols = td.qm9_molecules(5, seed=0)

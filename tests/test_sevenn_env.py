@@ -50,7 +50,10 @@ def run_embed(tmp_path: Path, inputs: list[Path], models: list[dict], *extra: st
     for path in inputs:
         cmd += ["--input", str(path)]
     cmd += ["--output", str(tmp_path / "out.npz"), "--batch-size", "4", "--device", "cpu", *extra]
+    # one intra-op thread unless the caller says otherwise: small graphs gain nothing from more, and on a shared
+    # 2-core box OpenMP oversubscription is far slower
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
