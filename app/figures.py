@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from io import StringIO
 
 import numpy as np
@@ -34,7 +35,11 @@ def _scale(higher_is_aligned: bool) -> str:
 
 
 def _fmt(v, digits=3) -> str:
-    return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) or pd.isna(v) else f"{v:.{digits}f}"
+    try:
+        f = float(v)
+    except (TypeError, ValueError):  # None, pd.NA
+        return "–"
+    return f"{f:.{digits}f}" if math.isfinite(f) else "–"
 
 
 # ----------------------------------------------------------------------------------------------------------------

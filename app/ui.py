@@ -8,7 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from backend import Release, queries
+from backend.queries import MatrixResult
 
+from . import figures
 from .data import labels, q
 from .figures import plotly_config
 from .state import Filters
@@ -42,6 +44,21 @@ def make_ctx(release: Release, f: Filters) -> Ctx:
     c = Ctx(release, f, labels(release), dict(zip(ds["dataset_id"], ds["display_name"], strict=True)))
     st.session_state["_ctx"] = c
     return c
+
+
+def _matrix_key(res: MatrixResult) -> tuple:
+    """Within one release a MatrixResult is determined by (dataset, metric, k, model order, clustered or not)."""
+    return (res.dataset_id, res.metric, res.k, tuple(res.order), res.linkage is not None, len(res.cells))
+
+
+@st.cache_data(show_spinner=False, max_entries=300, hash_funcs={MatrixResult: _matrix_key})
+def _heatmap(cache_key: tuple, res: MatrixResult, mdef: pd.Series, labels: dict, null, family_lines: bool):
+    return figures.heatmap(res, mdef, labels, family_lines=family_lines, null=null)
+
+
+def heatmap_figure(c: Ctx, res: MatrixResult, mdef: pd.Series, labels: dict, *, null=None, family_lines=True):
+    """figures.heatmap, cached per release and matrix (building 60 x 60 hover texts costs tens of ms)."""
+    return _heatmap(c.release.cache_key, res, mdef, labels, null, family_lines)
 
 
 def csv_name(c: Ctx, kind: str, dataset: str | None = None, metric: str | None = None, k: int | None = None) -> str:

@@ -5,7 +5,7 @@ import streamlit as st
 from app import figures
 from app.data import q
 from app.state import control
-from app.ui import csv_name, ctx, figure, k_text, need
+from app.ui import csv_name, ctx, figure, heatmap_figure, k_text, need
 from backend import queries
 
 c = ctx()
@@ -13,9 +13,17 @@ r, f = c.release, c.f
 st.title("Alignment heatmap")
 if need(f.dataset is not None and f.metric is not None, "This release has no pairwise values to show."):
     col1, col2 = st.columns(2)
-    order = control("order", "Order", ["family", "cluster"], "family", where=col1, widget="radio", what="order",
-                    help="family: grouped by family (white lines between families); cluster: hierarchical clustering "
-                    "of 1 − value (average linkage, optimal leaf order) with its dendrogram")  # fmt: skip
+    order = control(
+        "order",
+        "Order",
+        ["family", "cluster"],
+        "family",
+        where=col1,
+        widget="radio",
+        what="order",
+        help="family: grouped by family (white lines between families); cluster: hierarchical clustering "
+        "of 1 − value (average linkage, optimal leaf order) with its dendrogram",
+    )
     view = control(
         "view",
         "View",
@@ -39,7 +47,7 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
                     cols = ["model_a", "model_b", "null_mean", "null_std", "null_q95", "z", "n_permutations", "seed"]
                     table = table.merge(null[cols], on=["model_a", "model_b"], how="left")
                 figure(
-                    figures.heatmap(res, mdef, c.labels, null=null),
+                    heatmap_figure(c, res, mdef, c.labels, null=null),
                     table,
                     csv_name(c, "matrix", f.dataset, f.metric, f.k),
                     key="heatmap",

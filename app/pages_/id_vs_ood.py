@@ -5,7 +5,7 @@ import streamlit as st
 from app import figures
 from app.data import q
 from app.state import control
-from app.ui import csv_name, ctx, figure, k_text, need
+from app.ui import csv_name, ctx, figure, heatmap_figure, k_text, need
 from backend import queries
 
 c = ctx()
@@ -18,11 +18,9 @@ st.markdown(
 )
 others = [d for d in q(r, "filter_options")["dataset"] if d != f.dataset]
 if need(f.metric is not None and bool(others), "This comparison needs a metric with values on two datasets."):
-    dsb = control("dataset_b", "Dataset B", others, others[0], where=st, what="second dataset",
-                  format_func=c.ds_name)  # fmt: skip
+    dsb = control("dataset_b", "Dataset B", others, others[0], where=st, what="second dataset", format_func=c.ds_name)
     try:
-        md = q(r, "matrix_difference", f.dataset, dsb, f.metric, f.k,
-               models=f.model_filter)  # fmt: skip
+        md = q(r, "matrix_difference", f.dataset, dsb, f.metric, f.k, models=f.model_filter)
     except ValueError as e:
         md = None
         st.info(f"{c.metric_name(f.metric)}{k_text(f.k)} cannot be compared on these datasets: {e}")
@@ -38,19 +36,35 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
         left, right = st.columns(2)
         with left:
             st.markdown(f"**A: {c.ds_name(f.dataset)}** (labels: ID/OOD on A)")
-            figure(figures.heatmap(md.a, mdef, la, family_lines=True), queries.matrix_table(md.a), csv_name(c, "matrix-a", f.dataset, f.metric, md.k), key="mat_a")  # fmt: skip
+            figure(
+                heatmap_figure(c, md.a, mdef, la),
+                queries.matrix_table(md.a),
+                csv_name(c, "matrix-a", f.dataset, f.metric, md.k),
+                key="mat_a",
+            )
         with right:
             st.markdown(f"**B: {c.ds_name(dsb)}** (labels: ID/OOD on B)")
-            figure(figures.heatmap(md.b, mdef, lb, family_lines=True), queries.matrix_table(md.b), csv_name(c, "matrix-b", dsb, f.metric, md.k), key="mat_b")  # fmt: skip
+            figure(
+                heatmap_figure(c, md.b, mdef, lb),
+                queries.matrix_table(md.b),
+                csv_name(c, "matrix-b", dsb, f.metric, md.k),
+                key="mat_b",
+            )
         st.subheader("Difference B − A")
         diff_tab = md.cells.assign(dataset_a=f.dataset, dataset_b=dsb, metric=f.metric, k=md.k)
-        figure(figures.diff_heatmap(md.difference, c.labels, f"{c.ds_name(dsb)} − {c.ds_name(f.dataset)}"),
-               diff_tab, csv_name(c, f"difference-{dsb}-minus", f.dataset, f.metric, md.k), key="diff")  # fmt: skip
+        figure(
+            figures.diff_heatmap(md.difference, c.labels, f"{c.ds_name(dsb)} − {c.ds_name(f.dataset)}"),
+            diff_tab,
+            csv_name(c, f"difference-{dsb}-minus", f.dataset, f.metric, md.k),
+            key="diff",
+        )
         st.subheader("Each pair: value on A against value on B")
         pairs = q(r, "id_vs_ood", f.dataset, dsb, f.metric, md.k, models=f.model_filter)
         if need(not pairs.empty, "No pair has values on both datasets."):
-            pairs = pairs.assign(label_a=[c.labels.get(m, m) for m in pairs["model_a"]],
-                                 label_b=[c.labels.get(m, m) for m in pairs["model_b"]])  # fmt: skip
+            pairs = pairs.assign(
+                label_a=[c.labels.get(m, m) for m in pairs["model_a"]],
+                label_b=[c.labels.get(m, m) for m in pairs["model_b"]],
+            )
             figure(
                 figures.scatter_pairs(
                     pairs,

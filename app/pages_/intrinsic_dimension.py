@@ -13,10 +13,25 @@ st.title("Intrinsic dimension")
 opts = q(r, "filter_options")
 if need(bool(opts["estimator"]), "This release has no intrinsic-dimension values."):
     col1, col2 = st.columns(2)
-    est = control("estimator", "Estimator", opts["estimator"], "twonn" if "twonn" in opts["estimator"] else
-                  opts["estimator"][0], where=col1, widget="radio", what="estimator")  # fmt: skip
-    scope = control("scope", "Datasets", ["dataset", "all"], "dataset", where=col2, widget="radio", what="scope",
-                    format_func=lambda s: {"dataset": "the chosen dataset", "all": "every dataset"}[s])  # fmt: skip
+    est = control(
+        "estimator",
+        "Estimator",
+        opts["estimator"],
+        "twonn" if "twonn" in opts["estimator"] else opts["estimator"][0],
+        where=col1,
+        widget="radio",
+        what="estimator",
+    )
+    scope = control(
+        "scope",
+        "Datasets",
+        ["dataset", "all"],
+        "dataset",
+        where=col2,
+        widget="radio",
+        what="scope",
+        format_func=lambda s: {"dataset": "the chosen dataset", "all": "every dataset"}[s],
+    )
     df = q(r, "intrinsic_dim", f.dataset if scope == "dataset" else None, est, models=f.model_filter)
     if need(not df.empty, "No intrinsic-dimension values for these models and this dataset."):
         where = c.ds_name(f.dataset) if scope == "dataset" else "every dataset"

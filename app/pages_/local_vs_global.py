@@ -23,14 +23,22 @@ if need({"cknna", "idcor"} <= have, "This dataset needs both CKNNA and IDCor val
             k_label=[f"k={k}" for k in cv["k"]],
         )
         figure(
-            figures.scatter_pairs(cv, "idcor", "cknna", "k_label", xlab="IDCor (global)", ylab="CKNNA (local)", colour_title="k",
-                                  hover=("label_a", "label_b")),
+            figures.scatter_pairs(
+                cv,
+                "idcor",
+                "cknna",
+                "k_label",
+                xlab="IDCor (global)",
+                ylab="CKNNA (local)",
+                colour_title="k",
+                hover=("label_a", "label_b"),
+            ),
             cv.drop(columns=["label_a", "label_b", "k_label"]),
             csv_name(c, "cknna-vs-idcor", f.dataset, "cknna"),
             key="cknna_idcor",
             caption="One point per pair of models and k. A pair can share its global geometry (high IDCor) while "
             "its local neighbourhoods differ (low CKNNA at small k), and vice versa.",
-        )  # fmt: skip
+        )
 
 st.subheader("Information imbalance plane")
 if need("info_imbalance" in have, "This dataset has no information-imbalance values."):
@@ -42,17 +50,29 @@ if need("info_imbalance" in have, "This dataset has no information-imbalance val
     ck_k = f.k if f.metric == "cknna" else None
     ii = q(r, "information_imbalance_pairs", f.dataset, iik, cknna_k=ck_k, models=f.model_filter)
     if need(not ii.empty, "No pair of the filtered models has information-imbalance values."):
-        ii = ii.assign(label_a=[c.labels.get(m, m) for m in ii["model_a"]],
-                       label_b=[c.labels.get(m, m) for m in ii["model_b"]])  # fmt: skip
+        ii = ii.assign(
+            label_a=[c.labels.get(m, m) for m in ii["model_a"]], label_b=[c.labels.get(m, m) for m in ii["model_b"]]
+        )
         cont = ic != "none"
         lo, hi = (None, None)
         if cont:
             md = c.mdef(ic)
             lo, hi = float(md["value_min"]), float(md["value_max"])
         figure(
-            figures.scatter_pairs(ii, "delta_ab", "delta_ba", ic if cont else "family_a", continuous=cont,
-                                  cmin=lo, cmax=hi, diagonal=True, xlab="Δ(A → B)", ylab="Δ(B → A)", colour_title=c.metric_name(ic) if cont else "family of A",
-                                  hover=("label_a", "label_b")),
+            figures.scatter_pairs(
+                ii,
+                "delta_ab",
+                "delta_ba",
+                ic if cont else "family_a",
+                continuous=cont,
+                cmin=lo,
+                cmax=hi,
+                diagonal=True,
+                xlab="Δ(A → B)",
+                ylab="Δ(B → A)",
+                colour_title=c.metric_name(ic) if cont else "family of A",
+                hover=("label_a", "label_b"),
+            ),
             ii.drop(columns=["label_a", "label_b"]),
             csv_name(c, "information-imbalance", f.dataset, "info_imbalance", iik),
             key="ii_plane",
@@ -60,4 +80,4 @@ if need("info_imbalance" in have, "This dataset has no information-imbalance val
             f"about B than B about A. Colour: {ic}"
             + (f" (CKNNA at k = {ii['cknna_k'].iloc[0]})" if ic == "cknna" and len(ii) else "")
             + ", fixed colour range.",
-        )  # fmt: skip
+        )

@@ -9,8 +9,14 @@ from app.ui import csv_name, ctx, download, need
 c = ctx()
 r, f = c.release, c.f
 st.title("Model cards")
-catalogue = q(r, "list_models", family=f.family or None, modality=f.modality or None,
-              training_set=f.training_set or None, source=f.source or None)  # fmt: skip
+catalogue = q(
+    r,
+    "list_models",
+    family=f.family or None,
+    modality=f.modality or None,
+    training_set=f.training_set or None,
+    source=f.source or None,
+)
 st.caption(f"{len(catalogue)} model(s) pass the model filters (on any dataset).")
 cols = ["model_id", "display_name", "family", "modality", "source", "training_sets", "params", "embedding_dim"]
 st.dataframe(catalogue[cols], hide_index=True)
@@ -42,14 +48,16 @@ if need(bool(ids), "No model passes the filters."):
         ("Training sets", ", ".join(card["training_sets"]) or "(none)"),
         ("Equivariance", card["equivariance"]),
         ("Force head", card["force_head"]),
-        ("Parameters", "unknown" if card["params"] is None or card["params"] != card["params"] else
-         f"{int(card['params']):,}"),
+        (
+            "Parameters",
+            "unknown" if card["params"] is None or card["params"] != card["params"] else f"{int(card['params']):,}",
+        ),
         ("Embedding", f"{card['embedding_dim']} dims from layer `{card['layer']}`, pooling: {card['pooling']}"),
         ("Checkpoint", card["checkpoint"] or "—"),
         ("Licence", card.get("license") or "—"),
         ("Citation", card["citation"] or "—"),
         ("Datasets with results", ", ".join(c.ds_name(d) for d in card["datasets"]) or "none"),
-    ]  # fmt: skip
+    ]
     st.markdown("\n".join(f"- **{k}**: {v}" for k, v in fields))
     prof = q(r, "model_profile", m)
     st.subheader("Every number for this model")

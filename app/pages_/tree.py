@@ -13,10 +13,25 @@ r, f = c.release, c.f
 st.title("Model tree")
 if need(f.dataset is not None and f.metric is not None, "This release has no pairwise values to build a tree from."):
     col1, col2 = st.columns(2)
-    method = control("method", "Method", ["nj", "upgma"], "nj", where=col1, widget="radio", what="tree method",
-                     format_func=lambda m: {"nj": "neighbour joining", "upgma": "UPGMA"}[m])  # fmt: skip
-    colour = control("colour", "Colour leaves by", ["family", "training", "source"], "family", where=col2,
-                     widget="radio", what="leaf colouring")  # fmt: skip
+    method = control(
+        "method",
+        "Method",
+        ["nj", "upgma"],
+        "nj",
+        where=col1,
+        widget="radio",
+        what="tree method",
+        format_func=lambda m: {"nj": "neighbour joining", "upgma": "UPGMA"}[m],
+    )
+    colour = control(
+        "colour",
+        "Colour leaves by",
+        ["family", "training", "source"],
+        "family",
+        where=col2,
+        widget="radio",
+        what="leaf colouring",
+    )
     stored = q(r, "list_trees", f.dataset)
     hit = stored[(stored["metric"] == f.metric) & (stored["method"] == method)]
     hit = hit[hit["k"].isna()] if f.k is None else hit[hit["k"] == f.k]
