@@ -41,6 +41,7 @@ def main() -> None:
         help="torch intra-op threads (1: on a shared 2-core box 2 threads oversubscribe)",
     )
     p.add_argument("--device", default="cpu")
+    p.add_argument("--graph-workers", type=int, default=0, help="CHGNet graph conversion processes (0: in-process)")
     p.add_argument("--models", default="chgnet-0.3.0,ani1x", help="comma-separated subset of chgnet-0.3.0,ani1x")
     p.add_argument("--input", default=None, help="extended XYZ of molecules to use instead of QM9 (e.g. on a GPU box)")
     p.add_argument("--repeats", type=int, default=3, help="best of this many runs per mode")
@@ -58,7 +59,7 @@ def main() -> None:
         "chgnet-0.3.0": {
             "model_id": "chgnet-0.3.0",
             "adapter": "chgnet:CHGNetAdapter",
-            "options": {"version": "0.3.0"},
+            "options": {"version": "0.3.0", "graph_workers": args.graph_workers},
         },
         "ani1x": {"model_id": "ani1x", "adapter": "ani:ANIAdapter", "options": {"member": None}},
     }

@@ -328,3 +328,24 @@ def test_soap_default_species_and_pkg_checkpoint(molecules):
     np.testing.assert_array_equal(ch.embed(molecules[:2]).embeddings, ref)
     with pytest.raises(FileNotFoundError, match="nope"):
         build_adapter(CHGNET["0.3.0"], checkpoint="pkg://chgnet/nope.pth.tar")
+
+
+def test_chgnet_graph_workers_give_identical_embeddings(chgnet, molecules, crystals):
+    """graph_workers > 1 converts graphs in spawned processes; the embeddings are bit-identical, failures too."""
+    samples = molecules[:3] + crystals[:2] + [Sample("iso:H2", atoms=_far_apart_h2())]
+    par = build_adapter(card("chgnet-0.3.0", "chgnet:CHGNetAdapter", version="0.3.0", graph_workers=2))
+    try:
+        got = par.embed(samples, batch_size=4)
+    finally:
+        par.close()
+    ref = chgnet["0.3.0"].embed(samples, batch_size=4)
+    assert got.ids == ref.ids and got.failures == ref.failures
+    assert "iso:H2" in got.failures and "isolated" in got.failures["iso:H2"]
+    np.testing.assert_array_equal(got.embeddings, ref.embeddings)
+
+
+def _far_apart_h2():
+    """Two H atoms 8 Å apart in a molecule: beyond CHGNet's 6 Å cutoff, so its converter refuses the graph."""
+    from ase import Atoms
+
+    return Atoms("H2", positions=[[0, 0, 0], [8.0, 0, 0]])

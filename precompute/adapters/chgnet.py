@@ -11,8 +11,12 @@ sum exactly to `crystal_fea` (tests/test_adapters_structure.py::test_chgnet_mean
 Note that `return_atom_feas=True` gives the features BEFORE the last conv layer (model.py:478), not the last layer.
 
 Molecules are put in an orthorhombic periodic box (cell = extent + 15 Å per axis; CHGNet's cutoff is 5-6 Å, so a
-molecule never sees its images). Options: {version: "0.2.0" | "0.3.0" | "r2scan"}. `checkpoint` may name a
-`.pth.tar` file in CHGNet's format to load instead of the wheel's weights for that version.
+molecule never sees its images). Options: {version: "0.2.0" | "0.3.0" | "r2scan", graph_workers: 0}.
+`checkpoint` may name a `.pth.tar` file in CHGNet's format to load instead of the wheel's weights for that version.
+
+Graph conversion (pymatgen neighbour list + CHGNet's C graph code) is per structure and cannot be batched; on a GPU it
+is most of the batched time. `graph_workers: k > 1` converts in k spawned worker processes (a pool kept for the
+adapter's lifetime); the graphs, and so the embeddings, are identical to in-process conversion.
 """
 
 from __future__ import annotations
@@ -30,6 +34,36 @@ log = logging.getLogger(__name__)
 
 VERSIONS = ("0.2.0", "0.3.0", "r2scan")
 MAX_Z = 94  # CHGNet's atom embedding covers H..Pu
+
+
+_WORKER_CONVERTER = None
+
+
+def _structure_graph(converter, sample_id: str, atoms):
+    """CHGNet crystal graph of one structure (molecules boxed); raises on what CHGNet cannot convert."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    if int(atoms.numbers.max()) > MAX_Z:
+        raise ValueError(f"element Z={int(atoms.numbers.max())} outside CHGNet's range (Z <= {MAX_Z})")
+    structure = AseAtomsAdaptor.get_structure(boxed(atoms))
+    return converter(structure, graph_id=sample_id)
+
+
+def _init_graph_worker(settings: dict) -> None:
+    global _WORKER_CONVERTER
+    import torch
+    from chgnet.graph import CrystalGraphConverter
+
+    torch.set_num_threads(1)
+    _WORKER_CONVERTER = CrystalGraphConverter(**settings)
+
+
+def _graph_in_worker(item):
+    sample_id, atoms = item
+    try:
+        return sample_id, _structure_graph(_WORKER_CONVERTER, sample_id, atoms), None
+    except Exception as exc:
+        return sample_id, None, str(exc)
 
 
 class CHGNetAdapter:
@@ -59,28 +93,66 @@ class CHGNetAdapter:
         self._divide_by_n = not pool.average
         self.embedding_dim = int(self.model.atom_embedding.embedding.embedding_dim)
         self._torch = torch
+        self.graph_workers = int(opts.get("graph_workers") or 0)
+        self._pool = None
+
+    def _graph_pool(self):
+        if self._pool is None:
+            import multiprocessing
+            import weakref
+            from concurrent.futures import ProcessPoolExecutor
+
+            conv = self.model.graph_converter
+            settings = {
+                "atom_graph_cutoff": conv.atom_graph_cutoff,
+                "bond_graph_cutoff": conv.bond_graph_cutoff,
+                "algorithm": conv.algorithm,
+                "on_isolated_atoms": conv.on_isolated_atoms,
+            }
+            self._pool = ProcessPoolExecutor(
+                self.graph_workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_graph_worker,
+                initargs=(settings,),
+            )
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the graph worker processes, if any."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _graphs(self, samples: list[Sample]) -> list[tuple[str, Any, str | None]]:
+        """(sample_id, graph or None, error or None) for each sample, in order."""
+        if self.graph_workers > 1 and len(samples) > 1:
+            items = [(s.sample_id, s.atoms) for s in samples]
+            chunk = max(1, len(items) // (4 * self.graph_workers))
+            return list(self._graph_pool().map(_graph_in_worker, items, chunksize=chunk))
+        out = []
+        for s in samples:
+            try:
+                out.append((s.sample_id, self.graph(s), None))
+            except Exception as exc:
+                out.append((s.sample_id, None, str(exc)))
+        return out
 
     def graph(self, sample: Sample):
         """CHGNet crystal graph of one sample (molecules boxed); raises on what CHGNet cannot convert."""
-        from pymatgen.io.ase import AseAtomsAdaptor
-
-        atoms = sample.atoms
-        if int(atoms.numbers.max()) > MAX_Z:
-            raise ValueError(f"element Z={int(atoms.numbers.max())} outside CHGNet's range (Z <= {MAX_Z})")
-        structure = AseAtomsAdaptor.get_structure(boxed(atoms))
-        return self.model.graph_converter(structure, graph_id=sample.sample_id)
+        return _structure_graph(self.model.graph_converter, sample.sample_id, sample.atoms)
 
     def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
         check_all(samples)
         ids: list[str] = []
         graphs = []
         failures: dict[str, str] = {}
-        for s in samples:
-            try:
-                graphs.append(self.graph(s))
-                ids.append(s.sample_id)
-            except Exception as exc:  # isolated atoms, unsupported elements: recorded with the reason
-                failures[s.sample_id] = f"CHGNet {self.version} cannot build a graph: {exc}"
+        for sid, g, err in self._graphs(samples):
+            if g is None:  # isolated atoms, unsupported elements: recorded with the reason
+                failures[sid] = f"CHGNet {self.version} cannot build a graph: {err}"
+            else:
+                graphs.append(g)
+                ids.append(sid)
         rows: list[np.ndarray] = []
         for start in range(0, len(graphs), max(1, batch_size)):
             chunk = graphs[start : start + max(1, batch_size)]
