@@ -30,8 +30,7 @@ if need(bool(ids), "No model passes the filters."):
     if src == "random_init":
         st.warning(
             "**Random initialisation.** These numbers come from the real architecture with *random* weights "
-            "(the pretrained checkpoint could not be loaded offline). They are a baseline, **not** the pretrained "
-            "model's results.",
+            "(the published checkpoint was not used). They are a baseline, **not** the pretrained model's results.",
             icon=":material/casino:",
         )
     elif src == "trained_here":
@@ -53,7 +52,10 @@ if need(bool(ids), "No model passes the filters."):
             "unknown" if card["params"] is None or card["params"] != card["params"] else f"{int(card['params']):,}",
         ),
         ("Embedding", f"{card['embedding_dim']} dims from layer `{card['layer']}`, pooling: {card['pooling']}"),
-        ("Checkpoint", card["checkpoint"] or "—"),
+        (
+            "Checkpoint" if src != "random_init" else "Checkpoint (not used here: what a user with the weights loads)",
+            card["checkpoint"] or "—",
+        ),
         ("Licence", card.get("license") or "—"),
         ("Citation", card["citation"] or "—"),
         ("Datasets with results", ", ".join(c.ds_name(d) for d in card["datasets"]) or "none"),
