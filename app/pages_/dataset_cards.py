@@ -40,7 +40,7 @@ if need(f.dataset is not None, "This release has no datasets."):
     models = models[models["model_id"].isin(f.models)]
     cols = ["model_id", "display_name", "family", "source", "training_sets", "in_distribution"]
     st.dataframe(models[cols], hide_index=True)
-    download(models, csv_name(c, "models-on", f.dataset), key="csv_ds_models")
+    download(models, csv_name(c, "models-on", f.dataset), key="csv_ds_models", label="Download this table (CSV)")
     samples = q(r, "list_samples", f.dataset, 20, 0)
     if not samples.empty:
         st.subheader("First samples (embedding order)")
