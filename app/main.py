@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the checkout
@@ -61,12 +62,22 @@ def main() -> None:
         st.caption(state.hidden_line(f, c.ds_name(f.dataset)))
     pg.run()
     _flush(warn_box)
+    _share_link()
 
 
 def _flush(warn_box) -> None:
     state.sync_url()
     for w in state.warnings():
         warn_box.warning(w, icon=":material/link_off:")
+
+
+def _share_link() -> None:
+    """The link that reproduces this view (page + every non-default setting), to copy into a paper or a chat."""
+    query = urlencode([(k, v) for k in st.query_params.keys() for v in st.query_params.get_all(k)])
+    url = st.context.url or ""
+    link = url + (f"?{query}" if query else "")
+    st.sidebar.caption("Link to this view")
+    st.sidebar.code(link or f"?{query}", language=None, wrap_lines=True)
 
 
 main()

@@ -174,6 +174,9 @@ def test_deep_link_restores_the_view(app):
     assert at.query_params["dataset"] == "offeq" and at.query_params["order"] == "cluster"
     assert at.query_params["family"] == ["MACE", "SOAP"]
     assert any("2 hidden by the filters" in c.value for c in at.caption)
+    # the sidebar's "link to this view" carries the same state
+    link = at.sidebar.code[0].value
+    assert "dataset=offeq" in link and "family=MACE&family=SOAP" in link and "order=cluster" in link
 
 
 def test_invalid_url_values_are_ignored_with_a_warning(app):

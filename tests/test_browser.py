@@ -192,7 +192,9 @@ def test_every_page(server, browser):
         page.goto(f"{server}/{path}")
         _settle(page, title, charts)
         if i == 0:  # cold start: process launch -> first page drawn in the browser (Streamlit start included)
-            TIMINGS["server_launch_to_first_page_incl_chromium_start_s"] = round(time.perf_counter() - TIMINGS["_t_launch"], 2)
+            TIMINGS["server_launch_to_first_page_incl_chromium_start_s"] = round(
+                time.perf_counter() - TIMINGS["_t_launch"], 2
+            )
         TIMINGS[f"load_{path or 'overview'}_s"] = round(time.perf_counter() - t, 2)
         _no_exception(page, path or "overview")
         assert page.locator(".js-plotly-plot").count() >= charts, path
@@ -230,6 +232,8 @@ def test_filter_url_and_csv(server, browser, release_root):
     page.wait_for_url("**family=MACE**", timeout=20_000)
     _settle(page, "Alignment heatmap", 1)
     page.get_by_text("3 hidden by the filters").first.wait_for(timeout=20_000)
+    link = sidebar.locator("[data-testid=stCode]").last.inner_text()
+    assert link.startswith(server) and "/heatmap?" in link and "dataset=offeq" in link and "family=MACE" in link, link
     page.screenshot(path=str(ARTIFACTS / "heatmap_filtered.png"), full_page=True)
     with page.expect_download() as dl:
         page.get_by_role("button", name="Download the table behind this figure (CSV)").first.click()
