@@ -373,3 +373,21 @@ def test_sparse_release_every_page(tmp_path, monkeypatch):
     at.query_params["dataset"] = "qm9"
     at.switch_page("pages_/tree.py").run()
     assert any("computed now" in c.value for c in at.caption)
+
+
+def test_release_option_opens_one_folder(release_root, release, tmp_path, monkeypatch):
+    """`streamlit run app/main.py -- --release <folder>`: one release folder, wherever MATTER_ALIGN_RELEASES points."""
+    import sys
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MATTER_ALIGN_RELEASES", str(tmp_path))  # empty: would be "no release"
+    monkeypatch.setattr(sys, "argv", ["app/main.py", "--release", str(release.path)])
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    _ok(at)
+    assert not at.error
+    assert at.selectbox(key="release").value == release.release_id
+    monkeypatch.setattr(sys, "argv", ["app/main.py", "--release", str(release_root)])  # a releases folder
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    _ok(at)
+    assert at.selectbox(key="release").value == release.release_id
