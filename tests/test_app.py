@@ -391,3 +391,21 @@ def test_release_option_opens_one_folder(release_root, release, tmp_path, monkey
     at = AppTest.from_file(MAIN, default_timeout=60).run()
     _ok(at)
     assert at.selectbox(key="release").value == release.release_id
+
+
+def test_release_picker_opens_another_release(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests._release_fixture import write_test_release
+
+    write_test_release(tmp_path)
+    write_test_release(tmp_path, release_id="older-release", update_latest=False)
+    monkeypatch.setenv("MATTER_ALIGN_RELEASES", str(tmp_path))
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.query_params["release"] = "older-release"
+    at.run()
+    _ok(at)
+    assert not _warnings(at)
+    assert at.selectbox(key="release").value == "older-release"
+    assert any("older-release" in c.value for c in at.sidebar.caption)
+    assert at.query_params["release"] == "older-release"
