@@ -319,6 +319,14 @@ def test_compare_two_models(app, media, release):
     df = queries.compare_models(release, "mace_a", "soap")
     assert _download(at, media)[1] == queries.to_csv(df)
     assert at.selectbox(key="model_a").value == "mace_a"
+    # how A and B see the other models on the sidebar's dataset/metric/k (qm9, cknna, k = 10 by default)
+    res = queries.matrix(release, "qm9", "cknna", 10)
+    pts = [t for t in _charts(at)[1]["data"] if t.get("mode") == "markers"]
+    xs = sorted(v for t in pts for v in t["x"])
+    want = sorted(res.matrix.at["mace_a", m] for m in res.order if m not in ("mace_a", "soap"))
+    np.testing.assert_allclose(xs, want)
+    rows = pd.read_csv(io.BytesIO(_download(at, media, index=1)[1]))
+    assert sorted(rows["other_model"]) == ["bert_a", "bert_b", "mace_b"]
 
 
 def test_cards_label_the_source_and_generated_data(app):

@@ -1,5 +1,6 @@
 """Compare two models: every metric on every dataset, side by side."""
 
+import pandas as pd
 import streamlit as st
 
 from app import figures
@@ -35,3 +36,42 @@ if need(len(models) >= 2, "Comparing needs at least two models; the filters leav
             )
         st.markdown("**Every number** (scope `model`: each model's own intrinsic dimension and energy MAE)")
         st.dataframe(df, hide_index=True)
+        # How A and B see every other model on the sidebar's dataset and metric
+        if f.dataset is not None and f.metric is not None:
+            res = q(r, "matrix", f.dataset, f.metric, f.k, models=f.model_filter)
+            if a in res.order and b in res.order:
+                others = [m for m in res.order if m not in (a, b)]
+                rows = pd.DataFrame(
+                    {
+                        "dataset_id": f.dataset,
+                        "metric": f.metric,
+                        "k": pd.array([f.k] * len(others), dtype="Int64"),
+                        "other_model": others,
+                        "family": [meta.at[m, "family"] for m in others],
+                        "value_a": [res.matrix.at[a, m] for m in others],
+                        "value_b": [res.matrix.at[b, m] for m in others],
+                    }
+                )
+                rows["label"] = [c.labels.get(m, m) for m in others]
+                if len(rows):
+                    st.subheader(
+                        f"How A and B see every other model: {c.metric_name(f.metric)} on {c.ds_name(f.dataset)}"
+                    )
+                    figure(
+                        figures.scatter_pairs(
+                            rows,
+                            "value_a",
+                            "value_b",
+                            "family",
+                            diagonal=True,
+                            xlab=f"{c.labels[a]} → other",
+                            ylab=f"{c.labels[b]} → other",
+                            hover=("label",),
+                            colour_title="family of the other model",
+                        ),
+                        rows.drop(columns=["label"]),
+                        csv_name(c, f"compare-{a}-{b}-others", f.dataset, f.metric, f.k),
+                        key="compare_others",
+                        caption="One point per other model: its value with A (x) and with B (y). On the diagonal: A "
+                        "and B relate to the rest of the zoo alike.",
+                    )
