@@ -211,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MATTER_ALIGN_RELEASES"] = str(a.releases.resolve())
     from backend import Release, queries, releases_root
 
-    release = Release.open()
+    try:
+        release = Release.open()
+    except ValueError as e:
+        print(f"no release to measure: {e}\n(use --fixture or --synthetic 60, or --releases DIR)", file=sys.stderr)
+        return 2
     s = queries.release_summary(release)
     print(f"release {s.release_id} at {release.path}: {s.n_models} models, {s.n_datasets} datasets")
     print(
