@@ -183,14 +183,11 @@ def sidebar_filters(release: Release) -> Filters:
     sb = st.sidebar
     sb.markdown("### Filters")
     ds_opts = list(opts["dataset"])
-    # default: a real dataset with the most models (generated sets are labelled, not the first thing shown)
+    # default: a real dataset with pairwise values and the most models (generated sets are labelled, not shown first)
+    info = datasets.set_index("dataset_id")
     ranked = sorted(
         ds_opts,
-        key=lambda d: (
-            datasets.set_index("dataset_id").at[d, "origin"] != "real",
-            -int(datasets.set_index("dataset_id").at[d, "n_models"]),
-            d,
-        ),
+        key=lambda d: (not info.at[d, "metrics"], info.at[d, "origin"] != "real", -int(info.at[d, "n_models"]), d),
     )
     dataset = control(
         "dataset",
