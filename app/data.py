@@ -87,7 +87,7 @@ def _freeze(v):
     return v
 
 
-@st.cache_data(show_spinner=False, max_entries=4000)
+@st.cache_data(show_spinner=False, max_entries=1000)
 def _run(_release: Release, cache_key: tuple, name: str, args: tuple, kwargs: tuple):
     fn = getattr(queries, name)
     thaw = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
