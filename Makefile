@@ -9,7 +9,14 @@ PORT ?= 8501
 # the offline pretrained zoo used by `make extract-qm9` (eight+ pretrained models from four families + descriptors)
 ZOO_QM9 ?= chgnet-0.2.0,chgnet-0.3.0,chgnet-r2scan,ani1x,rxnfp-bert-pretrained,rxnfp-bert-ft,rxnmapper-albert,minilm-l6-v2-smiles,morgan-fp,coulomb-spectrum
 
-.PHONY: run test env env-app env-oracle env-sevenn chromium lint bench extract-qm9 clean-envs
+# the shipped default release (docs/FINDINGS.md): what `make release` extracts, analyses and writes
+RELEASE_QM9_N ?= 10000
+RELEASE_QM9_MODELS ?= morgan-fp,coulomb-spectrum,soap,rxnfp-bert-pretrained,rxnfp-bert-ft,rxnfp-bert-ft-10k-25s,rxnmapper-albert,minilm-l6-v2-smiles,ani1x,ani1x-m0,ani1x-m1,ani1x-m2,ani1x-m3,ani1x-m4,ani1x-m5,ani1x-m6,ani1x-m7,chgnet-0.3.0
+RELEASE_PDB_MODELS ?= proteinmpnn-vanilla,proteinmpnn-soluble,proteinmpnn-ca,ligandmpnn
+PDB_DIR ?= work-cache/pdb/offline
+JOBS ?= 2
+
+.PHONY: run test env env-app env-oracle env-sevenn chromium lint bench extract-qm9 release clean-envs
 
 # Main environment: app + backend + metrics + tests + the offline zoo that shares one environment.
 $(VENV)/.stamp: pyproject.toml
@@ -63,6 +70,15 @@ bench: env
 # A real 1,000-molecule QM9 embedding set from the offline pretrained zoo, with one command.
 extract-qm9: env env-sevenn
 	$(VENV)/bin/matter-align extract --dataset qm9 --n 1000 --seed 0 --device auto --models $(ZOO_QM9),sevenn-7net-0-11jul2024
+
+# Rebuild the default release from real inputs with one command (CPU: about an hour; --device auto uses a GPU).
+release: env
+	$(VENV)/bin/python -m precompute.datasets.offline_pdb --out $(PDB_DIR)
+	$(VENV)/bin/matter-align extract --dataset qm9 --n $(RELEASE_QM9_N) --seed 0 --device auto --models $(RELEASE_QM9_MODELS)
+	$(VENV)/bin/matter-align extract --dataset pdb --path $(PDB_DIR) --seed 0 --device auto --models $(RELEASE_PDB_MODELS)
+	$(VENV)/bin/matter-align analyze --dataset qm9 --n $(RELEASE_QM9_N) --seed 0 --models $(RELEASE_QM9_MODELS) --jobs $(JOBS)
+	$(VENV)/bin/matter-align analyze --dataset pdb --path $(PDB_DIR) --seed 0 --models $(RELEASE_PDB_MODELS) --jobs $(JOBS)
+	$(VENV)/bin/matter-align release --out data/releases --analyses work-cache/analysis/qm9_n$(RELEASE_QM9_N)_seed0 $$(ls -d work-cache/analysis/pdb_nall_seed0_path-*)
 
 clean-envs:
 	rm -rf $(VENV) $(ORACLE) $(SEVENN) .venv-app
