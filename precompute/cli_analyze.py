@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None, help="comma-separated model ids (default: every complete store entry)")
     p.add_argument("--store", default=None, help="embedding store root (default: work-cache/embeddings)")
     p.add_argument("--work", default="work-cache/analysis", help="analysis work root")
+    p.add_argument("--limit", type=int, default=None, help="analyse only the first N shared samples (dataset order)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (local process pool)")
     p.add_argument("--backend", choices=["numpy", "torch"], default="numpy", help="neighbour-search backend")
     p.add_argument("--device", default="cpu", help="torch device for --backend torch (cpu, cuda)")
@@ -99,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
         inputs.append({"name": f"{key.slug}/{m}", "sha256": meta.get("sha256"), "card_hash": meta.get("card_hash"),
                        "code_version": meta.get("code_version"), "n_embedded": len(e.ids),
                        "n_failed": len(e.failures)})  # fmt: skip
-    work = Path(args.work) / key.slug
+    work = Path(args.work) / (key.slug + (f"_limit{args.limit}" if args.limit else ""))
     settings = run_analysis(work, embeddings, settings_from_args(args), jobs=args.jobs, progress=True,
-                            backend=args.backend, device=args.device)  # fmt: skip
+                            backend=args.backend, device=args.device, limit=args.limit)  # fmt: skip
     tables = collect_tables(work, args.dataset)
     ids = json.loads((work / "features" / "ids.json").read_text())
     tables["samples"] = samples_table(args.dataset, ids, args.n, args.seed, args.path)
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     tdir.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         df.to_parquet(tdir / f"{name}.parquet", index=False)
-    write_json_atomic(work / "analysis.json", {"dataset_key": key.to_dict(), "models": models, "n": len(ids),
+    write_json_atomic(work / "analysis.json", {"dataset_key": key.to_dict(), "limit": args.limit, "models": models, "n": len(ids),
                                                "settings": settings.as_dict(), "inputs": inputs})  # fmt: skip
     counts = tables["pairwise"].groupby("metric").size().to_dict()
     print(f"analysed {len(models)} models on {len(ids)} shared samples of {key.slug}: {counts}")

@@ -42,7 +42,8 @@ def build_tables(analyses: list[Path]) -> tuple[dict, dict]:
         for m in meta["models"]:
             models[m] = load_card(m)
         inputs.extend(meta["inputs"])
-        inputs.append({"name": f"dataset:{ds}", "recipe": json.dumps(meta["dataset_key"], sort_keys=True)})
+        recipe = {**meta["dataset_key"], "limit": meta.get("limit")}
+        inputs.append({"name": f"dataset:{ds}", "recipe": json.dumps(recipe, sort_keys=True)})
         settings[ds] = meta["settings"]
         for f in sorted((a / "tables").glob("*.parquet")):
             df = pd.read_parquet(f)

@@ -77,9 +77,11 @@ def test_served_values_equal_the_metric_functions(mini_release):
     row = ii[(ii.model_a == a) & (ii.model_b == b)].iloc[0]
     assert row.delta_ab == pytest.approx(M.information_imbalance(emb[a], emb[b], 5, duplicates="keep"), abs=1e-12)
     assert row.delta_ba == pytest.approx(M.information_imbalance(emb[b], emb[a], 5, duplicates="keep"), abs=1e-12)
-    idd = q.intrinsic_dim(r, "qm9").set_index("model_id")
+    idd = q.intrinsic_dim(r, "qm9", estimator="twonn").set_index("model_id")
     assert idd.at[a, "value"] == pytest.approx(M.twonn_id(emb[a]), abs=1e-12)
     assert idd.at[a, "ci_low"] <= idd.at[a, "value"] <= idd.at[a, "ci_high"]
+    gride = q.intrinsic_dim(r, "qm9", estimator="gride").set_index("model_id")
+    assert gride.at[a, "value"] == pytest.approx(M.gride_id(emb[a], 8), abs=1e-9)
 
 
 def test_idcor_uses_the_recorded_subsample_and_seed(mini_release):

@@ -31,7 +31,11 @@ PAIRWISE_COLUMNS = ["dataset_id", "metric", "k", "model_a", "model_b", "value", 
 
 
 def prepare_features(
-    work: Path, embeddings: Mapping[str, tuple[Sequence[str], np.ndarray]], *, min_samples: int = 8
+    work: Path,
+    embeddings: Mapping[str, tuple[Sequence[str], np.ndarray]],
+    *,
+    min_samples: int = 8,
+    limit: int | None = None,
 ) -> list[str]:
     """Write the rows every model embedded, in the first model's order, as float64 .npy; returns the shared ids.
 
@@ -48,6 +52,8 @@ def prepare_features(
     for m in models[1:]:
         shared &= set(embeddings[m][0])
     ids = [s for s in first_ids if s in shared]
+    if limit is not None:  # the first `limit` shared samples, in dataset order (a seeded prefix stays seeded)
+        ids = ids[:limit]
     if len(ids) < min_samples:
         raise ValueError(f"only {len(ids)} samples were embedded by every model ({models}); need >= {min_samples}")
     feat = work / "features"
@@ -114,10 +120,14 @@ def run_analysis(
     progress: bool = False,
     backend: str = "numpy",
     device: str = "cpu",
+    limit: int | None = None,
 ) -> AnalysisSettings:
-    """Prepare features and run every task not yet done. Returns the settings actually used (k values valid at N)."""
+    """Prepare features and run every task not yet done. Returns the settings actually used (k values valid at N).
+
+    limit: analyse only the first `limit` samples that every model embedded (in dataset order).
+    """
     work = Path(work)
-    ids = prepare_features(work, embeddings)
+    ids = prepare_features(work, embeddings, limit=limit)
     settings = (settings or AnalysisSettings()).clipped_to(len(ids))
     settings_file = work / "settings.json"
     if settings_file.exists():
