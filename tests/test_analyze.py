@@ -222,3 +222,18 @@ def test_pairwise_columns_follow_the_contract(mini_release):
     _, _, analysis = mini_release
     t = pd.read_parquet(analysis / "tables" / "pairwise.parquet")
     assert list(t.columns) == TABLES["pairwise"].column_names
+
+
+def test_gride_is_not_reported_for_tied_distances_and_the_reason_is_kept(tmp_path):
+    rng = np.random.default_rng(4)
+    fp = (rng.random(size=(60, 12)) < 0.3).astype(float)  # a fingerprint-like binary code: many equal distances
+    fp = np.unique(fp, axis=0)[:40]
+    cont = rng.normal(size=(len(fp), 5))
+    ids = [f"s{i}" for i in range(len(fp))]
+    run_analysis(tmp_path, {"fp": (ids, fp), "cont": (ids, cont)},
+                 AnalysisSettings(ks_knn=(3,), ks_ii=(1,), idcor_permutations=0, null_permutations=2, bootstrap=5,
+                                  gride_n1=2))  # fmt: skip
+    rec = json.loads((tmp_path / "models" / "fp.json").read_text())
+    assert [r["estimator"] for r in rec["rows"]] == ["twonn"] and "ties" in rec["skipped"]
+    t = collect_tables(tmp_path, "qm9")["intrinsic_dim"]
+    assert set(t[t.model_id == "cont"].estimator) == {"twonn", "gride"}

@@ -107,14 +107,19 @@ def task_model_stats(work: str, model: str, settings: dict) -> None:
     lo, hi = twonn_bootstrap_ci(mu, s.bootstrap, s.seed)
     rows = [{"model_id": model, "estimator": "twonn", "value": twonn_from_ratios(mu), "ci_low": lo, "ci_high": hi,
              "n": int(mu.size), "n_duplicates": n_dup}]  # fmt: skip
+    skipped = None
     if mu.size > 2 * s.gride_n1 + 1:
         mu_g, _ = gride_ratios(X, s.gride_n1, name=model)
         fit = lambda m: gride_from_ratios(m, s.gride_n1)  # noqa: E731
-        lo, hi = _bootstrap_ci(mu_g, fit, s.bootstrap, s.seed)
-        rows.append({"model_id": model, "estimator": "gride", "value": fit(mu_g), "ci_low": lo, "ci_high": hi,
-                     "n": int(mu_g.size), "n_duplicates": n_dup})  # fmt: skip
+        try:
+            value = fit(mu_g)
+            lo, hi = _bootstrap_ci(mu_g, fit, s.bootstrap, s.seed)
+            rows.append({"model_id": model, "estimator": "gride", "value": value, "ci_low": lo, "ci_high": hi,
+                         "n": int(mu_g.size), "n_duplicates": n_dup})  # fmt: skip
+        except ValueError as exc:  # discrete representations (fingerprints): tied distances at that scale
+            skipped = f"gride not reported: {exc}"
     write_json_atomic(work / "models" / f"{model}.json", {"rows": rows, "bootstrap": s.bootstrap, "seed": s.seed,
-                                                           "gride_n1": s.gride_n1})  # fmt: skip
+                                                           "gride_n1": s.gride_n1, "skipped": skipped})  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------- per pair block
