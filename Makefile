@@ -54,7 +54,7 @@ env-sevenn:
 
 # Debian's chromium for the Playwright browser test (no browser downloads work here).
 chromium:
-	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	command -v chromium >/dev/null || bash tests/browser/install_chromium.sh
 
 run: env
 	$(VENV)/bin/streamlit run app/main.py --server.port $(PORT) --server.headless true
