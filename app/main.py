@@ -18,19 +18,7 @@ if str(_ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the p
 import streamlit as st  # noqa: E402
 
 from app import data, state, ui  # noqa: E402
-
-PAGES = [
-    ("overview.py", "Overview", ":material/home:"),
-    ("heatmap.py", "Alignment heatmap", ":material/grid_on:"),
-    ("tree.py", "Model tree", ":material/account_tree:"),
-    ("intrinsic_dimension.py", "Intrinsic dimension", ":material/bar_chart:"),
-    ("id_vs_ood.py", "In- vs out-of-distribution", ":material/compare_arrows:"),
-    ("convergence.py", "Convergence", ":material/trending_up:"),
-    ("local_vs_global.py", "Local vs global", ":material/scatter_plot:"),
-    ("compare.py", "Compare two models", ":material/difference:"),
-    ("model_cards.py", "Model cards", ":material/badge:"),
-    ("dataset_cards.py", "Dataset cards", ":material/dataset:"),
-]
+from app.page_list import PAGES  # noqa: E402
 
 
 def main() -> None:

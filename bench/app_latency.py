@@ -26,19 +26,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from app.page_list import PAGE_SLUGS  # noqa: E402
+
 MAIN = ROOT / "app" / "main.py"
-PAGES = [
-    "overview",
-    "heatmap",
-    "tree",
-    "intrinsic_dimension",
-    "id_vs_ood",
-    "convergence",
-    "local_vs_global",
-    "compare",
-    "model_cards",
-    "dataset_cards",
-]
+PAGES = PAGE_SLUGS
 TARGET_P95_MS = 300.0
 TARGET_COLD_S = 3.0
 

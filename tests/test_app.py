@@ -15,22 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.page_list import PAGE_SLUGS
 from backend import Release, queries
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = str(ROOT / "app" / "main.py")
-PAGES = [
-    "overview",
-    "heatmap",
-    "tree",
-    "intrinsic_dimension",
-    "id_vs_ood",
-    "convergence",
-    "local_vs_global",
-    "compare",
-    "model_cards",
-    "dataset_cards",
-]
+PAGES = PAGE_SLUGS
 
 
 @pytest.fixture(scope="module")
