@@ -27,7 +27,7 @@ from precompute.metrics.gride import gride_from_ratios, gride_ratios
 from precompute.metrics.hsic import sparse_hsic_unbiased
 from precompute.metrics.information_imbalance import imbalance_from_ranks, ranks_in
 from precompute.metrics.preprocess import KernelPreprocessing, clip_threshold, kernel_features
-from precompute.metrics.twonn import twonn_bootstrap_ci, twonn_from_ratios, twonn_ratios
+from precompute.metrics.twonn import ratio_bootstrap_ci, twonn_bootstrap_ci, twonn_from_ratios, twonn_ratios
 
 from .settings import AnalysisSettings
 
@@ -92,13 +92,6 @@ def task_caches(work: str, model: str, settings: dict, backend: str = "numpy", d
     )
 
 
-def _bootstrap_ci(mu: np.ndarray, fit, replicates: int, seed: int) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    est = [fit(mu[rng.integers(0, mu.size, mu.size)]) for _ in range(replicates)]
-    lo, hi = np.quantile(est, [0.025, 0.975])
-    return float(lo), float(hi)
-
-
 def task_model_stats(work: str, model: str, settings: dict) -> None:
     """TwoNN and GRIDE intrinsic dimension with seeded bootstrap CIs; the number of duplicate rows removed."""
     work, s = Path(work), AnalysisSettings.from_dict(settings)
@@ -113,7 +106,7 @@ def task_model_stats(work: str, model: str, settings: dict) -> None:
         fit = lambda m: gride_from_ratios(m, s.gride_n1)  # noqa: E731
         try:
             value = fit(mu_g)
-            lo, hi = _bootstrap_ci(mu_g, fit, s.bootstrap, s.seed)
+            lo, hi = ratio_bootstrap_ci(mu_g, fit, s.bootstrap, s.seed)
             rows.append({"model_id": model, "estimator": "gride", "value": value, "ci_low": lo, "ci_high": hi,
                          "n": int(mu_g.size), "n_duplicates": n_dup})  # fmt: skip
         except ValueError as exc:  # discrete representations (fingerprints): tied distances at that scale

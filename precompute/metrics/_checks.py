@@ -65,3 +65,14 @@ def first_duplicate_pair(X: np.ndarray) -> tuple[int, int] | None:
         return None
     j = int(dup[0])
     return int(first[inverse[j]]), j
+
+
+def as_pair(A: object, B: object, *, constant_ok: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two representations of the same samples (see as_representation); refuse constant ones."""
+    A = as_representation(A, "A")
+    B = as_representation(B, "B")
+    check_same_samples(A, B)
+    if not constant_ok:
+        check_not_constant(A, "A")
+        check_not_constant(B, "B")
+    return A, B

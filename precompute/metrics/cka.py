@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_representation, check_not_constant, check_same_samples
+from ._checks import as_pair
 from .preprocess import KernelPreprocessing, kernel_features
 
 
@@ -60,10 +60,6 @@ def cka(
     normalize: bool = True,
 ) -> float:
     """Linear CKA of (N, Da) and (N, Db) embeddings of the same N samples; see the module docstring."""
-    A = as_representation(A, "A")
-    B = as_representation(B, "B")
-    check_same_samples(A, B)
-    check_not_constant(A, "A")
-    check_not_constant(B, "B")
+    A, B = as_pair(A, B)
     prep = KernelPreprocessing(clip_quantile, normalize)
     return float(cka_features(kernel_features(A, prep, "A"), kernel_features(B, prep, "B"), unbiased))

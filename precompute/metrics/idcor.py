@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import as_representation, check_not_constant, check_same_samples
+from ._checks import as_pair
 from .neighbours import Backend
 from .preprocess import zscore_columns
 from .twonn import twonn_details
@@ -45,11 +45,7 @@ def idcor_details(
     device: str = "cpu",
 ) -> IDCorResult:
     """IDCor with the IDs and the permutation null; see the module docstring."""
-    A = as_representation(A, "A")
-    B = as_representation(B, "B")
-    check_same_samples(A, B)
-    check_not_constant(A, "A")
-    check_not_constant(B, "B")
+    A, B = as_pair(A, B)
     if isinstance(permutations, bool) or not isinstance(permutations, (int, np.integer)) or permutations < 0:
         raise ValueError(f"permutations must be a non-negative integer, got {permutations!r}")
     za, zb = zscore_columns(A), zscore_columns(B)

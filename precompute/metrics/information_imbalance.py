@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._checks import as_representation, check_k, check_not_constant, check_same_samples
+from ._checks import as_pair, check_k
 from .neighbours import Backend, build_neighbour_cache
 
 _DEFAULT_TILE_BYTES = 16 * 2**20
@@ -80,11 +80,7 @@ def imbalance_from_ranks(ranks: np.ndarray, k: int) -> float:
 
 def information_imbalance(A: np.ndarray, B: np.ndarray, k: int = 1, *, duplicates: str = "raise") -> float:
     """Δ(A → B; k) for (N, Da), (N, Db) embeddings of the same samples (Euclidean, no preprocessing)."""
-    A = as_representation(A, "A")
-    B = as_representation(B, "B")
-    check_same_samples(A, B)
+    A, B = as_pair(A, B)
     k = check_k(k, A.shape[0])
-    check_not_constant(A, "A")
-    check_not_constant(B, "B")
     nbrs = build_neighbour_cache(A, k, "euclidean", name="A", duplicates=duplicates).indices
     return imbalance_from_ranks(ranks_in(B, {"A": nbrs})["A"], k)

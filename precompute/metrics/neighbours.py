@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from ._checks import as_representation, check_k, check_not_constant, check_same_samples, first_duplicate_pair
+from ._checks import as_pair, as_representation, check_k, check_not_constant, first_duplicate_pair
 from .preprocess import KernelPreprocessing, kernel_features
 
 Kind = Literal["cosine", "euclidean"]
@@ -203,9 +203,7 @@ def cosine_pair_caches(
     A: np.ndarray, B: np.ndarray, k: int, prep: KernelPreprocessing, duplicates: str = "raise"
 ) -> tuple[NeighbourCache, NeighbourCache, int]:
     """Validate a pair of representations and build both cosine caches at k (the single-pair kNN metrics' setup)."""
-    A = as_representation(A, "A")
-    B = as_representation(B, "B")
-    check_same_samples(A, B)
+    A, B = as_pair(A, B, constant_ok=True)  # a constant representation is refused by build_neighbour_cache
     k = check_k(k, A.shape[0])
     cache_a = build_neighbour_cache(kernel_features(A, prep, "A"), k, "cosine", name="A", duplicates=duplicates)
     cache_b = build_neighbour_cache(kernel_features(B, prep, "B"), k, "cosine", name="B", duplicates=duplicates)

@@ -11,6 +11,7 @@ Duplicate rows have r1 = 0; they are removed first and their number is reported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,20 +66,28 @@ def twonn_details(
     return TwoNNResult(dimension=dim, n=int(mu.size), n_duplicates=n_dup, discard_fraction=discard_fraction)
 
 
-def twonn_bootstrap_ci(
-    mu: np.ndarray, replicates: int = 200, seed: int = 0, discard_fraction: float = 0.1, level: float = 0.95
+def ratio_bootstrap_ci(
+    mu: np.ndarray, fit: Callable[[np.ndarray], float], replicates: int = 200, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of TwoNN: the per-point ratios mu_i are resampled with replacement and refitted.
+    """Percentile bootstrap CI of an estimator fitted on per-point ratios (TwoNN, GRIDE): the ratios mu_i are
+    resampled with replacement and refitted.
 
     Resampling the ratios (not the points) keeps every replicate free of duplicate points, which would otherwise
-    distort r1 and r2.
+    distort the neighbour distances.
     """
     if replicates < 2:
         raise ValueError(f"replicates must be >= 2, got {replicates}")
     rng = np.random.default_rng(seed)
-    est = [twonn_from_ratios(mu[rng.integers(0, mu.size, mu.size)], discard_fraction) for _ in range(replicates)]
+    est = [fit(mu[rng.integers(0, mu.size, mu.size)]) for _ in range(replicates)]
     lo, hi = np.quantile(est, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def twonn_bootstrap_ci(
+    mu: np.ndarray, replicates: int = 200, seed: int = 0, discard_fraction: float = 0.1, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of TwoNN (see ratio_bootstrap_ci)."""
+    return ratio_bootstrap_ci(mu, lambda m: twonn_from_ratios(m, discard_fraction), replicates, seed, level)
 
 
 def twonn_id(X: np.ndarray, discard_fraction: float = 0.1) -> float:
