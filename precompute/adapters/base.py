@@ -17,11 +17,15 @@ from precompute.datasets.base import Sample
 
 @dataclass
 class EmbedResult:
-    """ids[i] <-> embeddings[i]; samples the model cannot embed are listed in `failures` with the reason."""
+    """ids[i] <-> embeddings[i] (<-> energies[i]); samples the model cannot embed are listed in `failures` with the
+    reason. `energies` is the model's own predicted total energy in eV for each embedded sample, from the same
+    forward pass, for models with an energy head (None otherwise): the analysis turns it into an energy MAE against
+    the dataset's labels, the x-axis of the seed paper's alignment-against-accuracy plot."""
 
     ids: list[str]
     embeddings: np.ndarray  # (n_ok, D) float32
     failures: dict[str, str] = field(default_factory=dict)  # sample_id -> reason
+    energies: np.ndarray | None = None  # (n_ok,) float64, eV, total energy of the structure; None: no energy head
 
 
 class Adapter(Protocol):
