@@ -20,7 +20,7 @@ MOSES_WHEEL ?= $(abspath work-cache/src/molsets-0.3.1-py3-none-any.whl)
 PDB_DIR ?= work-cache/pdb/offline
 JOBS ?= 2
 
-.PHONY: run test env env-app env-oracle env-sevenn chromium lint bench extract-qm9 release clean-envs
+.PHONY: run test env env-app env-oracle env-sevenn env-mlip chromium lint bench extract-qm9 release clean-envs
 
 # Main environment: app + backend + metrics + tests + the offline zoo that shares one environment.
 $(VENV)/.stamp: pyproject.toml
@@ -52,6 +52,10 @@ env-oracle: $(ORACLE)/.stamp
 env-sevenn:
 	bash precompute/envs/create_sevenn.sh $(SEVENN)
 
+# MACE + Orb + fairchem 2.x: one environment, e3nn overridden to 0.4.4 (see precompute/envs/create_mlip.sh).
+env-mlip:
+	bash precompute/envs/create_mlip.sh .venv-mlip
+
 # Debian's chromium for the Playwright browser test (no browser downloads work here).
 chromium:
 	command -v chromium >/dev/null || bash tests/browser/install_chromium.sh
@@ -59,7 +63,7 @@ chromium:
 run: env
 	$(VENV)/bin/streamlit run app/main.py --server.port $(PORT) --server.headless true
 
-test: env env-oracle env-sevenn chromium
+test: env env-oracle env-sevenn env-mlip chromium
 	$(VENV)/bin/ruff check .
 	MATTER_ALIGN_ORACLE_PY=$(abspath $(ORACLE))/bin/python $(VENV)/bin/python -m pytest -q
 
