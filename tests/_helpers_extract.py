@@ -45,6 +45,8 @@ class CountingAdapter:
         self.raise_every = int(opts.get("raise_every", 0))
         self.sleep = float(opts.get("sleep", 0))
         self.noisy = bool(opts.get("noisy", False))
+        self.energy = bool(opts.get("energy", False))  # predict an energy: -1.5 * sample number (eV)
+        self.nan_energy_every = int(opts.get("nan_energy_every", 0))
         self.checkpoint = checkpoint
         if self.noisy:
             print("CountingAdapter initialised (noise on stdout)")
@@ -78,7 +80,12 @@ class CountingAdapter:
                 ids.append(s.sample_id)
                 rows.append(fake_embedding(s.sample_id, self.dim))
         emb = np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
-        return EmbedResult(ids=ids, embeddings=emb, failures=failures)
+        energies = None
+        if self.energy:
+            nan_every = self.nan_energy_every
+            energies = np.array([np.nan if nan_every and _number(s) % nan_every == 0 else -1.5 * _number(s)
+                                 for s in ids], dtype=np.float64)  # fmt: skip
+        return EmbedResult(ids=ids, embeddings=emb, failures=failures, energies=energies)
 
 
 def read_counter(path) -> list[list[str]]:

@@ -197,6 +197,17 @@ def test_chgnet_real_weights_energy_minimum_near_experimental_lattice(chgnet):
     assert e["si:1.0"] < e["si:0.95"] and e["si:1.0"] < e["si:1.05"]
 
 
+def test_chgnet_energies_come_with_the_embeddings(chgnet, molecules, crystals):
+    """EmbedResult.energies is CHGNet's own total-energy prediction (eV), from the same batched forward pass."""
+    samples = molecules + crystals
+    res = chgnet["0.3.0"].embed(samples, batch_size=4)
+    ref = chgnet["0.3.0"].predict_energy(samples, batch_size=1)
+    assert res.energies.shape == (len(res.ids),) and res.energies.dtype == np.float64
+    np.testing.assert_allclose(res.energies, [ref[i] for i in res.ids], rtol=1e-6)
+    per_atom = res.energies / np.array([len(s.atoms) for s in samples])
+    assert (per_atom < -1.0).all() and (per_atom > -12.0).all()  # eV/atom, the range of real binding energies
+
+
 def test_chgnet_malformed(chgnet, molecules, crystals):
     assert_malformed_raises(chgnet["0.3.0"], molecules[0])
     assert_malformed_raises(chgnet["0.3.0"], crystals[1])
@@ -237,6 +248,17 @@ def test_ani_real_weights_energy_close_to_qm9(ani, molecules):
     e = ani.predict_energy(molecules)
     for m in molecules:
         assert abs(e[m.sample_id] - m.labels["energy_U0"].value) < 0.15, (m.sample_id, e[m.sample_id])
+
+
+def test_ani_energies_come_with_the_embeddings(ani, molecules):
+    """EmbedResult.energies (eV) equals torchani's own ensemble energy (hartree x ase.units.Hartree), batched or not."""
+    from ase.units import Hartree
+
+    res = ani.embed(molecules, batch_size=3)
+    ref = ani.predict_energy(molecules)
+    np.testing.assert_allclose(res.energies, [ref[i] * Hartree for i in res.ids], rtol=0, atol=2e-3)
+    one = np.concatenate([ani.embed([m]).energies for m in molecules])
+    np.testing.assert_allclose(res.energies, one, rtol=0, atol=2e-3)  # float32 networks: meV at 1e4 eV
 
 
 def test_ani_periodic_sample_runs_alone():

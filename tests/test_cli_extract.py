@@ -273,3 +273,26 @@ def test_dry_run_and_summary_json(tmp_path, monkeypatch, capsys):
     assert s["dataset_key"]["slug"] == "qm9_n5_seed0"
     assert [m["status"] for m in s["models"]] == ["planned", "planned"]
     assert not (tmp_path / "store").exists()  # nothing ran
+
+
+def test_worker_stores_predicted_energies_and_refuses_non_finite_ones(tmp_path):
+    """A model's predicted energies travel with its embeddings; a non-finite energy makes that sample a failure
+    (never a silent NaN), also when the chunk is retried one sample at a time."""
+    card = _card(tmp_path, energy=True, nan_energy_every=4, raise_every=9)
+    r = _extract(tmp_path, "--n", "30", "--models", card, "--chunk-size", "10")
+    assert r.returncode == 0, r.stdout + r.stderr
+    emb = EmbeddingStore(tmp_path / "store").read(DatasetKey("qm9", 30, 0), "test-counting")
+    num = {s: int(s.split(":")[1]) for s in _qm9_ids(30)}
+    assert emb.energies is not None and emb.energies.dtype == np.float64
+    np.testing.assert_array_equal(emb.energies, [-1.5 * num[s] for s in emb.ids])
+    for s, k in num.items():
+        if k % 9 == 0:
+            assert emb.failures[s].startswith("ValueError: test adapter raises")
+        elif k % 4 == 0:
+            assert emb.failures[s] == "non-finite predicted energy (NaN or inf)"
+        else:
+            assert s in emb.ids
+    assert emb.meta["energies"]["unit"] == "eV"
+    plain = _card(tmp_path, "no-energy")
+    assert _extract(tmp_path, "--n", "30", "--models", plain).returncode == 0
+    assert EmbeddingStore(tmp_path / "store").read(DatasetKey("qm9", 30, 0), "no-energy").energies is None

@@ -333,3 +333,33 @@ def test_default_root(monkeypatch, tmp_path):
     monkeypatch.setenv("MATTER_ALIGN_STORE", str(tmp_path))
     assert EmbeddingStore().root == tmp_path
     assert os.fspath(EmbeddingStore(tmp_path / "x").root).endswith("x")
+
+
+def test_energies_roundtrip_checksum_and_mixed_chunks(tmp_path):
+    st = EmbeddingStore(tmp_path)
+    failing = {"toy:0003"}
+    with st.open_run(KEY, "m1", IDS, chunk_size=4) as run:
+        for i in run.pending_chunks():
+            ok = [s for s in run.chunk_ids(i) if s not in failing][::-1]  # any order: stored in dataset order
+            run.write_chunk(i, ok, _rows(ok), {s: "no" for s in run.chunk_ids(i) if s in failing}, 0.1,
+                            energies=[-2.0 * int(s[-4:]) for s in ok])  # fmt: skip
+        npz = run.finalize({})
+    e = st.read(KEY, "m1")
+    np.testing.assert_array_equal(e.energies, [-2.0 * int(s[-4:]) for s in e.ids])
+    assert e.meta["energies"]["unit"] == "eV"
+    arrays = dict(np.load(npz, allow_pickle=False))
+    arrays["energies"] = arrays["energies"] + 1e-9
+    atomic_write_npz(npz, **arrays)
+    with pytest.raises(StoreChecksumError, match="energies"):
+        st.read(KEY, "m1")
+    with st.open_run(KEY, "m2", IDS, chunk_size=4) as run:
+        with pytest.raises(ValueError, match="toy:0001.*not finite"):
+            run.write_chunk(0, IDS[:4], _rows(IDS[:4]), {}, 0.1, energies=[1.0, np.nan, 2.0, 3.0])
+        with pytest.raises(ValueError, match="3 energies for 4"):
+            run.write_chunk(0, IDS[:4], _rows(IDS[:4]), {}, 0.1, energies=[1.0, 2.0, 3.0])
+        for i in run.pending_chunks():
+            ids = run.chunk_ids(i)
+            run.write_chunk(i, ids, _rows(ids), {}, 0.1, energies=[0.0] * len(ids) if i == 0 else None)
+        with pytest.raises(StoreError, match="some chunks have predicted energies"):
+            run.finalize({})
+    assert _write_entry(st, model="plain") and st.read(KEY, "plain").energies is None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase.units import Hartree as HARTREE_EV  # the same conversion the datasets use for hartree labels
 
 from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
 from precompute.adapters.base import EmbedResult
@@ -86,6 +87,9 @@ class ANIAdapter:
         # hidden[m][i]: member m, species i -> element network without its final Linear(96 -> 1)
         self.hidden = [[ensemble[m][sp][:-1] for sp in self.species] for m in members]
         self.networks = [ensemble[m] for m in members]  # full ANIModels, for energies
+        # output[m][i]: the final Linear(96 -> 1) giving the atomic energy (hartree) from the last hidden layer
+        self.output = [[ensemble[m][sp][-1] for sp in self.species] for m in members]
+        self._self_energies = self._sae.self_energies.double().to(self.device)
         dims = {net[-2].out_features for nets in self.hidden for net in nets}
         if len(dims) != 1:
             raise RuntimeError(f"ANI-1x: element networks have different last hidden widths {sorted(dims)}")
@@ -109,18 +113,22 @@ class ANIAdapter:
                 continue
             ok.append((s, np.array([self._z_to_index[int(x)] for x in z], dtype=np.int64)))
         rows: dict[str, np.ndarray] = {}
+        energy: dict[str, float] = {}
         molecules = [(s, sp) for s, sp in ok if not np.asarray(s.atoms.pbc).any()]
         periodic = [(s, sp) for s, sp in ok if np.asarray(s.atoms.pbc).any()]
         step = max(1, batch_size)
         for start in range(0, len(molecules), step):
             chunk = molecules[start : start + step]
-            vecs = self._forward([sp for _, sp in chunk], [s.atoms.get_positions() for s, _ in chunk])
+            vecs, e = self._forward([sp for _, sp in chunk], [s.atoms.get_positions() for s, _ in chunk])
             rows.update({s.sample_id: v for (s, _), v in zip(chunk, vecs, strict=True)})
+            energy.update({s.sample_id: x for (s, _), x in zip(chunk, e, strict=True)})
         for s, sp in periodic:
             cell, pbc = np.asarray(s.atoms.cell.array), np.asarray(s.atoms.pbc, dtype=bool)
-            rows[s.sample_id] = self._forward([sp], [s.atoms.get_positions()], cell=cell, pbc=pbc)[0]
+            vecs, e = self._forward([sp], [s.atoms.get_positions()], cell=cell, pbc=pbc)
+            rows[s.sample_id], energy[s.sample_id] = vecs[0], e[0]
         ids = [s.sample_id for s, _ in ok]
-        return EmbedResult(ids=ids, embeddings=stack([rows[i] for i in ids], self.embedding_dim), failures=failures)
+        return EmbedResult(ids=ids, embeddings=stack([rows[i] for i in ids], self.embedding_dim), failures=failures,
+                           energies=np.array([energy[i] for i in ids], dtype=np.float64) * HARTREE_EV)  # fmt: skip
 
     def predict_energy(self, samples: list[Sample]) -> dict[str, float]:
         """ANI-1x total energy in hartree (wB97x/6-31G(d)) per molecule, mean over the selected members, with the
@@ -141,8 +149,11 @@ class ANIAdapter:
             out[s.sample_id] = e + float(self._sae.sae(sp.cpu())[0])
         return out
 
-    def _forward(self, species: list[np.ndarray], positions: list[np.ndarray], cell=None, pbc=None) -> np.ndarray:
-        """Pooled embeddings (B, D) of a padded batch; padding atoms carry species -1 and are masked out."""
+    def _forward(
+        self, species: list[np.ndarray], positions: list[np.ndarray], cell=None, pbc=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled embeddings (B, D) of a padded batch, and each molecule's total energy in hartree (mean over the
+        selected members, self-atomic energies added back); padding atoms carry species -1 and are masked out."""
         torch = self._torch
         n_max = max(len(s) for s in species)
         sp = np.full((len(species), n_max), -1, dtype=np.int64)
@@ -167,11 +178,16 @@ class ANIAdapter:
             index = [(i, (flat_sp == i).nonzero().flatten()) for i in range(len(self.species))]
             index = [(i, idx, flat_aev.index_select(0, idx)) for i, idx in index if idx.numel()]
             total = torch.zeros(len(species), self.embedding_dim, dtype=torch.float64, device=self.device)
-            for nets in self.hidden:
+            atomic = torch.zeros(flat_sp.shape[0], dtype=torch.float64, device=self.device)
+            for nets, outs in zip(self.hidden, self.output, strict=True):
                 feats = torch.zeros(flat_sp.shape[0], self.embedding_dim, dtype=torch.float32, device=self.device)
                 for i, idx, x in index:
                     feats[idx] = nets[i](x)
+                    atomic[idx] += outs[i](feats[idx]).reshape(-1).double()
                 # padding atoms keep zero features, so the sum over the padded axis is the sum over real atoms
                 total += feats.view(len(species), n_max, -1).sum(dim=1, dtype=torch.float64) / counts[:, None]
             total /= len(self.hidden)
-        return total.cpu().numpy()
+            energy = atomic.view(len(species), n_max).sum(dim=1) / len(self.hidden)
+            real = sp_t >= 0
+            energy += torch.where(real, self._self_energies[sp_t.clamp(min=0)], 0.0).sum(dim=1)
+        return total.cpu().numpy(), energy.cpu().numpy()

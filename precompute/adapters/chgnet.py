@@ -154,10 +154,14 @@ class CHGNetAdapter:
                 graphs.append(g)
                 ids.append(sid)
         rows: list[np.ndarray] = []
+        energies: list[float] = []
         for start in range(0, len(graphs), max(1, batch_size)):
             chunk = graphs[start : start + max(1, batch_size)]
-            rows.extend(self._forward(chunk))
-        return EmbedResult(ids=ids, embeddings=stack(rows, self.embedding_dim), failures=failures)
+            fea, e = self._forward(chunk)
+            rows.extend(fea)
+            energies.extend(e)
+        return EmbedResult(ids=ids, embeddings=stack(rows, self.embedding_dim), failures=failures,
+                           energies=np.asarray(energies, dtype=np.float64))  # fmt: skip
 
     def predict_energy(self, samples: list[Sample], batch_size: int = 32) -> dict[str, float]:
         """CHGNet's predicted total energy in eV per structure (molecules boxed); a sanity check that the real
@@ -173,11 +177,15 @@ class CHGNetAdapter:
                 out[s.sample_id] = float(e) * len(s.atoms)
         return out
 
-    def _forward(self, graphs: list) -> list[np.ndarray]:
+    def _forward(self, graphs: list) -> tuple[list[np.ndarray], list[float]]:
+        """Pooled last-layer features and the predicted total energy (eV) of each graph, from one forward pass."""
         torch = self._torch
         with torch.no_grad():
             pred = self.model([g.to(self.device) for g in graphs], task="e", return_crystal_feas=True)
         fea = pred["crystal_fea"].double()
+        n_atoms = pred["atoms_per_graph"].to(fea.dtype)
         if self._divide_by_n:
-            fea = fea / pred["atoms_per_graph"].to(fea.dtype)[:, None]
-        return list(fea.cpu().numpy())
+            fea = fea / n_atoms[:, None]
+        # pred["e"] is per atom (CHGNet's energy is intensive); the total is what the labels are
+        total = pred["e"].double().reshape(-1) * n_atoms
+        return list(fea.cpu().numpy()), total.cpu().tolist()

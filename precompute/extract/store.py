@@ -237,11 +237,13 @@ def utcnow() -> str:
 
 @dataclass
 class Embeddings:
-    """One stored (dataset, model) entry: ``ids[i]`` <-> ``embeddings[i]``; failed samples are in ``meta``."""
+    """One stored (dataset, model) entry: ``ids[i]`` <-> ``embeddings[i]`` (<-> ``energies[i]``, the model's predicted
+    total energy in eV, for models with an energy head; None otherwise); failed samples are in ``meta``."""
 
     ids: list[str]
     embeddings: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    energies: np.ndarray | None = None
 
     @property
     def failures(self) -> dict[str, str]:
@@ -297,7 +299,14 @@ def read_embeddings(npz_path: str | os.PathLike[str], verify: bool = True) -> Em
             )
         if sha256_ids(ids) != meta.get("ids_sha256"):
             raise StoreChecksumError(f"{npz_path}: the sample ids do not match their recorded sha256")
-    return Embeddings(ids, emb, meta)
+    energies = arrays.get("energies")
+    recorded = (meta.get("energies") or {}).get("sha256")
+    if (energies is None) != (recorded is None):
+        raise StoreChecksumError(f"{npz_path}: predicted energies and their metadata disagree (one is missing)")
+    if energies is not None and verify:
+        if energies.shape != (len(ids),) or sha256_array(energies) != recorded:
+            raise StoreChecksumError(f"{npz_path}: the predicted energies do not match their recorded sha256")
+    return Embeddings(ids, emb, meta, energies)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -542,12 +551,16 @@ class ChunkRun:
             emb = a["embeddings"]
             failures = dict(zip(a["failure_ids"].tolist(), a["failure_reasons"].tolist(), strict=True))
             ok = sha256_array(emb) == str(a["sha256"]) and set(ids) | set(failures) == set(self.chunk_ids(i))
+            energies = a.get("energies")
+            if energies is not None:
+                ok = ok and energies.shape == (len(ids),) and sha256_array(energies) == str(a["energies_sha256"])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             ok = False
         if not ok:
             p.unlink(missing_ok=True)
             return None
-        return {"ids": ids, "embeddings": emb, "failures": failures, "seconds": float(a["seconds"])}
+        return {"ids": ids, "embeddings": emb, "failures": failures, "seconds": float(a["seconds"]),
+                "energies": energies}  # fmt: skip
 
     def done_chunks(self, verify: bool = False) -> list[int]:
         """Chunks with a part file; with ``verify``, only parts that load and match (a damaged part is deleted)."""
@@ -561,9 +574,16 @@ class ChunkRun:
         return [i for i in range(self.n_chunks) if i not in done]
 
     def write_chunk(
-        self, i: int, ids: Sequence[str], embeddings: np.ndarray, failures: dict[str, str], seconds: float
+        self,
+        i: int,
+        ids: Sequence[str],
+        embeddings: np.ndarray,
+        failures: dict[str, str],
+        seconds: float,
+        energies: np.ndarray | None = None,
     ) -> Path:
-        """Atomically record chunk ``i``. Every id of the chunk must be either embedded or a failure."""
+        """Atomically record chunk ``i``. Every id of the chunk must be either embedded or a failure; ``energies``
+        (predicted total energy in eV, one per embedded id, finite) are stored alongside when given."""
         expected = self.chunk_ids(i)
         ids = [str(s) for s in ids]
         emb = np.asarray(embeddings, dtype=np.float32)
@@ -579,8 +599,19 @@ class ChunkRun:
         ids = [ids[k] for k in perm]
         emb = np.ascontiguousarray(emb[perm])
         f_ids = sorted(failures, key=order.__getitem__)
+        extra: dict[str, np.ndarray] = {}
+        if energies is not None:
+            e = np.asarray(energies, dtype=np.float64).reshape(-1)
+            if e.shape != (len(ids),):
+                raise ValueError(f"chunk {i}: {e.shape[0]} energies for {len(ids)} embedded ids")
+            if not np.isfinite(e).all():
+                bad = ids[perm.index(int(np.flatnonzero(~np.isfinite(e))[0]))]
+                raise ValueError(f"chunk {i}: predicted energy of sample {bad} is not finite")
+            e = np.ascontiguousarray(e[perm])
+            extra = {"energies": e, "energies_sha256": np.array(sha256_array(e))}
         return atomic_write_npz(
             self.part_path(i),
+            **extra,
             ids=np.array(ids, dtype=str),
             embeddings=emb,
             failure_ids=np.array(f_ids, dtype=str),
@@ -613,6 +644,12 @@ class ChunkRun:
         if len(dims) > 1:
             raise StoreError(f"{self.model_id}: chunks have different embedding sizes {sorted(dims)}")
         dim = dims.pop()
+        with_energy = {p["energies"] is not None for p in parts if p["ids"]}
+        if len(with_energy) > 1:
+            raise StoreError(f"{self.model_id}: some chunks have predicted energies and some do not; rerun with --force")
+        energies = None
+        if with_energy == {True}:
+            energies = np.concatenate([p["energies"] for p in parts if p["ids"]]).astype(np.float64)
         ids = [s for p in parts for s in p["ids"]]
         emb = np.concatenate([p["embeddings"].reshape(-1, dim) for p in parts], axis=0).astype(np.float32, copy=False)
         emb = np.ascontiguousarray(emb)
@@ -634,6 +671,7 @@ class ChunkRun:
                 "sha256": sha256_array(emb),
                 "ids_sha256": sha256_ids(ids),
                 "failures": failures,
+                "energies": None if energies is None else {"unit": "eV", "sha256": sha256_array(energies)},
                 "chunk_size": self.chunk_size,
                 "created": utcnow(),
             }
@@ -650,7 +688,8 @@ class ChunkRun:
         for k, v in self.identity["run_info"].items():
             full.setdefault(k, v)
         npz = self.store.npz_path(self.key, self.model_id)
-        atomic_write_npz(npz, ids=np.array(ids, dtype=str), embeddings=emb)
+        extra = {} if energies is None else {"energies": energies}
+        atomic_write_npz(npz, ids=np.array(ids, dtype=str), embeddings=emb, **extra)
         atomic_write_json(self.store.meta_path(self.key, self.model_id), full)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.lock_path.unlink(missing_ok=True)  # still held by us until __exit__; nobody waits on it (LOCK_NB)

@@ -111,8 +111,12 @@ def resolve_device(device: str) -> tuple[str, str | None]:
 # embedding one chunk
 
 
-def _embed_checked(adapter: Any, samples: list, batch_size: int) -> tuple[list[str], np.ndarray, dict[str, str]]:
-    """One adapter call; every requested id comes back either embedded (finite row) or as a failure."""
+Chunk = tuple[list[str], np.ndarray, dict[str, str], "np.ndarray | None"]
+
+
+def _embed_checked(adapter: Any, samples: list, batch_size: int) -> Chunk:
+    """One adapter call; every requested id comes back either embedded (finite row, and finite predicted energy
+    when the model has an energy head) or as a failure. Returns (ids, embeddings, failures, energies or None)."""
     res = adapter.embed(samples, batch_size=batch_size)
     ids = [str(s) for s in res.ids]
     failures = {str(k): str(v) for k, v in (res.failures or {}).items()}
@@ -126,24 +130,32 @@ def _embed_checked(adapter: Any, samples: list, batch_size: int) -> tuple[list[s
     unknown = (set(ids) | set(failures)) - req_set
     if unknown:
         raise RuntimeError(f"adapter returned ids it was not given: {sorted(unknown)[:3]}")
+    energies = getattr(res, "energies", None)
+    if energies is not None:
+        energies = np.asarray(energies, dtype=np.float64).reshape(-1)
+        if energies.shape != (len(ids),):
+            raise RuntimeError(f"adapter returned {energies.shape[0]} energies for {len(ids)} ids")
     keep = [k for k in range(len(ids)) if ids[k] not in failures]
     finite = np.isfinite(emb).all(axis=1) if emb.size else np.ones(len(ids), dtype=bool)
     out_ids, rows = [], []
     for k in keep:
-        if finite[k]:
+        if not finite[k]:
+            failures[ids[k]] = "non-finite embedding (NaN or inf)"
+        elif energies is not None and not np.isfinite(energies[k]):
+            failures[ids[k]] = "non-finite predicted energy (NaN or inf)"
+        else:
             out_ids.append(ids[k])
             rows.append(k)
-        else:
-            failures[ids[k]] = "non-finite embedding (NaN or inf)"
     out_set = set(out_ids)
     for sid in requested:
         if sid not in failures and sid not in out_set:
             failures[sid] = "adapter returned no embedding and no reason (adapter bug)"
     dim = emb.shape[1] if emb.ndim == 2 else 0
-    return out_ids, emb[rows].reshape(len(rows), dim), failures
+    out_energies = None if energies is None else energies[np.asarray(rows, dtype=np.intp)]
+    return out_ids, emb[rows].reshape(len(rows), dim), failures, out_energies
 
 
-def embed_chunk(adapter: Any, samples: list, batch_size: int) -> tuple[list[str], np.ndarray, dict[str, str]]:
+def embed_chunk(adapter: Any, samples: list, batch_size: int) -> Chunk:
     """Embed a chunk; if the adapter raises for the whole chunk, retry one sample at a time."""
     try:
         return _embed_checked(adapter, samples, batch_size)
@@ -156,11 +168,12 @@ def embed_chunk(adapter: Any, samples: list, batch_size: int) -> tuple[list[str]
     )
     ids: list[str] = []
     rows: list[np.ndarray] = []
+    energies: list[np.ndarray] = []
     failures: dict[str, str] = {}
     n_ok_calls = 0
     for k, sample in enumerate(samples):
         try:
-            i1, e1, f1 = _embed_checked(adapter, [sample], 1)
+            i1, e1, f1, en1 = _embed_checked(adapter, [sample], 1)
         except Exception as e:  # noqa: BLE001
             failures[sample.sample_id] = f"{type(e).__name__}: {e}"
             if n_ok_calls == 0 and k + 1 >= MAX_LEADING_SAMPLE_ERRORS:
@@ -170,11 +183,16 @@ def embed_chunk(adapter: Any, samples: list, batch_size: int) -> tuple[list[str]
         ids += i1
         rows += list(e1)
         failures.update(f1)
+        if i1:
+            energies.append(en1)
     dims = {r.shape[0] for r in rows}
     if len(dims) > 1:
         raise RuntimeError(f"adapter returned embeddings of different sizes {sorted(dims)}")
     emb = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
-    return ids, emb, failures
+    if any(e is None for e in energies) and not all(e is None for e in energies):
+        raise RuntimeError("adapter returned predicted energies for some samples and not for others")
+    out_energies = np.concatenate(energies) if energies and energies[0] is not None else None
+    return ids, emb, failures, out_energies
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -242,9 +260,9 @@ def run(args: argparse.Namespace, report: Reporter) -> int:
         for i in pending:
             chunk = [by_id[s] for s in chunks.chunk_ids(i)]
             t0 = time.perf_counter()
-            ids, emb, failures = embed_chunk(adapter, chunk, args.batch_size)
+            ids, emb, failures, energies = embed_chunk(adapter, chunk, args.batch_size)
             seconds = time.perf_counter() - t0
-            chunks.write_chunk(i, ids, emb, failures, seconds)
+            chunks.write_chunk(i, ids, emb, failures, seconds, energies=energies)
             n_done += len(chunk)
             report("chunk", **common, chunk=i, n_done=n_done, n_total=len(samples), n_ok=len(ids),
                    n_failed=len(failures), seconds=round(seconds, 4))  # fmt: skip
