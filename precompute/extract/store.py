@@ -646,7 +646,9 @@ class ChunkRun:
         dim = dims.pop()
         with_energy = {p["energies"] is not None for p in parts if p["ids"]}
         if len(with_energy) > 1:
-            raise StoreError(f"{self.model_id}: some chunks have predicted energies and some do not; rerun with --force")
+            raise StoreError(
+                f"{self.model_id}: some chunks have predicted energies and some do not; rerun with --force"
+            )
         energies = None
         if with_energy == {True}:
             energies = np.concatenate([p["energies"] for p in parts if p["ids"]]).astype(np.float64)
