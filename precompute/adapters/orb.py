@@ -1,0 +1,217 @@
+"""Orb (orb-models 0.5.5): orb-v2 and the orb-v3 direct / conservative force fields. Environment: `.venv-mlip`.
+
+Embedding: the `node_features` the MoleculeGNS backbone (`model.model`) returns after ALL its message-passing steps
+(15 for v2, 5 for v3), i.e. the last hidden layer the energy/force heads read, 256-d, mean-pooled over the atoms of
+each structure (`batch.n_node`). Graphs come from orb's own `ase_atoms_to_atom_graphs` with the model's
+`system_config` (6 Å radius; at most 20 neighbours for v2 and the `-20` models, 120 for the `-inf` models) and are
+batched with orb's `batch_graphs`. Molecules need no box: orb builds non-periodic graphs when pbc is off.
+
+Conservative v3 models: their regressor recomputes the edge vectors from the positions with
+`batch.compute_differentiable_edge_vectors()` before the backbone runs (`conservative_regressor.py`), so this adapter
+does the same and the backbone sees exactly the vectors it saw in training. No gradient is taken.
+
+Energies: from the same forward pass, `heads["energy"].predict(node_features)` (denormalised, with orb's linear
+per-element reference energy) plus the ZBL pair repulsion where the model has it: the total energy in eV that orb's
+own `predict` returns (checked in tests/mlip/test_orb.py). Cheap: one small MLP on the pooled features.
+
+Orb is NOT rotation-equivariant by construction: the edge features use raw direction vectors / spherical harmonics
+of them and it learns approximate invariance from rotation augmentation in training. The embedding of a rotated
+structure therefore differs slightly; the tests measure by how much rather than asserting a bound.
+
+Loading (card options): `loader` names the loader in `orb_models.forcefield.pretrained` (e.g. `orb_v2`,
+`orb_v3_conservative_inf_omat`). The weights must be a local file (nothing is downloaded): the `checkpoint` argument
+(`--checkpoint PATH`), else `<weights root>/orb/<file name of the card's URL>` with weights root
+`$MATTER_ALIGN_WEIGHTS` or `work-cache/weights`. It is passed to the real loader as `weights_path=` (orb's
+`cached_path` returns a local file unchanged; the loader then `torch.load(..., weights_only=True)` and loads the
+state dict strictly). `compile` is forced off on CPU. `precision` (default "float32-highest": no TF32 on GPU, so GPU
+and CPU embeddings agree) is orb's own precision setting.
+
+Other options: `architecture: {num_message_passing_steps: 2, ...}` builds the loader's architecture with these
+keyword overrides and loads the weights with orb's `load_model` (the function every loader calls): small models for
+tests. `random_init: {seed: 0}` builds the loader's architecture with seeded random weights and loads nothing (a
+`source: random_init` control, never a pretrained model).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
+from precompute.adapters.base import EmbedResult
+from precompute.datasets.base import Sample
+
+# loader in orb_models.forcefield.pretrained -> (architecture function it builds, graph radius Å, max neighbours).
+# Mirrors what each loader passes (orb-models 0.5.5); tests/mlip/test_orb.py checks it against the real loaders.
+# The OMol25 loaders are left out: they need per-structure charge and spin, which the Sample record does not carry.
+LOADERS: dict[str, tuple[str, float, int]] = {
+    "orb_v2": ("orb_v2_architecture", 6.0, 20),
+    "orb_mptraj_only_v2": ("orb_v2_architecture", 6.0, 20),
+    "orb_v3_conservative_inf_omat": ("orb_v3_conservative_architecture", 6.0, 120),
+    "orb_v3_conservative_inf_mpa": ("orb_v3_conservative_architecture", 6.0, 120),
+    "orb_v3_conservative_20_omat": ("orb_v3_conservative_architecture", 6.0, 20),
+    "orb_v3_conservative_20_mpa": ("orb_v3_conservative_architecture", 6.0, 20),
+    "orb_v3_direct_20_omat": ("orb_v3_direct_architecture", 6.0, 20),
+    "orb_v3_direct_20_mpa": ("orb_v3_direct_architecture", 6.0, 20),
+    "orb_v3_direct_inf_omat": ("orb_v3_direct_architecture", 6.0, 120),
+    "orb_v3_direct_inf_mpa": ("orb_v3_direct_architecture", 6.0, 120),
+}
+PRECISIONS = ("float32-highest", "float32-high", "float64")
+WEIGHTS_ENV = "MATTER_ALIGN_WEIGHTS"
+DEFAULT_WEIGHTS_ROOT = "work-cache/weights"
+
+
+class MissingCheckpoint(FileNotFoundError):
+    """The Orb weights file is not on this machine (nothing can be downloaded here)."""
+
+
+def weights_file(card: dict[str, Any], checkpoint: str | None = None) -> str:
+    """The local weights file for `card`: `checkpoint` when given, else `<weights root>/orb/<URL file name>`.
+
+    Raises MissingCheckpoint naming the URL, the file and where to put it, and --checkpoint.
+    """
+    url = str(card.get("checkpoint") or "")
+    name = url.rstrip("/").rsplit("/", 1)[-1] or f"{card.get('model_id', 'orb')}.ckpt"
+    default = Path(os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_ROOT) / "orb" / name
+    path = Path(local_checkpoint(checkpoint)) if checkpoint else default
+    if path.is_file():
+        return str(path)
+    where = f"the checkpoint given ({checkpoint})" if checkpoint else f"the default location {default.resolve()}"
+    raise MissingCheckpoint(
+        f"Orb {card.get('model_id')}: weights file not found at {where}. Download {url} (on a machine with "
+        f"internet), then put it at {default} (root: ${WEIGHTS_ENV}, default {DEFAULT_WEIGHTS_ROOT}) or pass "
+        f"--checkpoint /path/to/{name}"
+    )
+
+
+class OrbAdapter:
+    """Mean-pooled last hidden layer (backbone node_features after the last message-passing step) of an Orb model."""
+
+    def __init__(self, card: dict[str, Any], device: str = "cpu", checkpoint: str | None = None):
+        import torch
+
+        self.card = card
+        self._torch = torch
+        opts = card.get("options") or {}
+        self.loader = str(opts.get("loader", ""))
+        if self.loader not in LOADERS:
+            raise ValueError(
+                f"Orb {card.get('model_id')}: unknown loader {self.loader!r}; choose one of {list(LOADERS)}"
+            )
+        self.precision = str(opts.get("precision", "float32-highest"))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Orb: unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+        self.device = resolve_device(device)
+        # torch.compile is slow to warm up and unsupported for dynamic shapes on many CPU setups: never on CPU
+        self.compile = bool(opts.get("compile", False)) and torch.device(self.device).type != "cpu"
+        arch_overrides = dict(opts.get("architecture") or {})
+        random_init = opts.get("random_init")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # orb warns about setting the global default dtype on every load
+            if random_init is not None:
+                model = self._random_model(dict(random_init), arch_overrides)
+            elif arch_overrides:
+                model = self._load_with_overrides(weights_file(card, checkpoint), arch_overrides)
+            else:
+                from orb_models.forcefield import pretrained
+
+                model = getattr(pretrained, self.loader)(
+                    weights_path=weights_file(card, checkpoint),
+                    device=self.device,
+                    precision=self.precision,
+                    compile=self.compile,
+                )
+        if model.model.conditioner is not None:
+            raise NotImplementedError(f"Orb {self.loader}: charge/spin-conditioned models are not supported")
+        self.model = model.eval()
+        self.system_config = model.system_config
+        self.conservative = hasattr(model, "grad_forces_name")  # ConservativeForcefieldRegressor
+        # the latent width (256 for every released Orb) = the input width of the energy head's first linear layer
+        first = next(m for m in model.heads["energy"].mlp.modules() if isinstance(m, torch.nn.Linear))
+        self.embedding_dim = int(first.in_features)
+
+    def _architecture(self, overrides: dict[str, Any]):
+        from orb_models.forcefield import pretrained
+        from orb_models.forcefield.atomic_system import SystemConfig
+
+        arch_name, radius, max_neighbours = LOADERS[self.loader]
+        config = SystemConfig(radius=radius, max_num_neighbors=max_neighbours)
+        return getattr(pretrained, arch_name)(device="cpu", system_config=config, **overrides)
+
+    def _load_with_overrides(self, weights: str, overrides: dict[str, Any]):
+        from orb_models.forcefield import pretrained
+
+        model = self._architecture(overrides)
+        return pretrained.load_model(model, weights, self.device, precision=self.precision, compile=self.compile)
+
+    def _random_model(self, spec: dict[str, Any], overrides: dict[str, Any]):
+        """The loader's architecture with weights from torch's default initialisation under a fixed seed."""
+        torch = self._torch
+        from orb_models.utils import set_torch_precision
+
+        dtype = set_torch_precision(self.precision)
+        with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+            torch.manual_seed(int(spec.get("seed", 0)))
+            model = self._architecture(overrides)
+        model = model.to(dtype).to(self.device)
+        for p in model.parameters():
+            p.requires_grad = False
+        if self.compile:
+            model.compile(mode="default", dynamic=True)
+        return model
+
+    def _graph(self, sample: Sample):
+        from ase import Atoms
+        from orb_models.forcefield.atomic_system import ase_atoms_to_atom_graphs
+
+        a = sample.atoms
+        periodic = bool(np.asarray(a.pbc).any())
+        # a clean copy: orb reads charge/spin and extra features from atoms.info, which dataset metadata must not feed
+        clean = Atoms(numbers=a.numbers, positions=a.positions, cell=a.cell if periodic else None, pbc=a.pbc)
+        return ase_atoms_to_atom_graphs(clean, self.system_config, device=self.device)
+
+    def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
+        check_all(samples)
+        failures: dict[str, str] = {}
+        ids: list[str] = []
+        graphs = []
+        for s in samples:
+            try:
+                graphs.append(self._graph(s))
+                ids.append(s.sample_id)
+            except Exception as exc:
+                failures[s.sample_id] = f"Orb {self.loader} cannot build a graph: {exc}"
+        rows: list[np.ndarray] = []
+        energies: list[np.ndarray] = []
+        step = max(1, batch_size)
+        for start in range(0, len(graphs), step):
+            emb, en = self.forward(graphs[start : start + step])
+            rows.extend(emb)
+            energies.append(en)
+        energy = np.concatenate(energies) if energies else np.zeros(0, dtype=np.float64)
+        return EmbedResult(ids=ids, embeddings=stack(rows, self.embedding_dim), failures=failures, energies=energy)
+
+    def forward(self, graphs: list) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled last-layer node features (n, 256) float64, total energies (n,) eV) for a list of orb graphs."""
+        torch = self._torch
+        from orb_models.forcefield.base import batch_graphs
+
+        batch = batch_graphs(graphs).to(self.device)
+        with torch.no_grad():
+            if self.conservative:
+                vectors, _, _ = batch.compute_differentiable_edge_vectors()
+                batch.edge_features["vectors"] = vectors
+            nodes = self.model.model(batch)["node_features"]
+            energy = self.model.heads["energy"].predict(nodes, batch)
+            if self.model.pair_repulsion:
+                energy = energy + self.model.pair_repulsion_fn(batch)["energy"]
+        n_node = batch.n_node.to(nodes.device)
+        owner = torch.repeat_interleave(torch.arange(len(n_node), device=nodes.device), n_node)
+        x = nodes.to(torch.float64)
+        total = torch.zeros(len(n_node), x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, owner, x)
+        pooled = total / n_node.to(torch.float64)[:, None]
+        return pooled.cpu().numpy(), energy.detach().to(torch.float64).cpu().numpy().reshape(-1)
