@@ -53,19 +53,24 @@ def settings_from_args(args: argparse.Namespace):
     return AnalysisSettings.from_dict(d)
 
 
-def samples_table(dataset: str, ids: list[str], n: int | None, seed: int, path: str | None):
-    """The analysed samples in embedding order, with formula, SMILES and atom count where the dataset has them."""
-    import pandas as pd
-
+def analysed_samples(dataset: str, ids: list[str], n: int | None, seed: int, path: str | None) -> list:
+    """The dataset's Samples for the analysed ids, in analysis order."""
     from precompute.datasets import load_dataset
 
     by_id = {s.sample_id: s for s in load_dataset(dataset, n=n, seed=seed, path=path)}
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise ValueError(f"{dataset}: sample {missing[0]} is in the embeddings but not in the dataset as loaded now")
+    return [by_id[i] for i in ids]
+
+
+def samples_table(dataset: str, samples: list):
+    """The analysed samples in embedding order, with formula, SMILES and atom count where the dataset has them."""
+    import pandas as pd
+
     rows = []
-    for pos, sid in enumerate(ids):
-        s = by_id[sid]
+    for pos, s in enumerate(samples):
+        sid = s.sample_id
         atoms = s.atoms
         rows.append({"dataset_id": dataset, "position": pos, "sample_id": sid,
                      "formula": atoms.get_chemical_formula() if atoms is not None else None, "smiles": s.smiles,
@@ -74,6 +79,9 @@ def samples_table(dataset: str, ids: list[str], n: int | None, seed: int, path: 
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from precompute.analyze.energy import energy_table
     from precompute.analyze.pipeline import collect_tables, run_analysis
     from precompute.analyze.tasks import write_json_atomic
     from precompute.extract.store import DatasetKey, EmbeddingStore
@@ -88,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if len(models) < 2:
         print(f"error: need at least 2 models with embeddings under {folder}, found {models}", file=sys.stderr)
         return 2
-    embeddings, inputs = {}, []
+    embeddings, inputs, energies = {}, [], {}
     for m in models:
         try:
             e = store.read(key, m)
@@ -96,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {m}: {exc}", file=sys.stderr)
             return 2
         embeddings[m] = (e.ids, e.embeddings)
+        if e.energies is not None:
+            energies[m] = (e.ids, e.energies)
         meta = e.meta
         inputs.append({"name": f"{key.slug}/{m}", "sha256": meta.get("sha256"), "card_hash": meta.get("card_hash"),
                        "code_version": meta.get("code_version"), "n_embedded": len(e.ids),
@@ -105,14 +115,22 @@ def run(args: argparse.Namespace) -> int:
                             backend=args.backend, device=args.device, limit=args.limit)  # fmt: skip
     tables = collect_tables(work, args.dataset)
     ids = json.loads((work / "features" / "ids.json").read_text())
-    tables["samples"] = samples_table(args.dataset, ids, args.n, args.seed, args.path)
+    samples = analysed_samples(args.dataset, ids, args.n, args.seed, args.path)
+    tables["samples"] = samples_table(args.dataset, samples)
+    energy_rows, energy_info = energy_table(args.dataset, samples, energies, seed=settings.seed,
+                                            train_fraction=settings.energy_train_fraction)  # fmt: skip
+    tables["energy"] = pd.DataFrame(energy_rows, columns=["dataset_id", "model_id", "mae_per_atom", "n_test"])
     tdir = work / "tables"
     tdir.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         df.to_parquet(tdir / f"{name}.parquet", index=False)
     write_json_atomic(work / "analysis.json", {"dataset_key": key.to_dict(), "limit": args.limit, "models": models, "n": len(ids),
-                                               "settings": settings.as_dict(), "inputs": inputs})  # fmt: skip
+                                               "settings": settings.as_dict(), "inputs": inputs,
+                                               "energy": energy_info})  # fmt: skip
     counts = tables["pairwise"].groupby("metric").size().to_dict()
     print(f"analysed {len(models)} models on {len(ids)} shared samples of {key.slug}: {counts}")
+    if energy_info:
+        print(f"energy MAE vs {energy_info['label']} for {len(energy_rows)} model(s): "
+              + ", ".join(f"{r['model_id']} {1000 * r['mae_per_atom']:.1f} meV/atom" for r in energy_rows))  # fmt: skip
     print(f"tables in {tdir}")
     return 0

@@ -237,3 +237,56 @@ def test_gride_is_not_reported_for_tied_distances_and_the_reason_is_kept(tmp_pat
     assert [r["estimator"] for r in rec["rows"]] == ["twonn"] and "ties" in rec["skipped"]
     t = collect_tables(tmp_path, "qm9")["intrinsic_dim"]
     assert set(t[t.model_id == "cont"].estimator) == {"twonn", "gride"}
+
+
+def test_energy_table_matches_the_stored_predictions_and_labels(mini_release):
+    """ani1x-m0 predicts energies: its MAE in the release equals energy_mae_per_atom recomputed from the stored
+    predictions, QM9's U0 (hartree -> eV) and the split recorded in the manifest; models without an energy head
+    have no row."""
+    from ase.units import Hartree
+
+    from precompute.analyze.energy import element_counts, train_split
+    from precompute.datasets import load_dataset
+    from precompute.extract.store import DatasetKey, EmbeddingStore
+
+    r, _, analysis = mini_release
+    e = r.query("select * from energy")
+    assert list(e.model_id) == ["ani1x-m0"]
+    info = r.manifest["settings"]["qm9"]["energy"]
+    assert info["label"] == "energy_U0" and info["unit"] == "eV"
+    ids = json.loads((analysis / "features" / "ids.json").read_text())
+    by_id = {s.sample_id: s for s in load_dataset("qm9", n=N, seed=0)}
+    samples = [by_id[i] for i in ids]
+    stored = EmbeddingStore(analysis.parents[1] / "store").read(DatasetKey.build("qm9", N, 0), "ani1x-m0")
+    pos = {s: i for i, s in enumerate(stored.ids)}
+    pred = stored.energies[[pos[i] for i in ids]]
+    label = np.array([s.labels["energy_U0"].value * Hartree for s in samples])
+    train = train_split(len(ids), info["train_fraction"], info["seed"])
+    assert int(train.sum()) == info["n_train"]
+    mae, n_test = energy_mae_per_atom(label, pred, element_counts(samples)[0], train)
+    assert e.mae_per_atom[0] == pytest.approx(mae, rel=1e-12) and e.n_test[0] == n_test == len(ids) - info["n_train"]
+    # ANI-1x (wB97x) against QM9's B3LYP U0 after per-element references: tens of meV/atom, not eV
+    assert 0.001 < mae < 0.1
+
+
+def test_energy_table_units_and_missing_predictions():
+    from ase import Atoms
+
+    from precompute.analyze.energy import energy_table
+    from precompute.datasets.base import Label, Sample
+
+    rng = np.random.default_rng(0)
+    samples, label = [], []
+    for i in range(30):
+        n_h, n_c = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+        e = -0.5 * n_h - 38.0 * n_c + rng.normal(0, 1e-3)  # hartree
+        samples.append(Sample(f"x:{i}", atoms=Atoms("H" * n_h + "C" * n_c), labels={"energy_U0": Label(e, "hartree")}))
+        label.append(e)
+    ids = [s.sample_id for s in samples]
+    pred_ev = np.array(label) * 27.211386245988 + 5.0 * np.array([len(s.atoms) for s in samples])  # offset per atom
+    rows, info = energy_table("toy", samples, {"good": (ids, pred_ev)}, train_fraction=0.5, seed=0)
+    assert info["label"] == "energy_U0" and rows[0]["mae_per_atom"] < 1e-6  # per-element offsets are fitted away
+    with pytest.raises(ValueError, match="x:3"):
+        energy_table("toy", samples, {"bad": (ids[:3] + ids[4:], np.delete(pred_ev, 3))}, train_fraction=0.5, seed=0)
+    unlabeled = [Sample(s.sample_id, atoms=s.atoms, labels={"energy_chgnet": Label(1.0, "eV")}) for s in samples]
+    assert energy_table("toy", unlabeled, {"good": (ids, pred_ev)}, train_fraction=0.5, seed=0) == ([], None)
