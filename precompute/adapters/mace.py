@@ -178,6 +178,32 @@ def build_mace_mp(size: str, seed: int):
     return model
 
 
+def layer_irreps(model) -> list:
+    """The e3nn irreps of each interaction layer's output, in the order they are concatenated in `node_feats`."""
+    from e3nn import o3
+
+    return [o3.Irreps(str(p.linear.irreps_out)) for p in model.products]
+
+
+def feature_columns(irreps_per_layer: list, invariants_only: bool, last_layer_only: bool) -> np.ndarray:
+    """Indices into `node_feats` of the features the two options select (see the module docstring)."""
+    starts = np.cumsum([0] + [ir.dim for ir in irreps_per_layer])
+    last = irreps_per_layer[-1]
+    if last_layer_only and not invariants_only and all(ir.l == 0 for _, ir in last):
+        raise ValueError(
+            f"the last interaction layer is scalar-only ({last}), so its equivariant features equal the invariant "
+            "ones; use last_layer_only: false for the l>0 channels of the earlier layers"
+        )
+    layers = [len(irreps_per_layer) - 1] if last_layer_only else range(len(irreps_per_layer))
+    cols: list[int] = []
+    for k in layers:
+        irreps = irreps_per_layer[k]
+        for (_, ir), sl in zip(irreps, irreps.slices(), strict=True):
+            if not invariants_only or (ir.l == 0 and ir.p == 1):
+                cols.extend(range(starts[k] + sl.start, starts[k] + sl.stop))
+    return np.asarray(cols, dtype=np.int64)
+
+
 def _flag(opts: dict[str, Any], name: str) -> bool:
     value = opts.get(name, True)
     if not isinstance(value, bool):
@@ -190,7 +216,6 @@ class MACEAdapter:
 
     def __init__(self, card: dict[str, Any], device: str = "cpu", checkpoint: str | None = None):
         torch = _import_mace()
-        from e3nn import o3
 
         self.card = card
         self._torch = torch
@@ -223,8 +248,11 @@ class MACEAdapter:
         self.z_list = [int(z) for z in self.model.atomic_numbers]
         self.heads = list(getattr(self.model, "heads", None) or ["Default"])
         self.head = self._pick_head(opts.get("head"))
-        self.layer_irreps = [o3.Irreps(str(p.linear.irreps_out)) for p in self.model.products]
-        self.columns = self._columns()
+        self.layer_irreps = layer_irreps(self.model)
+        try:
+            self.columns = feature_columns(self.layer_irreps, self.invariants_only, self.last_layer_only)
+        except ValueError as exc:
+            raise ValueError(f"MACE {card.get('model_id')}: {exc}") from None
         self.embedding_dim = len(self.columns)
 
     def _pick_head(self, wanted: Any) -> str:
@@ -238,25 +266,6 @@ class MACEAdapter:
         if not default:
             raise ValueError(f"MACE model has heads {self.heads}: choose one with the card option head")
         return default[0]
-
-    def _columns(self) -> np.ndarray:
-        """Indices into `node_feats` of the features the options select (see the module docstring)."""
-        starts = np.cumsum([0] + [ir.dim for ir in self.layer_irreps])
-        layers = [len(self.layer_irreps) - 1] if self.last_layer_only else range(len(self.layer_irreps))
-        last = self.layer_irreps[-1]
-        if self.last_layer_only and not self.invariants_only and all(ir.l == 0 for _, ir in last):
-            raise ValueError(
-                f"MACE {self.card.get('model_id')}: the last interaction layer is scalar-only ({last}), so its "
-                "equivariant features equal the invariant ones; use last_layer_only: false for the l>0 channels "
-                "of the earlier layers"
-            )
-        cols: list[int] = []
-        for k in layers:
-            irreps = self.layer_irreps[k]
-            for (_, ir), sl in zip(irreps, irreps.slices(), strict=True):
-                if not self.invariants_only or (ir.l == 0 and ir.p == 1):
-                    cols.extend(range(starts[k] + sl.start, starts[k] + sl.stop))
-        return np.asarray(cols, dtype=np.int64)
 
     def _graph(self, sample: Sample):
         from mace import data as mace_data
