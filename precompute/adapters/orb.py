@@ -172,7 +172,9 @@ class OrbAdapter:
         periodic = bool(np.asarray(a.pbc).any())
         # a clean copy: orb reads charge/spin and extra features from atoms.info, which dataset metadata must not feed
         clean = Atoms(numbers=a.numbers, positions=a.positions, cell=a.cell if periodic else None, pbc=a.pbc)
-        return ase_atoms_to_atom_graphs(clean, self.system_config, device=self.device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # ase's cell_to_cellpar on a torch tensor, per call
+            return ase_atoms_to_atom_graphs(clean, self.system_config, device=self.device)
 
     def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
         check_all(samples)
