@@ -1,0 +1,357 @@
+"""Chemical language models published on the Hugging Face hub, run with plain transformers (main environment).
+
+| family    | cards                                   | class (transformers)           | input   | tokenizer                 |
+|-----------|-----------------------------------------|--------------------------------|---------|---------------------------|
+| ChemBERTa | chemberta-77m-mlm, chemberta-77m-mtr    | RobertaModel                   | SMILES  | the checkpoint's RoBERTa  |
+| MolFormer | molformer-xl-both-10pct                 | remote code (modeling_molformer.py in the checkpoint folder) | SMILES | its own (remote code) |
+| ChemGPT   | chemgpt-4.7m, chemgpt-19m, chemgpt-1.2b | GPTNeoModel (decoder-only)     | SELFIES | the checkpoint's          |
+
+Embedding: the last hidden layer (`last_hidden_state`), masked mean over the molecule's tokens. Padding is always
+excluded; the special tokens the tokenizer adds (`<s>`/`</s>` of RoBERTa, MolFormer's `<bos>`/`<eos>`, whatever
+ChemGPT's tokenizer adds, found with the tokenizer's own `special_tokens_mask`) are excluded too unless the card
+sets `include_special_tokens: true`. The same rule holds in hf_protein (ESM-2 drops `<cls>`/`<eos>`).
+Each sample is tokenised alone, without truncation; batches are right-padded by us with the attention mask set, so a
+row does not depend on its batch (checked to 1e-5 in tests/test_adapters_hf.py). GPT-Neo is causal: with right
+padding the real tokens never see the padding.
+
+Inputs: `Sample.smiles`. A missing SMILES, one RDKit cannot parse (option `validate_smiles`, default true), one the
+`selfies` package cannot encode (ChemGPT), an empty token list, or more tokens than the model's positions goes to
+`failures` with the reason; nothing is truncated. SMILES are used as given (no re-canonicalisation).
+
+Loading (`resolve_model_dir`): a `--checkpoint` folder, else the card's `checkpoint` as a folder, else as a hub id
+looked up in the local Hugging Face cache only (HF_HUB_OFFLINE, local_files_only=True: nothing is downloaded). When
+it is nowhere, `CheckpointNotFound` names the hub id, the files expected and `--checkpoint`. Encoder weights missing
+from the checkpoint are an error (they would be random), not a warning.
+
+MolFormer has no transformers class: `trust_remote_code: true` makes AutoModel/AutoTokenizer import the
+`modeling_molformer.py`, `configuration_molformer.py` and `tokenization_molformer*.py` files of the checkpoint
+folder (listed in its config.json `auto_map`); a folder that lacks them is an error naming them. That code is not on
+PyPI (see docs/adapters/hf.md), so here it is tested only up to that point.
+
+The loading helpers (`resolve_model_dir`, `load_pretrained`, `masked_mean`, `pad_batch`) are shared with
+hf_protein.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from precompute.adapters.base import EmbedResult
+from precompute.adapters.hf_smiles import _rdkit_chem, _resolve_device
+from precompute.datasets.base import Sample
+
+log = logging.getLogger(__name__)
+
+ARCHES = ("roberta", "molformer", "gpt_neo")
+INPUTS = ("smiles", "selfies")
+# Keys a base model may lack in a task checkpoint without making the embedding random: heads we do not use.
+UNUSED_HEAD_PREFIXES = ("pooler.", "contact_head.")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+class CheckpointNotFound(FileNotFoundError):
+    """The card's checkpoint is neither a folder nor in the local Hugging Face cache, or a folder lacks files."""
+
+
+# ---------------------------------------------------------------------------------------------- loading helpers
+
+
+def resolve_model_dir(card: dict[str, Any], checkpoint: str | None = None, expected_files: str = "") -> Path:
+    """The checkpoint folder, first match wins:
+
+    1. `checkpoint` (constructor / `--checkpoint`): a folder holding config.json;
+    2. card `checkpoint` naming an existing folder;
+    3. card `checkpoint` as a hub id ("org/name"): its snapshot in the local Hugging Face cache
+       (`HF_HUB_CACHE`, default ~/.cache/huggingface/hub), found without any network access.
+    Raises CheckpointNotFound naming the hub id, the files expected (`expected_files`) and `--checkpoint`.
+    """
+    mid = card.get("model_id", "?")
+    hub_id = str(card.get("checkpoint") or "")
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+        if not (path / "config.json").is_file():
+            raise CheckpointNotFound(
+                f"{mid}: --checkpoint {path} is not a Hugging Face model folder (no config.json). "
+                f"Expected a copy of the hub repository {hub_id or '?'}: {expected_files}"
+            )
+        return path
+    if hub_id and (Path(hub_id).expanduser() / "config.json").is_file():
+        return Path(hub_id).expanduser()
+    if not hub_id:
+        raise CheckpointNotFound(f"{mid}: the card has no checkpoint; pass --checkpoint <folder>")
+    cache_dir = os.environ.get("HF_HUB_CACHE") or None  # read now, so a changed environment is honoured
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = Path(snapshot_download(hub_id, cache_dir=cache_dir, local_files_only=True))
+    except Exception as exc:  # LocalEntryNotFoundError, or a malformed id: the same advice applies
+        reason = f"{type(exc).__name__}"
+    else:
+        if (path / "config.json").is_file():
+            return path
+        reason = "the cached snapshot has no config.json"
+    if cache_dir is None:
+        from huggingface_hub import constants
+
+        cache_dir = constants.HF_HUB_CACHE
+    raise CheckpointNotFound(
+        f"{mid}: checkpoint {hub_id!r} is not in the local Hugging Face cache ({cache_dir}; {reason}) and no "
+        f"--checkpoint folder was given. Nothing is downloaded here (HF_HUB_OFFLINE). Either download the hub "
+        f"repository {hub_id} where there is internet (`hf download {hub_id}`) into that cache, or copy its files "
+        f"into a folder and pass `--checkpoint /path/to/folder`. The folder must hold: {expected_files}"
+    )
+
+
+def chem_expected_files(trust_remote_code: bool) -> str:
+    """The folder layout a transformers checkpoint of these models has (for the error messages)."""
+    files = "config.json, the weights (model.safetensors or pytorch_model.bin), the tokenizer files "
+    files += "(tokenizer_config.json with vocab.json + merges.txt, or tokenizer.json)"
+    if trust_remote_code:
+        files += ", and the remote code named in config.json auto_map (configuration_molformer.py, "
+        files += "modeling_molformer.py, tokenization_molformer.py, tokenization_molformer_fast.py)"
+    return files
+
+
+def remote_code_files(model_dir: Path) -> list[str]:
+    """The .py files a folder's config.json / tokenizer_config.json `auto_map` points to."""
+    names: set[str] = set()
+    for cfg in ("config.json", "tokenizer_config.json"):
+        f = model_dir / cfg
+        if not f.is_file():
+            continue
+        auto_map = json.loads(f.read_text()).get("auto_map") or {}
+        for ref in auto_map.values():
+            for r in ref if isinstance(ref, list) else [ref]:
+                if isinstance(r, str) and "." in r:
+                    names.add(r.split("--")[-1].rsplit(".", 1)[0] + ".py")
+    return sorted(names)
+
+
+def load_pretrained(
+    model_dir: Path,
+    model_id: str,
+    *,
+    trust_remote_code: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+    dtype: str | None = None,
+    expected_files: str = "",
+):
+    """(tokenizer, model) from a local folder with AutoTokenizer/AutoModel.from_pretrained(local_files_only=True).
+
+    The model is the bare encoder/decoder (AutoModel). A missing or mismatched weight outside the unused heads
+    (pooler, contact head) is an error: it would silently be random.
+    """
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if not any((model_dir / w).is_file() for w in WEIGHT_FILES):
+        raise CheckpointNotFound(f"{model_id}: {model_dir} has no weights file; the folder must hold: {expected_files}")
+    if trust_remote_code:
+        missing = [f for f in remote_code_files(model_dir) if not (model_dir / f).is_file()]
+        if missing or not remote_code_files(model_dir):
+            raise CheckpointNotFound(
+                f"{model_id}: {model_dir} needs the model's own code (trust_remote_code): "
+                f"{missing or 'config.json has no auto_map'} missing; the folder must hold: {expected_files}"
+            )
+    kwargs = dict(model_kwargs or {})
+    if dtype:
+        kwargs["dtype"] = getattr(torch, dtype)
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # the load report lists unused head keys; we check the missing ones below
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(model_dir), local_files_only=True, trust_remote_code=trust_remote_code
+        )
+        model, info = AutoModel.from_pretrained(
+            str(model_dir),
+            local_files_only=True,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+            **kwargs,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    missing = sorted(k for k in info.get("missing_keys", []) if not k.startswith(UNUSED_HEAD_PREFIXES))
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys", []))
+    if missing or mismatched:
+        raise RuntimeError(
+            f"{model_id}: {model_dir} lacks weights of the encoder (missing {missing[:5]}, mismatched "
+            f"{mismatched[:5]}); they would be random"
+        )
+    return tokenizer, model
+
+
+def pad_batch(batch: list[list[int]], pool: list[list[int]], pad_id: int):
+    """Right-pad token ids -> (input_ids, attention_mask, pooling_mask) as torch tensors."""
+    import torch
+
+    width = max(len(b) for b in batch)
+    ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
+    attn = torch.zeros((len(batch), width), dtype=torch.long)
+    keep = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (b, p) in enumerate(zip(batch, pool, strict=True)):
+        ids[i, : len(b)] = torch.tensor(b, dtype=torch.long)
+        attn[i, : len(b)] = 1
+        keep[i, : len(b)] = torch.tensor(p, dtype=torch.long)
+    return ids, attn, keep
+
+
+def masked_mean(hidden, keep):
+    """Mean of hidden (B, T, D) over the positions where keep (B, T) is 1, in float32 -> (B, D)."""
+    w = keep.to(device=hidden.device, dtype=hidden.dtype).unsqueeze(-1)
+    return ((hidden * w).sum(1) / w.sum(1).clamp_min(1.0)).float()
+
+
+def embed_in_batches(forward, token_ids: list[list[int]], dim: int, batch_size: int) -> np.ndarray:
+    """Rows of `forward(list of indices)` in input order; batches of similar length (sorted), so padding is small."""
+    out = np.zeros((len(token_ids), dim), dtype=np.float32)
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    step = max(1, int(batch_size))
+    for start in range(0, len(order), step):
+        idx = order[start : start + step]
+        out[idx] = forward(idx)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the adapter
+
+
+class ChemLMAdapter:
+    """Masked mean of the last hidden layer of a hub chemical language model (ChemBERTa, MolFormer, ChemGPT).
+
+    Card options: `arch` ("roberta" | "molformer" | "gpt_neo": checked against the loaded config's model_type),
+    `input` ("smiles" | "selfies"), `include_special_tokens` (default false), `validate_smiles` (RDKit parse check,
+    default true), `trust_remote_code` (MolFormer), `model_kwargs` (passed to from_pretrained, e.g.
+    MolFormer's `deterministic_eval: true`), `dtype` (e.g. "bfloat16" for large models on a GPU; default float32),
+    `max_tokens` (default: the model's positions).
+    """
+
+    def __init__(self, card: dict[str, Any], device: str = "cpu", checkpoint: str | None = None):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+
+        self._torch = torch
+        self.card = card
+        mid = str(card.get("model_id", "?"))
+        opts = dict(card.get("options") or {})
+        self.arch = str(opts.get("arch", "roberta"))
+        self.input = str(opts.get("input", "smiles"))
+        if self.arch not in ARCHES:
+            raise ValueError(f"{mid}: arch {self.arch!r} not in {ARCHES}")
+        if self.input not in INPUTS:
+            raise ValueError(f"{mid}: input {self.input!r} not in {INPUTS}")
+        self.include_special = bool(opts.get("include_special_tokens", False))
+        self.validate_smiles = bool(opts.get("validate_smiles", True))
+        trust = bool(opts.get("trust_remote_code", False))
+        expected = chem_expected_files(trust)
+        self.model_dir = resolve_model_dir(card, checkpoint, expected)
+        self.tokenizer, self.model = load_pretrained(
+            self.model_dir,
+            mid,
+            trust_remote_code=trust,
+            model_kwargs=opts.get("model_kwargs"),
+            dtype=opts.get("dtype"),
+            expected_files=expected,
+        )
+        config = self.model.config
+        if self.arch != "molformer" and config.model_type != self.arch:
+            raise ValueError(
+                f"{mid}: {self.model_dir} holds a {config.model_type!r} model, the card says {self.arch!r}"
+            )
+        if self.tokenizer.pad_token is None and self.tokenizer.eos_token is not None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token  # decoder-only (GPT-Neo): pad with eos, masked anyway
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else 0)  # only fills masked positions
+        self.device = _resolve_device(device)
+        self.model.to(self.device).eval()
+        self.embedding_dim = int(config.hidden_size)
+        positions = int(getattr(config, "max_position_embeddings", 0) or 0) or 10**9
+        if config.model_type == "roberta":  # RoBERTa's position ids start after padding_idx
+            positions -= int(config.pad_token_id or 0) + 1
+        self.max_tokens = int(opts.get("max_tokens") or positions)
+        self.last_unk_counts: dict[str, int] = {}
+        self.last_inputs: dict[str, str] = {}
+        self.last_timing: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ tokenisation
+    def model_input(self, smiles: str) -> str:
+        """The string the tokenizer sees: the SMILES, or its SELFIES (selfies.encoder) for ChemGPT."""
+        if self.input == "selfies":
+            import selfies
+
+            return selfies.encoder(smiles)  # raises selfies.EncoderError
+        return smiles
+
+    def encode(self, samples: list[Sample]) -> tuple[list[str], list[list[int]], list[list[int]], dict[str, str]]:
+        """(ids of encodable samples, their token ids, their pooling masks (1 = averaged), failures)."""
+        ok, token_ids, pools, failures = [], [], [], {}
+        self.last_unk_counts, self.last_inputs = {}, {}
+        chem = _rdkit_chem() if self.validate_smiles else None
+        unk = self.tokenizer.unk_token_id
+        for s in samples:
+            smi = s.smiles
+            if not smi or not isinstance(smi, str):
+                failures[s.sample_id] = "no SMILES for this sample"
+                continue
+            if chem is not None and chem.MolFromSmiles(smi) is None:
+                failures[s.sample_id] = f"RDKit cannot parse SMILES {smi!r}"
+                continue
+            try:
+                text = self.model_input(smi)
+            except Exception as exc:  # selfies.EncoderError: unsupported atom, valence, syntax
+                why = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip() and "SMILES:" not in ln)
+                failures[s.sample_id] = f"SMILES {smi!r} cannot be converted to SELFIES: {why or type(exc).__name__}"
+                continue
+            enc = self.tokenizer(text, add_special_tokens=True, truncation=False, return_special_tokens_mask=True)
+            ids = list(enc["input_ids"])
+            special = list(enc["special_tokens_mask"])
+            pool = [1] * len(ids) if self.include_special else [1 - m for m in special]
+            if not any(pool):
+                failures[s.sample_id] = f"{text!r} gives no tokens"
+                continue
+            if len(ids) > self.max_tokens:
+                failures[s.sample_id] = f"{len(ids)} tokens exceed the model's {self.max_tokens} positions"
+                continue
+            ok.append(s.sample_id)
+            token_ids.append(ids)
+            pools.append(pool)
+            self.last_inputs[s.sample_id] = text
+            n_unk = sum(1 for i, m in zip(ids, special, strict=True) if i == unk and not m) if unk is not None else 0
+            if n_unk:
+                self.last_unk_counts[s.sample_id] = n_unk
+        if self.last_unk_counts:
+            log.warning("%s: %d samples contain unknown tokens", self.card.get("model_id"), len(self.last_unk_counts))
+        return ok, token_ids, pools, failures
+
+    # ------------------------------------------------------------------ embedding
+    def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
+        t0 = time.perf_counter()
+        ok, token_ids, pools, failures = self.encode(samples)
+        t1 = time.perf_counter()
+
+        def forward(idx: list[int]) -> np.ndarray:
+            ids, attn, keep = pad_batch([token_ids[i] for i in idx], [pools[i] for i in idx], self.pad_id)
+            with self._torch.inference_mode():
+                h = self.model(input_ids=ids.to(self.device), attention_mask=attn.to(self.device)).last_hidden_state
+                return masked_mean(h, keep).cpu().numpy()
+
+        out = embed_in_batches(forward, token_ids, self.embedding_dim, batch_size)
+        self.last_timing = {"tokenize_s": t1 - t0, "forward_s": time.perf_counter() - t1}
+        return EmbedResult(ids=ok, embeddings=out, failures=failures)
