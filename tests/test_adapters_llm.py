@@ -5,6 +5,7 @@ BPEs trained offline on those SMILES and the template words (the real ones canno
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 import numpy as np
@@ -34,6 +35,12 @@ TINY = {  # hidden 32, 2 layers, 4 heads (2 KV heads), few experts; GPT-OSS alte
         "sliding_window": 4,
         "layer_types": ["sliding_attention", "full_attention"],
     },
+}
+# tokenizer_class as written in each hub folder's tokenizer_config.json; transformers 5 rebuilds some classes itself
+HUB_TOKENIZER_CLASS = {
+    "llama": "LlamaTokenizerFast",
+    "qwen3_moe": "Qwen2Tokenizer",
+    "gpt_oss": "PreTrainedTokenizerFast",
 }
 CHAT = "{% for m in messages %}<|bos|>[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}[assistant]"
 ARCHS = list(TINY)
@@ -95,6 +102,10 @@ def checkpoints(tmp_path_factory, samples) -> dict:
         folder = tmp_path_factory.mktemp(arch)
         AutoModelForCausalLM.from_config(cfg).save_pretrained(str(folder))
         tok.save_pretrained(str(folder))
+        tcfg = json.loads((folder / "tokenizer_config.json").read_text())
+        tcfg["tokenizer_class"] = HUB_TOKENIZER_CLASS[arch]
+        tcfg["pad_token"] = None  # no pad token (Qwen2Tokenizer would otherwise default to <|endoftext|>)
+        (folder / "tokenizer_config.json").write_text(json.dumps(tcfg))
         out[arch] = folder
     return out
 
@@ -146,6 +157,9 @@ def test_real_loading_path_shapes_and_determinism(checkpoints, samples, arch):
     )
     assert a.unused_checkpoint_keys == ["lm_head.weight"]  # the base model is loaded, the LM head is not
     assert a.dtype == "float32" and a.embedding_dim == 32 and a.source == str(checkpoints[arch])
+    assert type(a.tokenizer).__name__ == {"llama": "TokenizersBackend", "qwen3_moe": "Qwen2Tokenizer"}.get(
+        arch, "TokenizersBackend"
+    )
     assert a.tokenizer.pad_token == "<|eos|>"  # eos stands in for the missing pad token
     res = a.embed(samples, batch_size=5)
     assert res.ids == [s.sample_id for s in samples] and not res.failures

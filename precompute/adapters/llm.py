@@ -203,7 +203,10 @@ class LLMAdapter:
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:  # decoder tokenizers often have none; padding is masked out anyway
             tokenizer.pad_token = tokenizer.eos_token
-        self.pad_id = int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else 0
+        # any id inside the embedding table will do (padding is masked); never one the table lacks
+        n_vocab = model.get_input_embeddings().weight.shape[0]
+        candidates = (tokenizer.pad_token_id, tokenizer.eos_token_id, 0)
+        self.pad_id = next(int(i) for i in candidates if i is not None and 0 <= int(i) < n_vocab)
         self.device = device
         # inputs go where the embedding table lives (the first shard under a device_map)
         self.input_device = model.get_input_embeddings().weight.device
