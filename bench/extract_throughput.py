@@ -1,6 +1,11 @@
-"""Extraction throughput: structures per second, batched against one by one, for CHGNet 0.3.0 and ANI-1x.
+"""Extraction throughput: samples per second, batched against one by one, for models of the offline zoo.
 
-    .venv/bin/python bench/extract_throughput.py [--n 200] [--batch-size 64] [--threads 2] [--device cpu]
+    .venv/bin/python bench/extract_throughput.py [--n 200] [--batch-size 64] [--threads 1] [--device cpu]
+        [--models ani1x,rxnfp-bert-pretrained,chgnet-0.3.0]
+
+Any registry model of the main environment can be named (its card is loaded from the registry); the default set is
+a structure model (ANI-1x), a SMILES transformer (rxnfp BERT) and a graph model whose input preparation is per
+structure (CHGNet 0.3.0).
 
 Input: the first n molecules of the seeded QM9 subsample (seed 0; molecules outside H, C, N, O are recorded as ANI
 failures and counted as processed). Each model is warmed up on 8 molecules first. "one by one" calls
@@ -8,7 +13,7 @@ failures and counted as processed). Each model is warmed up on 8 molecules first
 of the adapter's per-call work (input checks, graph building, padding). For CHGNet the time spent in its graph
 converter (pymatgen neighbour list + C graph code, per structure, not batchable) is reported separately, since it
 bounds the speed-up that batching the network can give. Prints one line per model and a JSON summary; target:
-batched >= 5x faster.
+batched >= 5x faster. Results: docs/bench/extract_throughput_cpu.txt.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def main() -> None:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--graph-workers", type=int, default=0, help="CHGNet graph conversion processes (0: in-process)")
-    p.add_argument("--models", default="chgnet-0.3.0,ani1x", help="comma-separated subset of chgnet-0.3.0,ani1x")
+    p.add_argument("--models", default="ani1x,rxnfp-bert-pretrained,chgnet-0.3.0", help="comma-separated model ids")
     p.add_argument("--input", default=None, help="extended XYZ of molecules to use instead of QM9 (e.g. on a GPU box)")
     p.add_argument("--repeats", type=int, default=3, help="best of this many runs per mode")
     args = p.parse_args()
@@ -53,19 +58,15 @@ def main() -> None:
     warnings.simplefilter("ignore")
     from precompute.adapters import build_adapter
     from precompute.adapters._testdata import qm9_molecules, read_extxyz
+    from precompute.registry import load_card
 
     samples = read_extxyz(args.input)[: args.n] if args.input else qm9_molecules(args.n, seed=0)
-    cards = {
-        "chgnet-0.3.0": {
-            "model_id": "chgnet-0.3.0",
-            "adapter": "chgnet:CHGNetAdapter",
-            "options": {"version": "0.3.0", "graph_workers": args.graph_workers},
-        },
-        "ani1x": {"model_id": "ani1x", "adapter": "ani:ANIAdapter", "options": {"member": None}},
-    }
     results = {}
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
-    for model_id, card in [(m, cards[m]) for m in wanted]:
+    for model_id in wanted:
+        card = load_card(model_id)
+        if model_id.startswith("chgnet"):
+            card = {**card, "options": {**(card.get("options") or {}), "graph_workers": args.graph_workers}}
         ad = build_adapter(card, device=args.device)
         ad.embed(samples[:8], batch_size=8)  # warm-up
         for s in samples[:8]:
@@ -88,7 +89,7 @@ def main() -> None:
         results[model_id] = row
         extra = f", graph conversion alone {row['graph_conversion_s']} s" if "graph_conversion_s" in row else ""
         print(
-            f"{model_id:14s} n={row['n']} one-by-one {row['one_by_one_per_s']:8.1f}/s  batched(bs={args.batch_size}) "
+            f"{model_id:22s} n={row['n']} one-by-one {row['one_by_one_per_s']:8.1f}/s  batched(bs={args.batch_size}) "
             f"{row['batched_per_s']:8.1f}/s  speedup {row['speedup']:.2f}x{extra}"
         )
     summary = {
