@@ -259,6 +259,67 @@ def test_chat_template_when_the_card_asks(checkpoints, samples):
     assert chat.shape == plain.shape and np.abs(chat - plain).max() > 1e-3
 
 
+# ---------------------------------------------------------------- GPT-OSS's MXFP4 checkpoint format
+
+FP4_E2M1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
+
+
+def _mxfp4_pack(shape: tuple[int, int, int], gen):
+    """Random MXFP4 expert weights in the hub layout: a (E, K, R) float tensor W, exactly representable, and its
+    blocks (E, R, K/32, 16) uint8 (two e2m1 codes per byte, low nibble first) and scales (E, R, K/32) uint8 (e8m0,
+    bias 127), where W[e, 32 g + j, r] = e2m1[code[e, r, g, j]] * 2 ** (scale[e, r, g] - 127)."""
+    n_exp, k, r = shape
+    codes = torch.randint(0, 16, (n_exp, r, k // 32, 32), generator=gen)
+    scales = torch.randint(127 - 9, 127 - 5, (n_exp, r, k // 32), generator=gen)
+    values = torch.tensor(FP4_E2M1)[codes] * torch.pow(2.0, (scales - 127).float()).unsqueeze(-1)
+    w = values.reshape(n_exp, r, k).transpose(1, 2).contiguous()
+    blocks = (codes[..., 0::2] | (codes[..., 1::2] << 4)).to(torch.uint8)
+    return w, blocks, scales.to(torch.uint8)
+
+
+def test_mxfp4_checkpoint_is_dequantised_exactly(checkpoints, samples, tmp_path):
+    """The real gpt-oss-20b folder stores its expert matrices as MXFP4 blocks + scales with a quantization_config;
+    loaded through the adapter they must equal the same weights stored unquantised."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    src = checkpoints["gpt_oss"]
+    ref, quant = tmp_path / "ref", tmp_path / "mxfp4"
+    shutil.copytree(src, ref)
+    shutil.copytree(src, quant)
+    state = load_file(str(src / "model.safetensors"))
+    qstate = dict(state)
+    gen = torch.Generator().manual_seed(1)
+    for key in [k for k in state if k.endswith(("experts.gate_up_proj", "experts.down_proj"))]:
+        w, blocks, scales = _mxfp4_pack(tuple(state[key].shape), gen)
+        state[key] = w
+        del qstate[key]
+        qstate[key + "_blocks"], qstate[key + "_scales"] = blocks, scales
+    assert len(qstate) == len(state) + 4  # 2 layers x (gate_up, down): blocks + scales replace each matrix
+    save_file(state, str(ref / "model.safetensors"), metadata={"format": "pt"})
+    save_file(qstate, str(quant / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((src / "config.json").read_text())
+    config["quantization_config"] = {
+        "quant_method": "mxfp4",
+        "modules_to_not_convert": [
+            "model.layers.*.self_attn",
+            "model.layers.*.mlp.router",
+            "model.embed_tokens",
+            "lm_head",
+        ],
+    }  # as in openai/gpt-oss-20b's config.json
+    (quant / "config.json").write_text(json.dumps(config))
+    a_ref = LLMAdapter(_card("gpt_oss"), checkpoint=str(ref))
+    a_q = LLMAdapter(_card("gpt_oss"), checkpoint=str(quant))
+    w_q = dict(a_q.model.named_parameters())
+    for key in [k for k in state if k.endswith(("experts.gate_up_proj", "experts.down_proj"))]:
+        assert torch.equal(w_q[key.removeprefix("model.")], state[key])
+    e_ref, e_q = a_ref.embed(samples).embeddings, a_q.embed(samples).embeddings
+    assert np.abs(e_ref - e_q).max() <= 1e-6
+    assert np.abs(e_ref - adapter(checkpoints, "gpt_oss").embed(samples).embeddings).max() > 1e-3  # weights differ
+
+
 # ---------------------------------------------------------------- failures and errors
 
 
