@@ -174,7 +174,10 @@ def load_smiles(n: int, smiles_file: str | None) -> list[str]:
     return [s.smiles for s in qm9_molecules(n)]
 
 
-def bench_model(model_id: str, smiles: list[str], args) -> dict:
+def bench_model(model_id: str, smiles: list[str], args, device: str = "cuda") -> dict:
+    """Build `model_id` at the size in REAL_CONFIGS with random weights on `device`, embed `smiles` through
+    LLMAdapter, and return memory and speed. (`device` other than CUDA only for smoke tests with small configs.)"""
+    import numpy as np
     import torch
     from transformers import AutoModel
 
@@ -182,40 +185,53 @@ def bench_model(model_id: str, smiles: list[str], args) -> dict:
     from precompute.datasets.base import Sample
     from precompute.registry import load_card
 
+    cuda = device.startswith("cuda")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    def reset_peak() -> None:
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
+    def gib(value: int) -> float | None:
+        return round(value / 2**30, 2) if cuda else None
+
     card = load_card(model_id)
     card = {**card, "options": {**(card.get("options") or {}), "dtype": args.dtype, "validate_smiles": False}}
     template = card["options"].get("prompt_template", "The molecule with SMILES {smiles} is")
     tokenizer = train_tokenizer(smiles + [template.replace("{smiles}", "")], args.vocab)
-    dtype = getattr(torch, args.dtype)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    reset_peak()
     t0 = time.perf_counter()
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = AutoModel.from_config(build_config(model_id), dtype=dtype)
+    with torch.device(device):  # random init directly on the GPU, in the target dtype
+        model = AutoModel.from_config(build_config(model_id), dtype=getattr(torch, args.dtype))
     if args.via_disk:
         folder = Path(args.via_disk) / model_id
         model.save_pretrained(str(folder))
         tokenizer.save_pretrained(str(folder))
         del model
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+        model = None
+        reset_peak()
         t0 = time.perf_counter()
-        adapter = LLMAdapter(card, device="cuda", checkpoint=str(folder))
+        adapter = LLMAdapter(card, device=device, checkpoint=str(folder))
     else:
-        adapter = LLMAdapter.from_model(card, model, tokenizer, device="cuda")
-    torch.cuda.synchronize()
+        adapter = LLMAdapter.from_model(card, model, tokenizer, device=device)
+    sync()
     build_s = time.perf_counter() - t0
-    weights_gib = torch.cuda.memory_allocated() / 2**30
+    weights = gib(torch.cuda.memory_allocated()) if cuda else None
     n_params = sum(p.numel() for p in adapter.model.parameters())
 
     samples = [Sample(sample_id=f"s{i}", smiles=s) for i, s in enumerate(smiles)]
     adapter.embed(samples[: args.batch_size], batch_size=args.batch_size)  # warm-up (kernels, allocator)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     t1 = time.perf_counter()
     res = adapter.embed(samples, batch_size=args.batch_size)
-    torch.cuda.synchronize()
+    sync()
     dt = time.perf_counter() - t1
     counts = list(adapter.last_token_counts.values())
     out = {
@@ -223,13 +239,14 @@ def bench_model(model_id: str, smiles: list[str], args) -> dict:
         "config_source": REAL_CONFIGS[model_id]["source"],
         "params_loaded": int(n_params),
         "dtype": adapter.dtype,
+        "device": device,
         "build_s": round(build_s, 1),
-        "weights_gib": round(weights_gib, 2),
-        "peak_gib_during_embed": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "weights_gib": weights,
+        "peak_gib_during_embed": gib(torch.cuda.max_memory_allocated()) if cuda else None,
         "n": len(res.ids),
         "failures": len(res.failures),
         "embedding_shape": list(res.embeddings.shape),
-        "finite": bool(__import__("numpy").isfinite(res.embeddings).all()),
+        "finite": bool(np.isfinite(res.embeddings).all()),
         "seconds": round(dt, 2),
         "smiles_per_s": round(len(res.ids) / dt, 1),
         "mean_prompt_tokens": round(sum(c[0] for c in counts) / max(1, len(counts)), 1),
@@ -238,7 +255,7 @@ def bench_model(model_id: str, smiles: list[str], args) -> dict:
         "via_disk": bool(args.via_disk),
     }
     del adapter, model
-    torch.cuda.empty_cache()
+    reset_peak()
     return out
 
 

@@ -365,3 +365,23 @@ def test_gpu_benchmark_refuses_to_run_on_cpu():
 
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
         main(["--models", "deepseek-r1-distill-llama-8b"])
+
+
+def test_gpu_benchmark_logic_on_cpu_with_tiny_configs(samples, monkeypatch, tmp_path):
+    """bench/llm_gpu.py's build -> adapter -> embed path, with its real configs shrunk (the real sizes need a GPU)."""
+    import argparse
+
+    import bench.llm_gpu as bench
+
+    spec = copy.deepcopy(bench.REAL_CONFIGS["qwen3-30b-a3b-thinking"])
+    spec["config"].update(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    spec["config"].update(head_dim=8, vocab_size=400, intermediate_size=32, moe_intermediate_size=16, num_experts=4)
+    spec["config"].update(num_experts_per_tok=2, bos_token_id=None, eos_token_id=None)
+    monkeypatch.setitem(bench.REAL_CONFIGS, "qwen3-30b-a3b-thinking", spec)
+    smiles = [s.smiles for s in samples]
+    for via_disk in (None, str(tmp_path)):
+        args = argparse.Namespace(dtype="float32", vocab=300, batch_size=2, via_disk=via_disk)
+        out = bench.bench_model("qwen3-30b-a3b-thinking", smiles, args, device="cpu")
+        assert out["n"] == 5 and out["failures"] == 0 and out["embedding_shape"] == [5, 32] and out["finite"]
+        assert out["mean_smiles_tokens"] < out["mean_prompt_tokens"] and out["smiles_per_s"] > 0
+    assert (tmp_path / "qwen3-30b-a3b-thinking" / "config.json").is_file()
