@@ -174,7 +174,9 @@ class OrbAdapter:
         clean = Atoms(numbers=a.numbers, positions=a.positions, cell=a.cell if periodic else None, pbc=a.pbc)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # ase's cell_to_cellpar on a torch tensor, per call
-            return ase_atoms_to_atom_graphs(clean, self.system_config, device=self.device)
+            # built on the CPU (orb's scipy KD-tree) whatever the model's device: the same graph on CPU and GPU runs,
+            # and orb's batch_graphs expects CPU tensors; forward() moves the batch to the device
+            return ase_atoms_to_atom_graphs(clean, self.system_config, device="cpu")
 
     def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
         check_all(samples)
