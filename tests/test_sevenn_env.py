@@ -107,3 +107,39 @@ def test_sevenn_mf0_modality_and_malformed_structure(tmp_path):
     proc = run_embed(tmp_path, [tmp_path / "bad.extxyz"], MODELS[:1])
     assert proc.returncode == 4, proc.stderr[-3000:]
     assert "bad:overlap-7" in proc.stderr and "overlap" in proc.stderr
+
+
+_ENERGY_CHECK = """
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import numpy as np
+from precompute.adapters import _testdata as td
+from precompute.adapters.sevenn import SevenNetAdapter
+from sevenn.calculator import SevenNetCalculator
+samples = td.qm9_molecules(3, seed=0) + td.crystals()[:2]
+out = {}
+for model, modal in (("7net-0", None), ("7net-mf-0", "PBE")):
+    ad = SevenNetAdapter({"model_id": "x", "options": {"model": model, **({"modality": modal} if modal else {})}})
+    res = ad.embed(samples, batch_size=4)
+    calc = SevenNetCalculator(model, **({"modal": modal} if modal else {}))
+    ref = []
+    for s in samples:
+        atoms = s.atoms.copy()
+        atoms.calc = calc
+        ref.append(atoms.get_potential_energy())
+    out[model] = [res.energies.tolist(), ref]
+print(json.dumps(out))
+"""
+
+
+def test_sevenn_energies_equal_its_calculator():
+    """The predicted total energy stored with the embeddings equals SevenNet's own ASE calculator (eV)."""
+    py = sevenn_python()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([str(py), "-c", _ENERGY_CHECK], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for model, (ours, ref) in out.items():
+        assert len(ours) == 5 and np.isfinite(ours).all(), model
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-3, err_msg=model)  # float32 model: ~1e-5 eV seen

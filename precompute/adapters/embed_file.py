@@ -9,7 +9,8 @@ handy for a quick look at any adapter::
 
 Each frame's `info["sample_id"]` is its id (`info["smiles"]` its SMILES, if any). For option set j and input k the
 output `.npz` holds `m{j}_in{k}_ids` (str), `m{j}_in{k}_emb` (n_ok, D) float32, with `--one-by-one` also
-`m{j}_in0_single` (each sample of the FIRST input embedded alone), and `m{j}_in{k}_failures` (a JSON string). stdout gets one JSON
+`m{j}_in0_single` (each sample of the FIRST input embedded alone), `m{j}_in{k}_failures` (a JSON string), and
+`m{j}_in{k}_energies` (eV) when the adapter returns predicted energies. stdout gets one JSON
 summary line. A malformed structure exits with status 4 and the error (naming the sample) on stderr.
 """
 
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             out[f"{key}_ids"] = np.asarray(res.ids, dtype=str)
             out[f"{key}_emb"] = res.embeddings
             out[f"{key}_failures"] = np.asarray(json.dumps(res.failures))
+            if getattr(res, "energies", None) is not None:
+                out[f"{key}_energies"] = np.asarray(res.energies, dtype=np.float64)
             if args.one_by_one and k == 0:
                 by_id = {s.sample_id: s for s in samples}
                 rows = [adapter.embed([by_id[i]], batch_size=1).embeddings[0] for i in res.ids]

@@ -11,8 +11,9 @@ Embedding: the node features entering `reduce_input_to_hidden` (the linear layer
 i.e. the output of the last interaction block's gate: 128x0e, invariant scalars, captured with a forward pre-hook
 and mean-pooled over atoms. For 7net-mf-0 the modality one-hot (2x0e) is concatenated INSIDE that layer's forward,
 after the pre-hook, so the captured features are the 128 scalars without it; the modality still shapes them through
-the earlier layers, so it is an option: {modality: "PBE" | "R2SCAN"}, default "PBE". The forward pass is stopped
-at the hook: no energy, no forces (which would need autograd) are computed.
+the earlier layers, so it is an option: {modality: "PBE" | "R2SCAN"}, default "PBE". The model's modules run in
+order up to (not including) `force_output`, so the predicted total energy (eV) comes from the same pass and forces
+(which would need autograd) are never computed.
 
 Graphs: `sevenn.train.dataload.unlabeled_atoms_to_graph` (molecules without pbc need no box: SevenNet builds
 non-periodic graphs), `AtomGraphData.from_numpy_dict`, batched with torch_geometric `Batch.from_data_list` and
@@ -34,17 +35,7 @@ MODELS = ("7net-0", "7net-0_11Jul2024", "7net-0_22May2024", "7net-l3i5", "7net-m
 HOOK_MODULE = "reduce_input_to_hidden"
 
 
-class _Captured(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised by the pre-hook to stop the forward pass once the last hidden layer is captured."""
-
-    def __init__(self, x):
-        super().__init__("captured")
-        self.x = x
-
-
-def _stop_hook(module, args):
-    data = args[0]
-    raise _Captured(data["x"].detach())
+FORCE_MODULE = "force_output"  # the autograd force/stress head: skipped, energies need only the modules before it
 
 
 class SevenNetAdapter:
@@ -84,7 +75,11 @@ class SevenNetAdapter:
         self.model = model.to(self.device).eval()
         hook_mod = self.model._modules[HOOK_MODULE]
         self.embedding_dim = int(hook_mod._irreps_in_wo_modal.dim)
-        hook_mod.register_forward_pre_hook(_stop_hook)
+        self._captured: list = []
+        hook_mod.register_forward_pre_hook(lambda module, args: self._captured.append(args[0]["x"].detach()))
+        names = list(self.model._modules)
+        if FORCE_MODULE not in names or names[-1] != FORCE_MODULE:
+            raise RuntimeError(f"SevenNet {self.model_name}: expected {FORCE_MODULE!r} last, found modules {names}")
 
     def _graph(self, sample: Sample):
         from sevenn.atom_graph_data import AtomGraphData
@@ -111,26 +106,36 @@ class SevenNetAdapter:
             except Exception as exc:
                 failures[s.sample_id] = f"SevenNet {self.model_name} cannot build a graph: {exc}"
         rows: list[np.ndarray] = []
+        energies: list[float] = []
         step = max(1, batch_size)
         for start in range(0, len(graphs), step):
-            rows.extend(self._forward(graphs[start : start + step]))
-        return EmbedResult(ids=ids, embeddings=stack(rows, self.embedding_dim), failures=failures)
+            fea, e = self._forward(graphs[start : start + step])
+            rows.extend(fea)
+            energies.extend(e)
+        return EmbedResult(ids=ids, embeddings=stack(rows, self.embedding_dim), failures=failures,
+                           energies=np.asarray(energies, dtype=np.float64))  # fmt: skip
 
-    def _forward(self, graphs: list) -> list[np.ndarray]:
+    def _forward(self, graphs: list) -> tuple[list[np.ndarray], list[float]]:
+        """Pooled last hidden layer and predicted total energy (eV) of each graph, from one pass without forces."""
         torch = self._torch
         from torch_geometric.data import Batch
 
         batch = Batch.from_data_list(graphs).to(self.device)
         owner = batch[self._key.BATCH]
-        try:
-            with torch.no_grad():
-                self.model(batch)
-        except _Captured as cap:
-            x = cap.x.to(torch.float64)
-        else:  # pragma: no cover - the hook always fires
-            raise RuntimeError(f"SevenNet: the pre-hook on {HOOK_MODULE} did not fire")
-        x = x[:, : self.embedding_dim]
+        self._captured.clear()
+        with torch.no_grad():
+            data = self.model._preprocess(batch)
+            for name, module in self.model._modules.items():
+                if name == FORCE_MODULE:
+                    break
+                data = module(data)
+        if len(self._captured) != 1:  # pragma: no cover - the hook fires once per pass
+            raise RuntimeError(f"SevenNet: the pre-hook on {HOOK_MODULE} fired {len(self._captured)} times")
+        x = self._captured.pop().to(torch.float64)[:, : self.embedding_dim]
         n = len(graphs)
         total = torch.zeros(n, x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, owner, x)
         counts = torch.bincount(owner, minlength=n).to(torch.float64)
-        return list((total / counts[:, None]).cpu().numpy())
+        energy = data[self._key.PRED_TOTAL_ENERGY].reshape(-1).to(torch.float64)
+        if energy.shape[0] != n:
+            raise RuntimeError(f"SevenNet: {energy.shape[0]} total energies for {n} graphs")
+        return list((total / counts[:, None]).cpu().numpy()), energy.cpu().tolist()
