@@ -47,7 +47,6 @@ ENVIRONMENTS: dict[str, str] = {
     "sevenn": ".venv-sevenn",
     "mlip": ".venv-mlip",
     "fairchem1": ".venv-fairchem1",
-    "llm": ".venv-llm",
 }
 
 

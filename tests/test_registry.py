@@ -67,7 +67,10 @@ def test_environments_follow_the_design(cards):
         want = "sevenn" if mid.startswith("sevenn-") else "zoo"
         assert cards[mid]["environment"] == want, mid
     assert cards["eqv2-31m-omat"]["environment"] == "fairchem1"
-    assert cards["gpt-oss-20b"]["environment"] == "llm"
+    assert cards["mace-mp-0-medium-inv"]["environment"] == "mlip"
+    # transformers (encoders and LLMs) lives in the main environment: no separate llm environment
+    for mid in ("gpt-oss-20b", "chemberta-77m-mlm", "esm2-8m", "chemgpt-4.7m"):
+        assert cards[mid]["environment"] == "zoo", mid
 
 
 def test_offline_zoo_checkpoints_exist_in_installed_wheels(cards):
