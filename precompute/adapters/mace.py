@@ -34,7 +34,8 @@ centrosymmetric crystal is ~0 by symmetry.
 
 Loading. A `.model` file, i.e. a whole pickled mace module, as mace's own `MACECalculator` loads it (`torch.load`,
 full unpickling: only load files you trust). Where it is looked for, in order: the `checkpoint` argument
-(`matter-align extract --checkpoint PATH`); the card's `checkpoint` if it is a local path; for a card URL, the file
+(`matter-align extract --checkpoint PATH`); the card's `checkpoint` if it is a local path (as given, else relative to
+the repository root: models trained here); for a card URL, the file
 that mace's `mace_mp()` / `mace_off()` would have downloaded it to (`$XDG_CACHE_HOME/mace/` or `~/.cache/mace/`).
 Nothing is downloaded; when no file is found the error names the URL and both places to put it.
 
@@ -62,6 +63,7 @@ from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
 DTYPES = ("float64", "float32")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # MACE-MP-0 (Batatia et al., arXiv:2401.00096): sizes differ only in hidden irreps. The shared values reproduce the
 # medium model's published parameter count exactly (4,688,656; tests/mlip/test_mace.py checks it).
@@ -112,16 +114,23 @@ def resolve_model_file(card: dict[str, Any], checkpoint: str | None) -> str:
     """The local `.model` file for a card (see the module docstring for the search order); raises MissingCheckpoint."""
     model_id = card.get("model_id", "?")
     url = str(card.get("checkpoint") or "")
+    remote = "://" in url
     if checkpoint:
         path = local_checkpoint(checkpoint)
         if not Path(path).is_file():
-            raise MissingCheckpoint(
-                f"MACE {model_id}: checkpoint {checkpoint} does not exist. It should be the file downloaded from "
-                f"{url or 'the model card'}."
+            source = (
+                f"the file downloaded from {url}" if remote else f"a MACE .model file like {url or 'the card names'}"
             )
+            raise MissingCheckpoint(f"MACE {model_id}: checkpoint {checkpoint} does not exist. It should be {source}.")
         return str(path)
-    if url and "://" not in url and Path(url).expanduser().is_file():
-        return str(Path(url).expanduser())
+    if url and not remote:  # a local path (e.g. a model trained here): as given, else relative to the repository
+        for path in (Path(url).expanduser(), REPO_ROOT / url):
+            if path.is_file():
+                return str(path)
+        raise MissingCheckpoint(
+            f"MACE {model_id}: checkpoint file {url} not found (looked in {Path.cwd()} and {REPO_ROOT}); create it or "
+            f"pass another .model file with --checkpoint PATH."
+        )
     cached = mace_cache_path(url) if url.startswith("http") else None
     if cached is not None and cached.is_file():
         return str(cached)

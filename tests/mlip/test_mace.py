@@ -238,6 +238,18 @@ def test_missing_checkpoint_names_the_url_and_the_flag(tmp_path, monkeypatch, ti
     assert mace_adapter.mace_cache_path(off["checkpoint"]).name == "MACE-OFF23_medium.model"
 
 
+def test_card_with_a_local_model_file(tmp_path, monkeypatch, tiny_file):
+    """A card whose checkpoint is a local path (a model trained here): found as given or relative to the repo."""
+    card = _card(True, True)
+    card["checkpoint"] = tiny_file
+    assert mace_adapter.MACEAdapter(card).model_file == tiny_file
+    monkeypatch.chdir(tmp_path)  # relative paths are tried against the repository root too
+    card["checkpoint"] = "precompute/adapters/no-such-trained.model"
+    with pytest.raises(mace_adapter.MissingCheckpoint, match="no-such-trained.model") as err:
+        mace_adapter.MACEAdapter(card)
+    assert str(mace_adapter.REPO_ROOT) in str(err.value) and "--checkpoint" in str(err.value)
+
+
 def test_equivariant_last_layer_only(tmp_path, samples, tiny_file):
     with pytest.raises(ValueError, match="scalar-only"):
         mace_adapter.MACEAdapter(_card(False, True), checkpoint=tiny_file)
