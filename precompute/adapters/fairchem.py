@@ -128,8 +128,10 @@ def _import_fairchem():
 
 
 def hub_file(name: str) -> dict[str, str] | None:
-    """{repo_id, path} of a fairchem model name (from fairchem's own pretrained_models.json), None if unknown."""
+    """{repo_id, path, filename} of a fairchem model name, from fairchem's own pretrained_models.json (None if the
+    name is unknown or fairchem is not installed)."""
     try:
+        _import_fairchem()
         text = (resources.files("fairchem.core.calculate") / _CHECKPOINTS_JSON).read_text()
     except (ModuleNotFoundError, FileNotFoundError):
         return None
