@@ -215,6 +215,13 @@ def _mace_env() -> dict[str, str]:
     return env
 
 
+def _children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
@@ -251,6 +258,7 @@ def train(ns: argparse.Namespace) -> dict[str, Any]:
     write_xyz(work / "valid.xyz", valid_set)
 
     argv = mace_arguments(cfg, work, resume)
+    cpu0 = _children_cpu_s()
     with open(work / "mace_stdout.txt", "a") as log:
         proc = subprocess.run(
             [sys.executable, "-m", "mace.cli.run_train", *argv], stdout=log, stderr=subprocess.STDOUT, env=_mace_env()
@@ -258,13 +266,13 @@ def train(ns: argparse.Namespace) -> dict[str, Any]:
     if proc.returncode != 0:
         tail = (work / "mace_stdout.txt").read_text()[-3000:]
         raise TrainError(f"mace training failed (exit {proc.returncode}); partial run kept in {work}\n{tail}")
-    train_wall = time.time() - t0
+    train_wall, train_cpu = time.time() - t0, _children_cpu_s() - cpu0
 
     os.replace(work / f"{MACE_NAME}.model", work / MODEL_FILE)
-    for log_file in (work / "logs").glob("*.log"):
-        shutil.copyfile(log_file, work / "mace_log.txt")
-    for res in (work / "results").glob("*train.txt"):
-        shutil.copyfile(res, work / "mace_epochs.txt")
+    tag = f"{MACE_NAME}_run-{cfg['seed']}"  # mace's tools.get_tag
+    for src, dst in ((f"logs/{tag}.log", "mace_log.txt"), (f"results/{tag}_train.txt", "mace_epochs.txt")):
+        if (work / src).is_file():
+            shutil.copyfile(work / src, work / dst)
     for junk in ("checkpoints", "logs", "results", f"{MACE_NAME}_compiled.model", "mace_stdout.txt", ".lock"):
         p = work / junk
         shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
@@ -284,6 +292,7 @@ def train(ns: argparse.Namespace) -> dict[str, Any]:
         "valid_mae_meV_per_molecule": metrics["mae_meV_per_molecule"],
         "valid_rmse_meV_per_molecule": metrics["rmse_meV_per_molecule"],
         "wall_time_s": round(train_wall, 1),
+        "cpu_time_s": round(train_cpu, 1),  # user + system time of mace's training process
         "resumed": resume,
         "energy": f"QM9 U0 (energy_U0, hartree) x ase.units.Hartree = {Hartree!r} eV/hartree; total energy in eV",
         "E0s": "average (mace least-squares fit of per-element energies on the training set)",
