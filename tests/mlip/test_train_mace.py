@@ -126,3 +126,14 @@ def test_split_is_nested_and_shares_the_validation_set(excluded):
     assert [s.sample_id for s in small_train] == [s.sample_id for s in big_train[:20]]
     other_train, _, _ = mace_qm9.split_samples(20, 10, 1, excluded)
     assert {s.sample_id for s in other_train} != {s.sample_id for s in small_train}
+
+
+def test_a_partial_run_with_other_settings_is_refused(tmp_path):
+    out = tmp_path / "mace-qm9-x"
+    partial = tmp_path / ".mace-qm9-x.partial"
+    partial.mkdir()
+    (partial / "run_config.json").write_text(json.dumps({"n_train": 999}))
+    ns = mace_qm9.parse_args(["--n-train", "40", "--channels", "8", "--out", str(out)])
+    with pytest.raises(mace_qm9.TrainError, match="another config"):
+        mace_qm9.train(ns)
+    assert not out.exists() and json.loads((partial / "run_config.json").read_text()) == {"n_train": 999}
