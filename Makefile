@@ -5,6 +5,7 @@ PY ?= python3
 VENV := .venv
 ORACLE := .venv-oracle
 SEVENN := .venv-sevenn
+FAIRCHEM1 := .venv-fairchem1
 PORT ?= 8501
 # the offline pretrained zoo used by `make extract-qm9` (eight+ pretrained models from four families + descriptors)
 ZOO_QM9 ?= chgnet-0.2.0,chgnet-0.3.0,chgnet-r2scan,ani1x,rxnfp-bert-pretrained,rxnfp-bert-ft,rxnmapper-albert,minilm-l6-v2-smiles,morgan-fp,coulomb-spectrum
@@ -20,7 +21,7 @@ MOSES_WHEEL ?= $(abspath work-cache/src/molsets-0.3.1-py3-none-any.whl)
 PDB_DIR ?= work-cache/pdb/offline
 JOBS ?= 2
 
-.PHONY: run test env env-app env-oracle env-sevenn env-mlip chromium lint bench extract-qm9 release clean-envs
+.PHONY: run test env env-app env-oracle env-sevenn env-mlip env-fairchem1 chromium lint bench extract-qm9 release clean-envs
 
 # Main environment: app + backend + metrics + tests + the offline zoo that shares one environment.
 $(VENV)/.stamp: pyproject.toml
@@ -56,6 +57,11 @@ env-sevenn:
 env-mlip:
 	bash precompute/envs/create_mlip.sh .venv-mlip
 
+# Legacy fairchem-core 1.10 (EquiformerV2, eSEN on OMat24/MPtrj): its torch~=2.4 / numpy<2 pins do not fit;
+# torch-scatter is built from source (about 5 min on 2 cores, once).
+env-fairchem1:
+	bash precompute/envs/create_fairchem1.sh $(FAIRCHEM1)
+
 # Debian's chromium for the Playwright browser test (no browser downloads work here).
 chromium:
 	command -v chromium >/dev/null || bash tests/browser/install_chromium.sh
@@ -63,7 +69,7 @@ chromium:
 run: env
 	$(VENV)/bin/streamlit run app/main.py --server.port $(PORT) --server.headless true
 
-test: env env-oracle env-sevenn env-mlip chromium
+test: env env-oracle env-sevenn env-mlip env-fairchem1 chromium
 	$(VENV)/bin/ruff check .
 	MATTER_ALIGN_ORACLE_PY=$(abspath $(ORACLE))/bin/python $(VENV)/bin/python -m pytest -q
 
@@ -95,4 +101,4 @@ release: env
 	  work-cache/analysis/offeq-molecules_n2000_seed0 $$(ls -d work-cache/analysis/pdb_nall_seed0_path-*)
 
 clean-envs:
-	rm -rf $(VENV) $(ORACLE) $(SEVENN) .venv-app
+	rm -rf $(VENV) $(ORACLE) $(SEVENN) .venv-mlip $(FAIRCHEM1) .venv-app
