@@ -1,7 +1,9 @@
 """A small, honest release for tests: every number is computed here with NumPy from seeded random embeddings.
 
 Five models of three families embed two datasets (N = 60): each model is a random linear map of a shared latent
-plus model-specific noise, one model is pure noise. The metrics are dense restatements of the formulas in
+plus model-specific noise, one model is pure noise. `build_tables(report_models=True)` adds REPORT_MODELS (a
+trained-here MACE grid named mace-qm9-n{N}-c{C} and a second pretrained structure model) for backend.report's tests;
+their embeddings come from a separate seeded generator, so the five models' numbers are the same either way. The metrics are dense restatements of the formulas in
 ../shared/DESIGN.md (slow, fine at N = 60); nothing is typed by hand. Never writes under data/.
 """
 
@@ -25,6 +27,13 @@ MODELS = [
     ("bert_b", "ChemBERTa", "smiles", "smiles", ["pubchem"], "trained_here", 0.5),
     ("soap", "SOAP", "descriptor", "molecule", [], "descriptor", None),
 ]
+REPORT_MODELS = [
+    ("chgnet_a", "CHGNet", "structure", "molecule", ["mptrj"], "pretrained", 0.15),
+    ("mace-qm9-n100-c8", "MACE", "structure", "molecule", ["qm9"], "trained_here", 0.6),
+    ("mace-qm9-n400-c8", "MACE", "structure", "molecule", ["qm9"], "trained_here", 0.3),
+    ("mace-qm9-n100-c16", "MACE", "structure", "molecule", ["qm9"], "trained_here", 0.45),
+    ("mace-qm9-n400-c16", "MACE", "structure", "molecule", ["qm9"], "trained_here", 0.2),
+]
 DATASETS = [
     # dataset_id, domain, origin, in_distribution_for
     ("qm9", "molecules", "real", ["qm9"]),
@@ -46,8 +55,13 @@ def idcor(A: np.ndarray, B: np.ndarray, permutations: int, seed: int) -> tuple[f
 
 
 # ---------------------------------------------------------------------------------------------- the tables
-def embeddings(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+def _models(report_models: bool) -> list[tuple]:
+    return MODELS + REPORT_MODELS if report_models else list(MODELS)
+
+
+def embeddings(seed: int = 0, report_models: bool = False) -> dict[str, dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
+    extra_rng = np.random.default_rng(seed + 1000)  # REPORT_MODELS draw from their own stream: MODELS unchanged
     out = {}
     for ds, *_ in DATASETS:
         Z = rng.normal(size=(N, 4))
@@ -58,14 +72,19 @@ def embeddings(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
                 out[ds][mid] = rng.normal(size=(N, dim))
             else:
                 out[ds][mid] = Z @ rng.normal(size=(4, dim)) + noise * rng.normal(size=(N, dim))
+        for mid, *_, noise in REPORT_MODELS if report_models else ():
+            dim = int(extra_rng.integers(6, 12))
+            out[ds][mid] = Z @ extra_rng.normal(size=(4, dim)) + noise * extra_rng.normal(size=(N, dim))
     return out
 
 
-def build_tables(seed: int = 0, permutations: int = 9) -> dict[str, pd.DataFrame]:
+def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = False) -> dict[str, pd.DataFrame]:
+    """The release tables; report_models=True adds REPORT_MODELS (default: the five MODELS only)."""
     from Bio import Phylo
     from Bio.Phylo.TreeConstruction import DistanceMatrix, DistanceTreeConstructor
 
-    emb = embeddings(seed)
+    emb = embeddings(seed, report_models)
+    all_models = _models(report_models)
     models = pd.DataFrame(
         [
             {
@@ -86,7 +105,7 @@ def build_tables(seed: int = 0, permutations: int = 9) -> dict[str, pd.DataFrame
                 "checkpoint": None if src == "descriptor" else f"test/{mid}",
                 "citation": None,
             }
-            for i, (mid, fam, mod, kind, ts, src, _) in enumerate(MODELS)
+            for i, (mid, fam, mod, kind, ts, src, _) in enumerate(all_models)
         ]
     )
     datasets = pd.DataFrame(
@@ -109,7 +128,7 @@ def build_tables(seed: int = 0, permutations: int = 9) -> dict[str, pd.DataFrame
     rng = np.random.default_rng(seed + 1)
     for d, (ds, *_) in enumerate(DATASETS):
         E = emb[ds]
-        mids = [m[0] for m in MODELS]
+        mids = [m[0] for m in all_models]
         y = E[mids[0]][:, 0] + 0.1 * rng.normal(size=N)  # a label the first model predicts best
         for a_i, a in enumerate(mids):
             for b_i, b in enumerate(mids):
