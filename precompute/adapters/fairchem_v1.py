@@ -30,6 +30,13 @@ Edge frames: both architectures draw a random roll about each edge (`torch.rand_
 SO(2) convolutions are equivariant to that roll, so it only moves float rounding. Each forward runs under a forked
 RNG seeded with `options.seed` (default 0), so the same batch always gives bitwise the same result.
 
+Loading order (the project's one rule, precompute/adapters/_weights.py): `--checkpoint PATH`;
+`<weights root>/<model_id>/<file name of the card's URL>` (e.g. `work-cache/weights/eqv2-31m-omat/eqV2_31M_omat.pt`,
+or the only `.pt` file there), weights root `$MATTER_ALIGN_WEIGHTS` or `<repo>/work-cache/weights`; the file in the
+Hugging Face cache, where fairchem 1.10's own `model_name_to_local_file` (`hf_hub_download`) puts it, read offline;
+the card's checkpoint when it is a local path. Otherwise the error names `<weights root>/<model_id>/<file>`, the URL
+(gated repo facebook/OMAT24) and --checkpoint.
+
 Options: {architecture: "equiformer_v2" | "equiformer_v2_dens" | "esen" (checked against the loaded backbone),
 pretrained_name: fairchem-1.10 name (used in the missing-checkpoint message), energies: true, box_padding: null,
 seed: 0}.
@@ -47,14 +54,20 @@ from typing import Any
 import numpy as np
 
 from precompute.adapters._structure import MOLECULE_BOX_PADDING, boxed, check_all, resolve_device, stack
+from precompute.adapters._weights import (
+    MissingCheckpoint,
+    card_local_paths,
+    find_weights_file,
+    hf_url_parts,
+    missing_message,
+    model_weights_dir,
+    url_file_name,
+)
 from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ENV_CHECKPOINTS = "MATTER_ALIGN_CHECKPOINTS"
-DEFAULT_CHECKPOINT_DIR = REPO_ROOT / "work-cache" / "checkpoints"
 HF_REPO = "facebook/OMAT24"  # fairchem-core 1.10 pretrained_models.json: every OMat24/MPtrj eqV2 and eSEN lives there
 
 # card option -> backbone class names it may load (the DeNS variants subclass nothing shared, so list them)
@@ -69,38 +82,55 @@ _OPTIONAL_DEPS = {"torch_sparse", "torch_cluster"}
 
 def checkpoint_file_name(card: dict[str, Any]) -> str:
     """The file name of the card's checkpoint (the last path component of its URL or path)."""
-    return str(card.get("checkpoint") or "").rstrip("/").rsplit("/", 1)[-1]
+    return url_file_name(str(card.get("checkpoint") or ""))
+
+
+def _hf_cached(url: str) -> Path | None:
+    """The file a `https://huggingface.co/.../resolve/...` URL was downloaded to in the Hugging Face cache (fairchem
+    1.10's `hf_hub_download`), found without network access; None when absent."""
+    parts = hf_url_parts(url)
+    if parts is None:
+        return None
+    repo_id, revision, filename = parts
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - fairchem 1.10 depends on huggingface_hub
+        return None
+    found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 
 def find_checkpoint(card: dict[str, Any], checkpoint: str | None = None) -> Path:
-    """The local checkpoint file to load, or FileNotFoundError saying which file to put where.
-
-    Order: the `checkpoint` argument (`--checkpoint`); the card's checkpoint when it is a local path; then
-    `$MATTER_ALIGN_CHECKPOINTS/<file>` and `<repo>/work-cache/checkpoints/<file>`.
-    """
-    mid = card.get("model_id", "?")
+    """The local checkpoint file to load (order in the module docstring), or MissingCheckpoint saying which file to
+    put where."""
+    mid = str(card.get("model_id", "?"))
+    ckpt = str(card.get("checkpoint") or "")
+    name = checkpoint_file_name(card) or f"{mid}.pt"
+    expected = model_weights_dir(mid) / name
+    pretrained = (card.get("options") or {}).get("pretrained_name")
+    listed = f"fairchem-core 1.10 pretrained name {pretrained!r}; " if pretrained else ""
+    hint = f"({listed}Hugging Face repo {HF_REPO}, gated: accept its licence first.)"
     if checkpoint:
         path = Path(checkpoint).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"{mid}: checkpoint file {path} does not exist (given with --checkpoint)")
-        return path
-    ckpt = str(card.get("checkpoint") or "")
-    name = checkpoint_file_name(card)
-    candidates = [] if "://" in ckpt else [Path(ckpt).expanduser()]
-    if os.environ.get(ENV_CHECKPOINTS):
-        candidates.append(Path(os.environ[ENV_CHECKPOINTS]).expanduser() / name)
-    candidates.append(DEFAULT_CHECKPOINT_DIR / name)
-    for path in candidates:
-        if ckpt and path.is_file():
+        if path.is_file():
             return path
-    pretrained = (card.get("options") or {}).get("pretrained_name")
-    listed = f" (fairchem-core 1.10 pretrained name {pretrained!r})" if pretrained else ""
-    raise FileNotFoundError(
-        f"{mid}: checkpoint file {name!r} not found{listed}. It is not downloadable here: get {ckpt} "
-        f"(Hugging Face repo {HF_REPO}, gated: accept its licence first) and either put it at "
-        f"{DEFAULT_CHECKPOINT_DIR / name} (or ${ENV_CHECKPOINTS}/{name}) or pass "
-        f"--checkpoint /path/to/{name}. Looked in: {', '.join(str(p) for p in candidates)}"
-    )
+        raise MissingCheckpoint(
+            missing_message("fairchem 1.x", mid, expected, ckpt or name, checkpoint=checkpoint, hint=hint)
+        )
+    found = find_weights_file(mid, name, suffixes=(".pt",))
+    if found is not None:
+        return found
+    cached = _hf_cached(ckpt)
+    if cached is not None:
+        return cached
+    locals_ = card_local_paths(ckpt)
+    for path in locals_:
+        if path.is_file():
+            return path
+    looked = [str(p) for p in locals_]
+    if hf_url_parts(ckpt):
+        looked.append("the Hugging Face cache (HF_HUB_CACHE, default ~/.cache/huggingface/hub)")
+    raise MissingCheckpoint(missing_message("fairchem 1.x", mid, expected, ckpt or name, looked=looked, hint=hint))
 
 
 def register_fairchem_modules() -> list[str]:

@@ -33,11 +33,13 @@ orientation of each input; the l=0 part alone is the invariant one. The mean of 
 centrosymmetric crystal is ~0 by symmetry.
 
 Loading. A `.model` file, i.e. a whole pickled mace module, as mace's own `MACECalculator` loads it (`torch.load`,
-full unpickling: only load files you trust). Where it is looked for, in order: the `checkpoint` argument
-(`matter-align extract --checkpoint PATH`); the card's `checkpoint` if it is a local path (as given, else relative to
-the repository root: models trained here); for a card URL, the file
-that mace's `mace_mp()` / `mace_off()` would have downloaded it to (`$XDG_CACHE_HOME/mace/` or `~/.cache/mace/`).
-Nothing is downloaded; when no file is found the error names the URL and both places to put it.
+full unpickling: only load files you trust). Where it is looked for, in order (the project's one rule,
+precompute/adapters/_weights.py): `--checkpoint PATH`; `<weights root>/<model_id>/<file name of the card's URL>` (or
+the only `.model` file there), weights root `$MATTER_ALIGN_WEIGHTS` or `<repo>/work-cache/weights`; for a card URL,
+the file that mace's `mace_mp()` / `mace_off()` would have downloaded it to (`$XDG_CACHE_HOME/mace/` or
+`~/.cache/mace/`); the card's `checkpoint` if it is a local path (as given, else relative to the repository root:
+models trained here). Nothing is downloaded; when no file is found the error names the URL,
+`<weights root>/<model_id>/<file>` and --checkpoint.
 
 Random weights (card option `random_init: {seed: 0, size: medium}`): the MACE-MP-0 architecture of that size built
 from mace's own `ScaleShiftMACE` with the MACE-MP-0 hyper-parameters (`MP_HYPERPARAMETERS`; the medium one has
@@ -59,11 +61,18 @@ from typing import Any
 import numpy as np
 
 from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
+from precompute.adapters._weights import (
+    MissingCheckpoint,
+    card_local_paths,
+    find_weights_file,
+    missing_message,
+    model_weights_dir,
+    url_file_name,
+)
 from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
 DTYPES = ("float64", "float32")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # MACE-MP-0 (Batatia et al., arXiv:2401.00096): sizes differ only in hidden irreps. The shared values reproduce the
 # medium model's published parameter count exactly (4,688,656; tests/mlip/test_mace.py checks it).
@@ -83,10 +92,6 @@ MP_HYPERPARAMETERS: dict[str, Any] = {
     # random control only needs a fixed, plausible one for crystals at a 6 Å cutoff.
     "avg_num_neighbors": 40.0,
 }
-
-
-class MissingCheckpoint(FileNotFoundError):
-    """No `.model` file for a pretrained card: the message names the URL to download and where to put the file."""
 
 
 def _import_mace():
@@ -112,34 +117,29 @@ def mace_cache_path(url: str) -> Path:
 
 def resolve_model_file(card: dict[str, Any], checkpoint: str | None) -> str:
     """The local `.model` file for a card (see the module docstring for the search order); raises MissingCheckpoint."""
-    model_id = card.get("model_id", "?")
+    model_id = str(card.get("model_id", "?"))
     url = str(card.get("checkpoint") or "")
-    remote = "://" in url
+    name = url_file_name(url) or f"{model_id}.model"
+    expected = model_weights_dir(model_id) / name
+    download = url if "://" in url else f"a MACE .model file like {url or 'the card names'}"
     if checkpoint:
-        path = local_checkpoint(checkpoint)
-        if not Path(path).is_file():
-            source = (
-                f"the file downloaded from {url}" if remote else f"a MACE .model file like {url or 'the card names'}"
-            )
-            raise MissingCheckpoint(f"MACE {model_id}: checkpoint {checkpoint} does not exist. It should be {source}.")
-        return str(path)
-    if url and not remote:  # a local path (e.g. a model trained here): as given, else relative to the repository
-        for path in (Path(url).expanduser(), REPO_ROOT / url):
-            if path.is_file():
-                return str(path)
-        raise MissingCheckpoint(
-            f"MACE {model_id}: checkpoint file {url} not found (looked in {Path.cwd()} and {REPO_ROOT}); create it or "
-            f"pass another .model file with --checkpoint PATH."
-        )
+        path = Path(str(local_checkpoint(checkpoint))).expanduser()
+        if path.is_file():
+            return str(path)
+        raise MissingCheckpoint(missing_message("MACE", model_id, expected, download, checkpoint=checkpoint))
+    found = find_weights_file(model_id, name, suffixes=(".model",))
+    if found is not None:
+        return str(found)
     cached = mace_cache_path(url) if url.startswith("http") else None
     if cached is not None and cached.is_file():
         return str(cached)
-    name = os.path.basename(url) if url else "<file>.model"
-    where = f", or save it as {cached} (where mace's own mace_mp()/mace_off() keep it)" if cached else ""
-    raise MissingCheckpoint(
-        f"MACE {model_id}: no local checkpoint. Download {url or 'the .model file'} and pass it with "
-        f"--checkpoint PATH (e.g. matter-align extract ... --models {model_id} --checkpoint /path/to/{name}){where}."
-    )
+    locals_ = card_local_paths(url)
+    for path in locals_:
+        if path.is_file():
+            return str(path)
+    looked = [str(p) for p in ([cached] if cached else []) + locals_]
+    hint = "A card with a local path is a model trained here: docs/TRAINING.md makes it." if locals_ else ""
+    raise MissingCheckpoint(missing_message("MACE", model_id, expected, download, looked=looked, hint=hint))
 
 
 def build_mace_mp(size: str, seed: int):

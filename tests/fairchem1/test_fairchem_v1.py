@@ -208,27 +208,61 @@ def test_missing_checkpoint_names_file_place_and_flag(tmp_path, monkeypatch):
     from precompute.adapters import fairchem_v1
     from precompute.registry import load_card
 
-    monkeypatch.setattr(fairchem_v1, "DEFAULT_CHECKPOINT_DIR", tmp_path / "none")
-    monkeypatch.setenv(fairchem_v1.ENV_CHECKPOINTS, str(tmp_path / "also-none"))
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))  # env var read at import
     card = load_card("eqv2-31m-omat")
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(fairchem_v1.MissingCheckpoint) as err:
         fairchem_v1.FairChemV1Adapter(card, "cpu")
     msg = str(err.value)
-    for part in ("eqv2-31m-omat", "eqV2_31M_omat.pt", "EquiformerV2-31M-OMAT24", "facebook/OMAT24", "--checkpoint"):
+    for part in ("eqv2-31m-omat", card["checkpoint"], "EquiformerV2-31M-OMAT24", "facebook/OMAT24", "--checkpoint"):
         assert part in msg, (part, msg)
-    assert str(tmp_path / "none" / "eqV2_31M_omat.pt") in msg
-    with pytest.raises(FileNotFoundError, match="no-such.pt"):
+    assert str(tmp_path / "weights" / "eqv2-31m-omat" / "eqV2_31M_omat.pt") in msg
+    assert isinstance(err.value, FileNotFoundError)
+    with pytest.raises(FileNotFoundError, match="no-such.pt") as err:
         fairchem_v1.FairChemV1Adapter(card, "cpu", checkpoint=str(tmp_path / "no-such.pt"))
+    assert str(tmp_path / "weights" / "eqv2-31m-omat" / "eqV2_31M_omat.pt") in str(err.value)
 
 
-def test_checkpoint_found_in_the_checkpoint_folder(tmp_path, monkeypatch, checkpoints):
-    """A file put where the message says (``$MATTER_ALIGN_CHECKPOINTS/<file>``) is picked up without --checkpoint."""
+def test_checkpoint_found_in_the_weights_root(tmp_path, monkeypatch, checkpoints, results, molecules, crystals):
+    """A file put where the message says (`$MATTER_ALIGN_WEIGHTS/<model_id>/<URL file name>`) is found and loaded
+    without --checkpoint; a renamed file too when it is the only .pt there; --checkpoint still wins."""
     from precompute.adapters import fairchem_v1
 
-    (tmp_path / "tiny.pt").symlink_to(checkpoints["esen"])
-    monkeypatch.setenv(fairchem_v1.ENV_CHECKPOINTS, str(tmp_path))
-    card = {"model_id": "tiny", "checkpoint": "https://example.org/x/tiny.pt", "options": {"architecture": "esen"}}
-    assert fairchem_v1.find_checkpoint(card) == tmp_path / "tiny.pt"
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path))
+    card = {
+        "model_id": "tiny-esen",
+        "checkpoint": "https://huggingface.co/facebook/OMAT24/resolve/main/esen_tiny.pt",
+        "options": {"architecture": "esen"},
+    }
+    (tmp_path / "tiny-esen").mkdir()
+    (tmp_path / "tiny-esen" / "renamed.pt").symlink_to(checkpoints["esen"])
+    assert fairchem_v1.find_checkpoint(card) == tmp_path / "tiny-esen" / "renamed.pt"
+    (tmp_path / "tiny-esen" / "esen_tiny.pt").symlink_to(checkpoints["esen"])
+    assert fairchem_v1.find_checkpoint(card) == tmp_path / "tiny-esen" / "esen_tiny.pt"
+    got = fairchem_v1.FairChemV1Adapter(card, "cpu").embed(molecules + crystals)
+    np.testing.assert_array_equal(got.embeddings, results["esen"].embeddings)
+    np.testing.assert_array_equal(got.energies, results["esen"].energies)
+    assert fairchem_v1.find_checkpoint(card, str(checkpoints["equiformer_v2"])) == checkpoints["equiformer_v2"]
+
+
+def test_checkpoint_found_in_the_hugging_face_cache(tmp_path, monkeypatch, checkpoints):
+    """Where fairchem 1.10's hf_hub_download keeps the file (the Hugging Face cache layout), read offline."""
+    from precompute.adapters import fairchem_v1
+
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--facebook--OMAT24"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    (repo / "snapshots" / "0123abcd" / "esen_tiny.pt").symlink_to(checkpoints["esen"])
+    card = {
+        "model_id": "tiny-esen",
+        "checkpoint": "https://huggingface.co/facebook/OMAT24/resolve/main/esen_tiny.pt",
+        "options": {"architecture": "esen"},
+    }
+    assert fairchem_v1.find_checkpoint(card) == repo / "snapshots" / "0123abcd" / "esen_tiny.pt"
 
 
 def test_architecture_mismatch_is_rejected(checkpoints):

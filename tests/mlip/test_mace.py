@@ -20,6 +20,7 @@ import pytest
 
 from precompute.adapters import _testdata as td
 from precompute.adapters._structure import MalformedStructure
+from precompute.adapters._weights import REPO_ROOT
 from precompute.datasets.base import Sample
 
 torch = pytest.importorskip("torch")
@@ -218,16 +219,19 @@ def test_element_outside_the_model_is_a_recorded_failure(inv, samples):
 
 def test_missing_checkpoint_names_the_url_and_the_flag(tmp_path, monkeypatch, tiny_file):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
     card = load_card("mace-mp-0-medium-inv")
     url = card["checkpoint"]
+    expected = tmp_path / "weights" / "mace-mp-0-medium-inv" / "2023-12-03-mace-128-L1_epoch-199.model"
     with pytest.raises(mace_adapter.MissingCheckpoint) as err:
         mace_adapter.MACEAdapter(card)
     msg = str(err.value)
     assert url in msg and "--checkpoint" in msg and "mace-mp-0-medium-inv" in msg
+    assert str(expected) in msg  # the one place the rule says to put it
     assert str(tmp_path / "cache" / "mace") in msg  # where mace's own mace_mp() would cache it
     with pytest.raises(mace_adapter.MissingCheckpoint, match="no-such.model") as err:
         mace_adapter.MACEAdapter(card, checkpoint=str(tmp_path / "no-such.model"))
-    assert url in str(err.value)
+    assert url in str(err.value) and str(expected) in str(err.value)
     # a file where mace_mp() caches the download is found without --checkpoint
     cached = mace_adapter.mace_cache_path(url)
     assert cached.name == "20231203mace128L1_epoch199model"  # mace keeps [A-Za-z0-9_] of an MP file name
@@ -236,6 +240,31 @@ def test_missing_checkpoint_names_the_url_and_the_flag(tmp_path, monkeypatch, ti
     assert mace_adapter.MACEAdapter(card).model_file == str(cached)
     off = load_card("mace-off23-medium-inv")
     assert mace_adapter.mace_cache_path(off["checkpoint"]).name == "MACE-OFF23_medium.model"
+
+
+def test_weights_root_file_is_found_and_loaded(tmp_path, monkeypatch, tiny_file, inv, samples):
+    """`$MATTER_ALIGN_WEIGHTS/<model_id>/<URL file name>` is loaded without --checkpoint, before mace's cache; a
+    renamed file is found when it is the only .model file there; --checkpoint still wins."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
+    card = _card(True, True)  # the mace-mp-0-medium-inv card
+    folder = tmp_path / "weights" / card["model_id"]
+    folder.mkdir(parents=True)
+    (folder / "my-copy.model").symlink_to(tiny_file)
+    a = mace_adapter.MACEAdapter(card)
+    assert a.model_file == str(folder / "my-copy.model")
+    shutil.copy(tiny_file, folder / "2023-12-03-mace-128-L1_epoch-199.model")
+    other = tmp_path / "other.model"
+    torch.save(_tiny_mace(seed=1), other)
+    cached = mace_adapter.mace_cache_path(card["checkpoint"])
+    cached.parent.mkdir(parents=True)
+    shutil.copy(other, cached)  # mace's own cache comes after the weights root
+    a = mace_adapter.MACEAdapter(card)
+    assert a.model_file == str(folder / "2023-12-03-mace-128-L1_epoch-199.model")
+    np.testing.assert_array_equal(a.embed(samples).embeddings, inv.embed(samples).embeddings)
+    b = mace_adapter.MACEAdapter(card, checkpoint=str(other))
+    assert b.model_file == str(other)
+    assert np.abs(b.embed(samples[:2]).embeddings - a.embed(samples[:2]).embeddings).max() > 1e-6
 
 
 def test_card_with_a_local_model_file(tmp_path, monkeypatch, tiny_file):
@@ -247,7 +276,7 @@ def test_card_with_a_local_model_file(tmp_path, monkeypatch, tiny_file):
     card["checkpoint"] = "precompute/adapters/no-such-trained.model"
     with pytest.raises(mace_adapter.MissingCheckpoint, match="no-such-trained.model") as err:
         mace_adapter.MACEAdapter(card)
-    assert str(mace_adapter.REPO_ROOT) in str(err.value) and "--checkpoint" in str(err.value)
+    assert str(REPO_ROOT) in str(err.value) and "--checkpoint" in str(err.value)
 
 
 def test_equivariant_last_layer_only(tmp_path, samples, tiny_file):
