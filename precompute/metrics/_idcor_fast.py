@@ -7,15 +7,16 @@ matrix is built once (Gram form, O(N²·D_k)) and every joint TwoNN afterwards c
 The result equals twonn.twonn_ratios on the explicitly joined matrix up to float64 rounding:
 - Duplicates: joint rows i, j are identical iff every block's rows r_k(i), r_k(j) are identical (exact equality,
   the ids of np.unique(Z_k, axis=0)); one row per distinct joint point is kept, the rest are counted.
-- Candidates: the Gram form has rounding error, so it only picks c = 2 + 8 candidates per row (the c smallest
+- Candidates: the Gram form has rounding error, so it only picks c = 2 + 2 candidates per row (the c smallest
   entries); their squared distances are re-scored exactly from the features, Σ_k ||Z_k[a] - Z_k[b]||², and r1 <= r2
-  are the two smallest. Only the values r1, r2 enter TwoNN, so which of several tied neighbours is chosen does not
-  matter.
+  are the square roots of the two smallest. Only the values r1, r2 enter TwoNN, so which of several tied neighbours
+  is chosen does not matter.
 - Certificate: every Gram entry is within E_ij = Σ_k g_k (sq_k,i + sq_k,j), g_k = 4 (D_k + 4) u of its exact value
   (u = 2^-53; the standard dot-product bound γ_D Σ|x_l y_l| for any summation order, used with a factor-2 margin).
   A row is accepted when r2² (1 + 2 (D + 2) u) <= s_next - E_i, s_next its smallest Gram entry outside the
   candidates and E_i the bound with the largest sq_k,j of each block: then no point outside the candidates is
-  nearer than r2. Any other row (a near-tie at the candidate boundary) is redone exactly over all points.
+  nearer than r2. A row that fails (a near-tie at the candidate boundary) is retried with 64 candidates, and if it
+  fails again it is redone exactly over all distinct points.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 _U = float(np.finfo(np.float64).eps) / 2.0
-_MARGIN = 8  # extra candidates re-scored exactly
+_MARGIN = 2  # extra candidates re-scored exactly: c = 2 + _MARGIN at the first level
+_WIDE = 64  # candidates for the rows the first level cannot certify
 _TILE_BYTES = 16 * 2**20
 
 
@@ -50,10 +52,20 @@ def distance_block(Z: np.ndarray) -> DistanceBlock:
     d2 *= -2.0
     d2 += sq[:, None]
     d2 += sq[None, :]
-    _, inverse = np.unique(Z, axis=0, return_inverse=True)
-    ids = np.asarray(inverse, dtype=np.int64).reshape(-1)
+    ids = row_ids(Z)
     g = 4.0 * (Z.shape[1] + 4) * _U
     return DistanceBlock(Z, sq, d2, ids, int(ids.max()) + 1, g, float(sq.max()))
+
+
+def row_ids(Z: np.ndarray) -> np.ndarray:
+    """ids[i] == ids[j] iff rows i and j are equal element by element (the equality np.unique(axis=0) uses).
+
+    Rows are compared as bytes after adding 0.0, which turns -0.0 into +0.0 (finite input: no NaN to worry about);
+    hashing the bytes is O(N·D), where np.unique(axis=0) sorts the wide rows.
+    """
+    seen: dict[bytes, int] = {}
+    canonical = np.ascontiguousarray(Z, dtype=np.float64) + 0.0
+    return np.array([seen.setdefault(row.tobytes(), len(seen)) for row in canonical], dtype=np.int64)
 
 
 def _exact_d2(blocks: Sequence[DistanceBlock], sel: Sequence[np.ndarray], rows: np.ndarray, cols: np.ndarray):
@@ -66,12 +78,33 @@ def _exact_d2(blocks: Sequence[DistanceBlock], sel: Sequence[np.ndarray], rows: 
     return total
 
 
+def _top2(
+    blocks: Sequence[DistanceBlock], sel: Sequence[np.ndarray], ident: Sequence[bool], rows: np.ndarray, c: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(exact r1², r2² of the distinct points `rows` from their c best Gram candidates, certified mask)."""
+    m = sel[0].size
+    fast = np.zeros((rows.size, m))
+    for b, s, same in zip(blocks, sel, ident, strict=True):
+        fast += b.d2[rows] if same else b.d2[s[rows]][:, s]
+    fast[np.arange(rows.size), rows] = np.inf
+    if c >= m - 1:  # every other point is a candidate: nothing to certify
+        cand = np.argsort(fast, axis=1)[:, : m - 1]
+        return np.sort(_exact_d2(blocks, sel, rows, cand), axis=1)[:, :2], np.ones(rows.size, dtype=bool)
+    part = np.argpartition(fast, c, axis=1)
+    s_next = fast[np.arange(rows.size), part[:, c]]
+    exact = np.sort(_exact_d2(blocks, sel, rows, part[:, :c]), axis=1)[:, :2]
+    err = sum(b.g * (b.sq[s[rows]] + b.sq_max) for b, s in zip(blocks, sel, strict=True))
+    rescore_rel = 2.0 * (sum(b.Z.shape[1] for b in blocks) + 2) * _U
+    return exact, exact[:, 1] * (1.0 + rescore_rel) <= s_next - err
+
+
 def joint_ratios(
     blocks: Sequence[DistanceBlock], index: Sequence[np.ndarray | None], name: str = "X"
 ) -> tuple[np.ndarray, int, int]:
-    """(mu_i = r2/r1 for every distinct joint point, duplicate rows removed, rows redone exactly).
+    """(mu_i = r2/r1 for every distinct joint point, duplicate rows removed, rows not certified at the first level).
 
-    Joint row i is the concatenation of blocks[k].Z[index[k][i]] (index[k] None: the identity).
+    Joint row i is the concatenation of blocks[k].Z[index[k][i]] (index[k] None: the identity). Rows whose
+    candidates are not certified are retried with _WIDE candidates, then exactly over all distinct points.
     """
     n = blocks[0].Z.shape[0]
     index = [np.arange(n) if r is None else np.asarray(r, dtype=np.int64) for r in index]
@@ -84,34 +117,21 @@ def joint_ratios(
         raise ValueError(f"{name}: only {m} distinct rows (of {n}); TwoNN needs at least 4")
     sel = [r[first] for r in index]
     ident = [bool(np.array_equal(s, np.arange(n))) for s in sel]
-    c = min(2 + _MARGIN, m - 1)
-    d_total = sum(b.Z.shape[1] for b in blocks)
-    t = int(max(1, min(m, _TILE_BYTES // (8 * m), _TILE_BYTES // (8 * c * max(b.Z.shape[1] for b in blocks)))))
-    rescore_rel = 2.0 * (d_total + 2) * _U
+    d_max = max(b.Z.shape[1] for b in blocks)
     r2 = np.empty((m, 2))
-    redo: list[int] = []
-    for start in range(0, m, t):
-        stop = min(m, start + t)
-        rows = np.arange(start, stop)
-        fast = np.zeros((stop - start, m))
-        for b, s, same in zip(blocks, sel, ident, strict=True):
-            fast += b.d2[start:stop] if same else b.d2[s[start:stop]][:, s]
-        fast[rows - start, rows] = np.inf
-        if c < m - 1:
-            part = np.argpartition(fast, c, axis=1)
-            cand = part[:, :c]
-            s_next = fast[rows - start, part[:, c]]
-        else:  # every other point is a candidate: nothing to certify
-            cand = np.argsort(fast, axis=1)[:, :c]
-            s_next = None
-        exact = np.sort(_exact_d2(blocks, sel, rows, cand), axis=1)
-        r2[start:stop] = exact[:, :2]
-        if s_next is not None:
-            err = sum(b.g * (b.sq[s[start:stop]] + b.sq_max) for b, s in zip(blocks, sel, strict=True))
-            redo.extend((rows[exact[:, 1] * (1.0 + rescore_rel) > s_next - err]).tolist())
-    for i in redo:  # exact over all distinct points
-        others = np.delete(np.arange(m), i)
-        d = _exact_d2(blocks, sel, np.array([i]), others[None, :])[0]
-        r2[i] = np.sort(np.partition(d, 1)[:2])
+    todo = np.arange(m)
+    n_uncertified = 0
+    for level, c in enumerate(sorted({min(2 + _MARGIN, m - 1), min(_WIDE, m - 1), m - 1})):
+        t = int(max(1, _TILE_BYTES // (8 * max(m, c * d_max))))
+        failed = []
+        for start in range(0, todo.size, t):
+            rows = todo[start : start + t]
+            r2[rows], ok = _top2(blocks, sel, ident, rows, c)
+            failed.append(rows[~ok])
+        todo = np.concatenate(failed)
+        if level == 0:
+            n_uncertified = int(todo.size)
+        if todo.size == 0:
+            break
     r = np.sqrt(r2)
-    return r[:, 1] / r[:, 0], n - m, len(redo)
+    return r[:, 1] / r[:, 0], n - m, n_uncertified

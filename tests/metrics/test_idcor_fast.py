@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from precompute.metrics import _idcor_fast, idcor, idcor_details
-from precompute.metrics._idcor_fast import distance_block, joint_ratios
+from precompute.metrics._idcor_fast import distance_block, joint_ratios, row_ids
 from precompute.metrics.idcor import _idcor_direct, _idcor_gram
 from precompute.metrics.preprocess import zscore_columns
 from precompute.metrics.twonn import twonn_ratios
@@ -133,21 +133,31 @@ def _brute_force_ratios(Z):
     return np.sort(D[:, 1] / D[:, 0])
 
 
-def test_boundary_rows_are_redone_and_stay_exact(monkeypatch):
+def _spy_levels(monkeypatch):
+    """Record the candidate count c of every _top2 call."""
+    used, real = [], _idcor_fast._top2
+    monkeypatch.setattr(_idcor_fast, "_top2", lambda *a: used.append(a[-1]) or real(*a))
+    return used
+
+
+@pytest.mark.parametrize("wide,levels", [(64, {2, 64}), (3, {2, 3, 124})])
+def test_boundary_rows_are_redone_and_stay_exact(monkeypatch, wide, levels):
     """A jittered grid has r2 tied (to rounding) with further neighbours; with no margin (c = 2 candidates) those rows
-    reach the candidate boundary and take the exact path."""
+    reach the candidate boundary and are retried wider, then (with few wide candidates) exactly over all points."""
     monkeypatch.setattr(_idcor_fast, "_MARGIN", 0)
+    monkeypatch.setattr(_idcor_fast, "_WIDE", wide)
+    used = _spy_levels(monkeypatch)
     grid = np.stack(np.meshgrid(*[np.arange(5.0)] * 3), -1).reshape(-1, 3)
     scale = np.array([1.0, 1.0 + 1e-13, 1.3])  # x and y steps differ only by rounding-sized amounts
     blocks = [distance_block(grid * scale), distance_block(grid[:, :2] * 0.5)]
     mu, dup, redone = joint_ratios(blocks, [None, None])
     assert redone > 0 and dup == 0
-    np.testing.assert_allclose(
-        np.sort(mu), _brute_force_ratios(np.hstack([grid * scale, grid[:, :2] * 0.5])), rtol=1e-12
-    )
+    assert set(used) == levels
+    expected = _brute_force_ratios(np.hstack([grid * scale, grid[:, :2] * 0.5]))
+    np.testing.assert_allclose(np.sort(mu), expected, rtol=1e-12)
 
 
-def test_gram_rounding_is_bounded_and_caught():
+def test_gram_rounding_is_bounded_and_caught(monkeypatch):
     """Rows far from the origin: the Gram form loses most digits, stays within the stated bound, and the certificate
     sends every affected row to the exact path, so the ratios are still right."""
     rng = np.random.default_rng(0)
@@ -157,8 +167,9 @@ def test_gram_rounding_is_bounded_and_caught():
     err = np.abs(blk.d2 - exact)
     assert err.max() > 0.01 * np.median(exact[exact > 0])  # the candidates really are unreliable here
     assert (err <= blk.g * (blk.sq[:, None] + blk.sq[None, :])).all()
+    used = _spy_levels(monkeypatch)
     mu_new, _, redone = joint_ratios([blk], [None])
-    assert redone > 0
+    assert redone > 0 and set(used) == {4, 59}  # first level, then straight to all 59 others (< _WIDE)
     np.testing.assert_allclose(np.sort(mu_new), _brute_force_ratios(Z), rtol=1e-12, atol=0)
 
 
@@ -194,3 +205,15 @@ def test_too_few_distinct_joint_rows_is_the_same_error():
     for fn in (lambda: _idcor_gram(zscore_columns(A), zscore_columns(B), 1, 0, 0.1), lambda: idcor(A, B, 1)):
         with pytest.raises(ValueError, match=r"A: only 3 distinct rows \(of 12\)"):
             fn()
+
+
+def test_row_ids_partition_rows_like_np_unique():
+    rng = np.random.default_rng(9)
+    X = rng.integers(-1, 2, size=(200, 3)).astype(float) * rng.choice([0.5, 1.0], size=3)
+    X[X == 0] = rng.choice([0.0, -0.0], size=int((X == 0).sum()))  # signed zeros compare equal
+    assert np.signbit(X[X == 0]).any()
+    _, inverse = np.unique(X, axis=0, return_inverse=True)
+    ids = row_ids(X)
+    same_ids, same_unique = ids[:, None] == ids[None, :], inverse.reshape(-1)[:, None] == inverse.reshape(-1)[None, :]
+    assert np.array_equal(same_ids, same_unique)
+    assert len(set(ids.tolist())) < 200
