@@ -309,11 +309,13 @@ def test_chemgpt_unconvertible_smiles_fail_naming_the_sample(gpt_neo_dir, qm9):
 def test_molformer_without_its_code_is_a_clear_error(roberta_dir, tmp_path, monkeypatch):
     card = load_card("molformer-xl-both-10pct")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
     with pytest.raises(CheckpointNotFound) as exc:
         build_adapter(card, device="cpu")
     msg = str(exc.value)
     for part in ("ibm/MoLFormer-XL-both-10pct", "--checkpoint", "modeling_molformer.py", "config.json"):
         assert part in msg
+    assert str(tmp_path / "weights" / "molformer-xl-both-10pct") + "/" in msg
     # a folder whose config names the remote code without holding it
     folder = tmp_path / "molformer"
     shutil.copytree(roberta_dir, folder)
@@ -440,13 +442,38 @@ def test_esm2_nonstandard_residues_become_x_and_bad_chains_fail(esm_dir, chains)
 
 def test_esm2_missing_checkpoint_names_hub_id_files_and_flag(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
     with pytest.raises(CheckpointNotFound) as exc:
         build_adapter(load_card("esm2-650m"), device="cpu")
     msg = str(exc.value)
     for part in ("facebook/esm2_t33_650M_UR50D", "--checkpoint", "config.json", "vocab.txt", "empty-cache"):
         assert part in msg
-    with pytest.raises(CheckpointNotFound, match="no config.json"):
+    assert f"folder {tmp_path / 'weights' / 'esm2-650m'}/" in msg  # where the rule says to put the files
+    with pytest.raises(CheckpointNotFound, match="no config.json") as exc:
         build_adapter(load_card("esm2-650m"), device="cpu", checkpoint=str(tmp_path))
+    assert str(tmp_path / "weights" / "esm2-650m") in str(exc.value)
+
+
+def test_weights_root_folder_is_found_and_loaded(esm_dir, roberta_dir, chains, qm9, tmp_path, monkeypatch):
+    """`$MATTER_ALIGN_WEIGHTS/<model_id>/` holding the hub repository's files is loaded without --checkpoint and
+    before the Hugging Face cache (ESM-2 and ChemBERTa); --checkpoint still wins."""
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "esm2-650m").symlink_to(esm_dir, target_is_directory=True)
+    card = load_card("esm2-650m")
+    # a different model in the Hugging Face cache under the card's hub id: the weights root must come first
+    monkeypatch.setenv("HF_HUB_CACHE", str(_hub_cache(tmp_path, card["checkpoint"], roberta_dir)))
+    ad = build_adapter(card, device="cpu")
+    assert ad.model_dir == tmp_path / "weights" / "esm2-650m" and type(ad.model).__name__ == "EsmModel"
+    by_flag = ESMAdapter({"model_id": "t", "checkpoint": str(esm_dir)})
+    np.testing.assert_array_equal(ad.embed(chains).embeddings, by_flag.embed(chains).embeddings)
+    (tmp_path / "weights" / "chemberta-77m-mlm").symlink_to(roberta_dir, target_is_directory=True)
+    chem = build_adapter(load_card("chemberta-77m-mlm"), device="cpu")
+    assert chem.model_dir == tmp_path / "weights" / "chemberta-77m-mlm"
+    ref = ChemLMAdapter({"model_id": "t", "checkpoint": str(roberta_dir), "options": {"arch": "roberta"}})
+    np.testing.assert_array_equal(chem.embed(qm9).embeddings, ref.embed(qm9).embeddings)
+    with pytest.raises(ValueError, match="holds a 'esm' model"):  # --checkpoint wins over the weights root
+        ChemLMAdapter(load_card("chemberta-77m-mlm"), checkpoint=str(tmp_path / "weights" / "esm2-650m"))
 
 
 def test_esm2_random_init_control_card(chains):

@@ -340,23 +340,36 @@ def test_template_must_hold_one_placeholder(checkpoints):
 
 
 def test_missing_checkpoint_names_hub_id_folder_and_flag(tmp_path, monkeypatch):
-    monkeypatch.setenv("MATTER_ALIGN_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty cache
     card = load_card("gpt-oss-20b")
+    expected = tmp_path / "weights" / "gpt-oss-20b"
     with pytest.raises(FileNotFoundError) as err:
         LLMAdapter(card, device="cpu")
     msg = str(err.value)
-    assert "openai/gpt-oss-20b" in msg and str(tmp_path / "models" / "gpt-oss-20b") in msg and "--checkpoint" in msg
+    assert "openai/gpt-oss-20b" in msg and f"folder {expected}/" in msg and "--checkpoint" in msg
+    assert f"--local-dir {expected}" in msg  # the download command fills exactly that folder
     with pytest.raises(FileNotFoundError, match="no config.json") as err:
         LLMAdapter(card, device="cpu", checkpoint=str(tmp_path / "nowhere"))
     assert "openai/gpt-oss-20b" in str(err.value) and str(tmp_path / "nowhere") in str(err.value)
+    assert str(expected) in str(err.value)
 
 
-def test_models_root_folder_is_found_without_checkpoint(checkpoints, samples, tmp_path, monkeypatch):
+def test_weights_root_folder_is_found_without_checkpoint(checkpoints, samples, tmp_path, monkeypatch):
+    """`$MATTER_ALIGN_WEIGHTS/<model_id>/` is loaded without --checkpoint; --checkpoint still wins."""
     (tmp_path / "deepseek-r1-distill-llama-8b").symlink_to(checkpoints["llama"], target_is_directory=True)
-    monkeypatch.setenv("MATTER_ALIGN_MODELS", str(tmp_path))
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path))
     a = LLMAdapter(_card("llama"), device="cpu")
     assert a.source == str(tmp_path / "deepseek-r1-distill-llama-8b")
     assert np.array_equal(a.embed(samples[:2]).embeddings, adapter(checkpoints, "llama").embed(samples[:2]).embeddings)
+    from precompute.adapters.llm import resolve_source
+
+    assert resolve_source(_card("llama"), str(checkpoints["qwen3_moe"])) == str(checkpoints["qwen3_moe"])
+    (tmp_path / "deepseek-r1-distill-llama-8b").unlink()
+    (tmp_path / "deepseek-r1-distill-llama-8b").mkdir()  # a folder without config.json does not count
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(FileNotFoundError, match="deepseek-ai/DeepSeek-R1-Distill-Llama-8B"):
+        resolve_source(_card("llama"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")

@@ -18,10 +18,12 @@ Inputs: `Sample.smiles`. A missing SMILES, one RDKit cannot parse (option `valid
 `selfies` package cannot encode (ChemGPT), an empty token list, or more tokens than the model's positions goes to
 `failures` with the reason; nothing is truncated. SMILES are used as given (no re-canonicalisation).
 
-Loading (`resolve_model_dir`): a `--checkpoint` folder, else the card's `checkpoint` as a folder, else as a hub id
-looked up in the local Hugging Face cache only (HF_HUB_OFFLINE, local_files_only=True: nothing is downloaded). When
-it is nowhere, `CheckpointNotFound` names the hub id, the files expected and `--checkpoint`. Encoder weights missing
-from the checkpoint are an error (they would be random), not a warning.
+Loading (`resolve_model_dir`, the project's one rule, precompute/adapters/_weights.py): a `--checkpoint` folder; else
+`<weights root>/<model_id>/` holding config.json (weights root `$MATTER_ALIGN_WEIGHTS` or `<repo>/work-cache/weights`);
+else the card's `checkpoint` as a hub id looked up in the local Hugging Face cache only (HF_HUB_OFFLINE,
+local_files_only=True: nothing is downloaded); else the card's `checkpoint` as a local folder. When it is nowhere,
+`CheckpointNotFound` names `<weights root>/<model_id>/`, the hub id, the files expected and `--checkpoint`. Encoder
+weights missing from the checkpoint are an error (they would be random), not a warning.
 
 MolFormer has no transformers class: `trust_remote_code: true` makes AutoModel/AutoTokenizer import the
 `modeling_molformer.py`, `configuration_molformer.py` and `tokenization_molformer*.py` files of the checkpoint
@@ -43,6 +45,13 @@ from typing import Any
 
 import numpy as np
 
+from precompute.adapters._weights import (
+    MissingCheckpoint,
+    card_local_paths,
+    find_hf_folder,
+    missing_message,
+    model_weights_dir,
+)
 from precompute.adapters.base import EmbedResult
 from precompute.adapters.hf_smiles import _rdkit_chem, _resolve_device
 from precompute.datasets.base import Sample
@@ -61,56 +70,80 @@ WEIGHT_FILES = (
 )
 
 
-class CheckpointNotFound(FileNotFoundError):
+class CheckpointNotFound(MissingCheckpoint):
     """The card's checkpoint is neither a folder nor in the local Hugging Face cache, or a folder lacks files."""
 
 
 # ---------------------------------------------------------------------------------------------- loading helpers
 
 
-def resolve_model_dir(card: dict[str, Any], checkpoint: str | None = None, expected_files: str = "") -> Path:
-    """The checkpoint folder, first match wins:
-
-    1. `checkpoint` (constructor / `--checkpoint`): a folder holding config.json;
-    2. card `checkpoint` naming an existing folder;
-    3. card `checkpoint` as a hub id ("org/name"): its snapshot in the local Hugging Face cache
-       (`HF_HUB_CACHE`, default ~/.cache/huggingface/hub), found without any network access.
-    Raises CheckpointNotFound naming the hub id, the files expected (`expected_files`) and `--checkpoint`.
-    """
-    mid = card.get("model_id", "?")
-    hub_id = str(card.get("checkpoint") or "")
-    if checkpoint:
-        path = Path(checkpoint).expanduser()
-        if not (path / "config.json").is_file():
-            raise CheckpointNotFound(
-                f"{mid}: --checkpoint {path} is not a Hugging Face model folder (no config.json). "
-                f"Expected a copy of the hub repository {hub_id or '?'}: {expected_files}"
-            )
-        return path
-    if hub_id and (Path(hub_id).expanduser() / "config.json").is_file():
-        return Path(hub_id).expanduser()
-    if not hub_id:
-        raise CheckpointNotFound(f"{mid}: the card has no checkpoint; pass --checkpoint <folder>")
+def _hf_cache_snapshot(hub_id: str) -> tuple[Path | None, str]:
+    """(the hub id's snapshot folder in the local Hugging Face cache, or None; why not), without network access."""
     cache_dir = os.environ.get("HF_HUB_CACHE") or None  # read now, so a changed environment is honoured
     try:
         from huggingface_hub import snapshot_download
 
         path = Path(snapshot_download(hub_id, cache_dir=cache_dir, local_files_only=True))
-    except Exception as exc:  # LocalEntryNotFoundError, or a malformed id: the same advice applies
-        reason = f"{type(exc).__name__}"
-    else:
+    except Exception as exc:  # LocalEntryNotFoundError, or a malformed id (a path): the same advice applies
+        return None, type(exc).__name__
+    if (path / "config.json").is_file():
+        return path, ""
+    return None, "the cached snapshot has no config.json"
+
+
+def _hf_cache_dir() -> str:
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def resolve_model_dir(card: dict[str, Any], checkpoint: str | None = None, expected_files: str = "") -> Path:
+    """The checkpoint folder, first match wins:
+
+    1. `checkpoint` (constructor / `--checkpoint`): a folder holding config.json;
+    2. `<weights root>/<model_id>/` holding config.json (precompute/adapters/_weights.py);
+    3. card `checkpoint` as a hub id ("org/name"): its snapshot in the local Hugging Face cache
+       (`HF_HUB_CACHE`, default ~/.cache/huggingface/hub), found without any network access;
+    4. card `checkpoint` naming an existing local folder.
+    Raises CheckpointNotFound naming `<weights root>/<model_id>/`, the hub id, the files expected (`expected_files`)
+    and `--checkpoint`.
+    """
+    mid = str(card.get("model_id", "?"))
+    hub_id = str(card.get("checkpoint") or "")
+    family = str(card.get("family") or "")
+    expected = model_weights_dir(mid)
+    hint = f"The folder must hold: {expected_files}." if expected_files else ""
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
         if (path / "config.json").is_file():
             return path
-        reason = "the cached snapshot has no config.json"
-    if cache_dir is None:
-        from huggingface_hub import constants
-
-        cache_dir = constants.HF_HUB_CACHE
+        raise CheckpointNotFound(
+            missing_message(
+                family,
+                mid,
+                expected,
+                hub_id or "?",
+                checkpoint=checkpoint,
+                folder=True,
+                hint=f"({path} has no config.json) {hint}",
+            )
+        )
+    found = find_hf_folder(mid)
+    if found is not None:
+        return found
+    looked = []
+    if hub_id:
+        snapshot, reason = _hf_cache_snapshot(hub_id)
+        if snapshot is not None:
+            return snapshot
+        looked.append(f"the Hugging Face cache {_hf_cache_dir()} ({reason})")
+    for path in card_local_paths(hub_id):
+        if (path / "config.json").is_file():
+            return path
     raise CheckpointNotFound(
-        f"{mid}: checkpoint {hub_id!r} is not in the local Hugging Face cache ({cache_dir}; {reason}) and no "
-        f"--checkpoint folder was given. Nothing is downloaded here (HF_HUB_OFFLINE). Either download the hub "
-        f"repository {hub_id} where there is internet (`hf download {hub_id}`) into that cache, or copy its files "
-        f"into a folder and pass `--checkpoint /path/to/folder`. The folder must hold: {expected_files}"
+        missing_message(family, mid, expected, hub_id or "?", folder=True, looked=looked, hint=hint)
     )
 
 

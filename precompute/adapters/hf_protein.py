@@ -15,9 +15,10 @@ Embedding: the last hidden layer (`last_hidden_state`, after ESM-2's final layer
 (`<cls> residues <eos>`, one token per residue, checked), batches are right-padded with the attention mask set; ESM-2
 uses rotary positions, so padding does not change a row (checked to 1e-5 in tests/test_adapters_hf.py).
 
-Loading: the pretrained cards use hf_chem's `resolve_model_dir` (a `--checkpoint` folder, else the hub id in the local
-Hugging Face cache, else an error naming the hub id, the files and --checkpoint) and AutoTokenizer/AutoModel
-.from_pretrained(local_files_only=True); the pooler and contact head, absent from or unused in the checkpoints, are
+Loading: the pretrained cards use hf_chem's `resolve_model_dir`, the project's one rule (precompute/adapters/_weights.py):
+a `--checkpoint` folder, else `<weights root>/<model_id>/` (e.g. `work-cache/weights/esm2-650m/`, holding the hub
+repository's files), else the hub id in the local Hugging Face cache, else an error naming that folder, the hub id,
+the files and --checkpoint; then AutoTokenizer/AutoModel.from_pretrained(local_files_only=True); the pooler and contact head, absent from or unused in the checkpoints, are
 not part of the embedding. The random-init card builds EsmModel from an EsmConfig with the published hyper-parameters
 of its size (ESM2_SIZES) under `torch.manual_seed(seed)`, and an EsmTokenizer from the 33-token ESM-2 vocabulary
 (ESM2_VOCAB) written to a temporary vocab.txt.

@@ -19,9 +19,10 @@ prompt sees positions 0..n-1 whichever side is padded, and batched rows equal on
 Loading: float32 on CPU; on CUDA `options.dtype` (default bfloat16) with `device_map="auto"` (accelerate spreads the
 layers over the visible GPUs, then CPU). A checkpoint quantised with MXFP4 (GPT-OSS) is dequantised to that dtype at
 load (`Mxfp4Config(dequantize=True)`), so the result does not depend on whether the optional MXFP4 kernels exist.
-The folder is, first match wins: the `checkpoint` argument (CLI --checkpoint), `$MATTER_ALIGN_MODELS/<model_id>`
-(default `work-cache/models/<model_id>`), the card's checkpoint as a local folder, or the card's hub id already in the
-Hugging Face cache. Nothing is downloaded (HF_HUB_OFFLINE=1, local_files_only=True).
+The folder is, first match wins (the project's one rule, precompute/adapters/_weights.py): the `checkpoint` argument
+(CLI --checkpoint), `<weights root>/<model_id>/` (weights root `$MATTER_ALIGN_WEIGHTS` or `<repo>/work-cache/weights`,
+e.g. `work-cache/weights/gpt-oss-20b/`), the card's hub id already in the Hugging Face cache, the card's checkpoint
+as a local folder. Nothing is downloaded (HF_HUB_OFFLINE=1, local_files_only=True).
 
 Inputs: `Sample.smiles`. A sample without SMILES, a SMILES RDKit cannot parse (`options.validate_smiles`, default
 true), a prompt with no SMILES token, or one longer than `options.max_tokens` (default: the model's positions)
@@ -38,6 +39,13 @@ from typing import Any
 
 import numpy as np
 
+from precompute.adapters._weights import (
+    MissingCheckpoint,
+    card_local_paths,
+    find_hf_folder,
+    missing_message,
+    model_weights_dir,
+)
 from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
@@ -48,39 +56,37 @@ DEFAULT_TEMPLATE = "The molecule with SMILES {smiles} is"
 PADDING_SIDES = ("right", "left")
 
 
-def models_root() -> Path:
-    """Where the adapter looks for `<model_id>/` folders when no --checkpoint is given."""
-    return Path(os.environ.get("MATTER_ALIGN_MODELS", "work-cache/models")).expanduser()
-
-
-def missing_checkpoint_message(card: dict[str, Any], expected: Path) -> str:
-    mid = card.get("model_id", "?")
-    hub = card.get("checkpoint")
-    return (
-        f"{mid}: no local checkpoint. Put the transformers folder of hub id {hub!r} (config.json, tokenizer.json, "
-        f"*.safetensors) at {expected} (e.g. `hf download {hub} --local-dir {expected}` on a machine with internet), "
-        f"or pass --checkpoint /path/to/that/folder (or set MATTER_ALIGN_MODELS, or HF_HOME to a cache holding {hub}). "
-        f"Nothing is downloaded here."
+def missing_checkpoint_message(card: dict[str, Any], expected: Path, checkpoint: str | None = None) -> str:
+    mid = str(card.get("model_id", "?"))
+    hub = str(card.get("checkpoint") or "?")
+    hint = (
+        f"The folder holds config.json, the tokenizer (tokenizer.json) and *.safetensors: e.g. `hf download {hub} "
+        f"--local-dir {expected}`. A Hugging Face cache holding {hub} (HF_HOME) is used too."
     )
+    return missing_message("LLM", mid, expected, hub, checkpoint=checkpoint, folder=True, hint=hint)
 
 
 def resolve_source(card: dict[str, Any], checkpoint: str | None = None) -> str:
-    """The folder (or cached hub id) to load, first match wins; see the module docstring. Raises FileNotFoundError
-    naming the hub id, the folder expected and --checkpoint."""
+    """The folder (or cached hub id) to load, first match wins; see the module docstring. Raises MissingCheckpoint
+    naming `<weights root>/<model_id>/`, the hub id and --checkpoint."""
+    expected = model_weights_dir(str(card.get("model_id", "model")))
     if checkpoint:
         path = Path(checkpoint).expanduser()
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(missing_checkpoint_message(card, path) + f" ({path} has no config.json)")
+            raise MissingCheckpoint(
+                missing_checkpoint_message(card, expected, checkpoint) + f" ({path}: no config.json)"
+            )
         return str(path)
-    expected = models_root() / str(card.get("model_id", "model"))
-    if (expected / "config.json").is_file():
-        return str(expected)
-    hub = card.get("checkpoint")
-    if hub and (Path(hub).expanduser() / "config.json").is_file():
-        return str(Path(hub).expanduser())
-    if hub and _in_hf_cache(str(hub)):
-        return str(hub)
-    raise FileNotFoundError(missing_checkpoint_message(card, expected))
+    found = find_hf_folder(str(card.get("model_id", "model")))
+    if found is not None:
+        return str(found)
+    hub = str(card.get("checkpoint") or "")
+    if hub and _in_hf_cache(hub):
+        return hub
+    for path in card_local_paths(hub):
+        if (path / "config.json").is_file():
+            return str(path)
+    raise MissingCheckpoint(missing_checkpoint_message(card, expected))
 
 
 def _in_hf_cache(repo_id: str) -> bool:
