@@ -38,13 +38,16 @@ embedding). Each batch runs with torch's generator seeded (option `seed`, defaul
 is restored), so the same batch gives the same numbers on every call. Batched and one-by-one results agree to ~1e-6.
 
 Loading. An `MLIPInferenceCheckpoint` file, loaded with `fairchem.core.units.mlip_unit.load_predict_unit` (full
-unpickling: only load files you trust). Where it is looked for, in order: the `checkpoint` argument
-(`matter-align extract --checkpoint PATH`; a file, or a fairchem model name); the card's `checkpoint` if it is a
-local file; the card's `checkpoint` as a fairchem model name (e.g. "uma-s-1p1"), resolved by
-`fairchem.core.calculate.pretrained_mlip.resolve_checkpoint`, i.e. fairchem's Hugging Face cache, or a download
-from the gated repos facebook/UMA and facebook/OMol25 for a user with internet, licence accepted and
-`huggingface-cli login` done (that route also loads the isolated-atom references). When none works the error names
-the file to download, the command that puts it where fairchem looks, and `--checkpoint`.
+unpickling: only load files you trust). Where it is looked for, in order (the project's one rule,
+precompute/adapters/_weights.py): `--checkpoint PATH` (a file, or a fairchem model name);
+`<weights root>/<model_id>/<hub file name>` (e.g. `work-cache/weights/uma-s-1p1/uma-s-1p1.pt`, or the only `.pt`
+file there), weights root `$MATTER_ALIGN_WEIGHTS` or `<repo>/work-cache/weights`; the card's `checkpoint` as a
+fairchem model name (e.g. "uma-s-1p1"), resolved by `fairchem.core.calculate.pretrained_mlip.resolve_checkpoint`,
+i.e. fairchem's Hugging Face cache, or a download from the gated repos facebook/UMA and facebook/OMol25 for a user
+with internet, licence accepted and `huggingface-cli login` done (that route also loads the isolated-atom and
+formation references, which only single-atom systems and formation energies use: neither reaches this adapter);
+the card's `checkpoint` if it is a local file. When none works the error names `<weights root>/<model_id>/<file>`,
+the hub file to download and `--checkpoint`.
 
 Failures (recorded, not fatal): an element outside the model's embedding table, an isolated single atom without
 periodic boundary conditions (fairchem's predict unit answers those with a DFT lookup table, not the network), a
@@ -72,6 +75,14 @@ from typing import Any
 import numpy as np
 
 from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
+from precompute.adapters._weights import (
+    MissingCheckpoint,
+    card_local_paths,
+    find_weights_file,
+    missing_message,
+    model_weights_dir,
+    url_file_name,
+)
 from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
@@ -112,10 +123,6 @@ NORMALIZER_RMSD = 1.423  # the UMA training configs' energy/force normalizer
 _CHECKPOINTS_JSON = "pretrained_models.json"  # fairchem.core.calculate's list of model names -> hub files
 
 
-class MissingCheckpoint(FileNotFoundError):
-    """No checkpoint file for a pretrained card: the message names the file, where to get it and --checkpoint."""
-
-
 def _import_fairchem():
     """Import torch and fairchem; e3nn 0.4.4 torch.load()s its constants without weights_only (slice is its one
     global), so it is allow-listed before fairchem imports e3nn."""
@@ -142,50 +149,60 @@ def hub_file(name: str) -> dict[str, str] | None:
     return {"repo_id": entry["repo_id"], "path": path, "filename": entry["filename"]}
 
 
-def _missing(model_id: str, name: str, detail: str) -> MissingCheckpoint:
+def _missing(model_id: str, name: str, checkpoint: str | None = None, detail: str = "") -> MissingCheckpoint:
     hub = hub_file(name)
+    file_name = hub["filename"] if hub else (url_file_name(name) if name.endswith(".pt") else f"{name or model_id}.pt")
+    expected = model_weights_dir(model_id) / file_name
     if hub is None:
-        what = f"the fairchem checkpoint {name!r}"
-        get = ""
+        download = f"the fairchem checkpoint {name!r}"
+        hint = ""
     else:
-        what = f"{hub['filename']} (https://huggingface.co/{hub['repo_id']}, file {hub['path']})"
-        get = (
-            f" The repo is gated: accept its licence on the page, `huggingface-cli login`, then either "
-            f"`huggingface-cli download {hub['repo_id']} {hub['path']} --local-dir DIR` and pass DIR/{hub['path']}, "
-            f"or let fairchem fetch it into its cache (FAIRCHEM_CACHE_DIR, default ~/.cache/fairchem) by running "
-            f"once with internet."
+        download = f"{hub['filename']} (https://huggingface.co/{hub['repo_id']}, file {hub['path']})"
+        hint = (
+            f"The repo is gated: accept its licence on the page, `huggingface-cli login`, then "
+            f"`huggingface-cli download {hub['repo_id']} {hub['path']} --local-dir DIR` and move DIR/{hub['path']} "
+            f"to {expected}, or let fairchem fetch it into its cache (HF_HOME, default ~/.cache/huggingface) by "
+            f"running once with internet."
         )
+    if detail:
+        hint = f"({detail}) {hint}".strip()
     return MissingCheckpoint(
-        f"fairchem {model_id}: no local checkpoint ({detail}). Download {what} and pass it with --checkpoint PATH "
-        f"(matter-align extract ... --models {model_id} --checkpoint {model_id}=/path/to/"
-        f"{hub['filename'] if hub else name + '.pt'}).{get}"
+        missing_message("fairchem", model_id, expected, download, checkpoint=checkpoint, hint=hint)
     )
 
 
 def resolve_checkpoint_file(card: dict[str, Any], checkpoint: str | None) -> tuple[str, dict | None, dict | None]:
     """(path, atom_refs, form_elem_refs) of the card's checkpoint (search order in the module docstring); raises
-    MissingCheckpoint. The references come with fairchem model names only."""
+    MissingCheckpoint. The references come with fairchem model names resolved by fairchem only."""
     _import_fairchem()
     from fairchem.core.calculate import pretrained_mlip
 
     model_id = str(card.get("model_id", "?"))
     name = str(card.get("checkpoint") or "")
     if checkpoint:
-        path = local_checkpoint(checkpoint)
+        path = str(local_checkpoint(checkpoint))
         if Path(path).expanduser().is_file():
             return str(Path(path).expanduser()), None, None
         if path not in pretrained_mlip.available_models:
-            raise _missing(model_id, name or path, f"checkpoint {checkpoint} does not exist")
-        name = path
-    elif name and Path(name).expanduser().is_file():
-        return str(Path(name).expanduser()), None, None
-    if name not in pretrained_mlip.available_models:
-        raise _missing(model_id, name, f"{name!r} is neither a file nor a fairchem model name")
-    try:
-        resolved = pretrained_mlip.resolve_checkpoint(name)
-    except Exception as exc:  # offline, gated, not cached: huggingface_hub raises several types
-        raise _missing(model_id, name, f"fairchem could not fetch {name!r}: {type(exc).__name__}") from exc
-    return resolved.path, resolved.atom_refs, resolved.form_elem_refs
+            raise _missing(model_id, name or path, checkpoint=checkpoint)
+        name = path  # --checkpoint names a fairchem model: only fairchem's resolver below
+    else:
+        hub = hub_file(name)
+        found = find_weights_file(model_id, hub["filename"] if hub else url_file_name(name), suffixes=(".pt",))
+        if found is not None:
+            return str(found), None, None
+    detail = f"{name!r} is neither a file nor a fairchem model name"
+    if name in pretrained_mlip.available_models:
+        try:
+            resolved = pretrained_mlip.resolve_checkpoint(name)
+        except Exception as exc:  # offline, gated, not cached: huggingface_hub raises several types
+            detail = f"fairchem could not fetch {name!r}: {type(exc).__name__}"
+        else:
+            return resolved.path, resolved.atom_refs, resolved.form_elem_refs
+    for path in [] if checkpoint else card_local_paths(name):
+        if path.is_file():
+            return str(path), None, None
+    raise _missing(model_id, name, detail=detail)
 
 
 def _task_config(name: str, dataset: str, prop: str) -> dict[str, Any]:

@@ -19,12 +19,14 @@ of them and it learns approximate invariance from rotation augmentation in train
 structure therefore differs slightly; the tests measure by how much rather than asserting a bound.
 
 Loading (card options): `loader` names the loader in `orb_models.forcefield.pretrained` (e.g. `orb_v2`,
-`orb_v3_conservative_inf_omat`). The weights must be a local file (nothing is downloaded): the `checkpoint` argument
-(`--checkpoint PATH`), else `<weights root>/orb/<file name of the card's URL>` with weights root
-`$MATTER_ALIGN_WEIGHTS` or `work-cache/weights`. It is passed to the real loader as `weights_path=` (orb's
-`cached_path` returns a local file unchanged; the loader then `torch.load(..., weights_only=True)` and loads the
-state dict strictly). `compile` is forced off on CPU. `precision` (default "float32-highest": no TF32 on GPU, so GPU
-and CPU embeddings agree) is orb's own precision setting.
+`orb_v3_conservative_inf_omat`). The weights must be a local file (nothing is downloaded), found by the project's one
+rule (precompute/adapters/_weights.py, docs/EXTRACTION.md "Weights you provide"): `--checkpoint PATH`; else
+`<weights root>/<model_id>/<file name of the card's URL>` (or the only `.ckpt`/`.pt` file there), weights root
+`$MATTER_ALIGN_WEIGHTS` or `<repo>/work-cache/weights`; else the file orb's own `cached_path` downloaded the URL to
+(`$CACHED_PATH_CACHE_ROOT` or ~/.cache/cached_path); else the card's checkpoint when it is a local path. It is passed
+to the real loader as `weights_path=` (orb's `cached_path` returns a local file unchanged; the loader then
+`torch.load(..., weights_only=True)` and loads the state dict strictly). `compile` is forced off on CPU. `precision`
+(default "float32-highest": no TF32 on GPU, so GPU and CPU embeddings agree) is orb's own precision setting.
 
 Other options: `architecture: {num_message_passing_steps: 2, ...}` builds the loader's architecture with these
 keyword overrides and loads the weights with orb's `load_model` (the function every loader calls): small models for
@@ -34,7 +36,6 @@ tests. `random_init: {seed: 0}` builds the loader's architecture with seeded ran
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,14 @@ from typing import Any
 import numpy as np
 
 from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
+from precompute.adapters._weights import (
+    MissingCheckpoint,
+    card_local_paths,
+    find_weights_file,
+    missing_message,
+    model_weights_dir,
+    url_file_name,
+)
 from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
@@ -61,31 +70,56 @@ LOADERS: dict[str, tuple[str, float, int]] = {
     "orb_v3_direct_inf_mpa": ("orb_v3_direct_architecture", 6.0, 120),
 }
 PRECISIONS = ("float32-highest", "float32-high", "float64")
-WEIGHTS_ENV = "MATTER_ALIGN_WEIGHTS"
-DEFAULT_WEIGHTS_ROOT = "work-cache/weights"
 
 
-class MissingCheckpoint(FileNotFoundError):
-    """The Orb weights file is not on this machine (nothing can be downloaded here)."""
+def _orb_cached(url: str) -> Path | None:
+    """The file orb's `cached_path(url)` downloaded earlier (newest), found without network access; else None."""
+    if "://" not in url or url.startswith("pkg://"):
+        return None
+    try:
+        from cached_path import find_latest_cached
+    except ImportError:  # orb-models not installed: no native cache to read
+        return None
+    path = find_latest_cached(url)
+    return path if path is not None and path.is_file() else None
+
+
+def _orb_cache_dir() -> str:
+    try:
+        from cached_path import get_cache_dir
+    except ImportError:
+        return "$CACHED_PATH_CACHE_ROOT (default ~/.cache/cached_path)"
+    return str(get_cache_dir())
 
 
 def weights_file(card: dict[str, Any], checkpoint: str | None = None) -> str:
-    """The local weights file for `card`: `checkpoint` when given, else `<weights root>/orb/<URL file name>`.
+    """The local weights file for `card`, by the order of precompute/adapters/_weights.py (see the module docstring).
 
-    Raises MissingCheckpoint naming the URL, the file and where to put it, and --checkpoint.
+    Raises MissingCheckpoint naming `<weights root>/<model_id>/<URL file name>`, the URL and --checkpoint.
     """
+    model_id = str(card.get("model_id", "orb"))
     url = str(card.get("checkpoint") or "")
-    name = url.rstrip("/").rsplit("/", 1)[-1] or f"{card.get('model_id', 'orb')}.ckpt"
-    default = Path(os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_ROOT) / "orb" / name
-    path = Path(local_checkpoint(checkpoint)) if checkpoint else default
-    if path.is_file():
-        return str(path)
-    where = f"the checkpoint given ({checkpoint})" if checkpoint else f"the default location {default.resolve()}"
-    raise MissingCheckpoint(
-        f"Orb {card.get('model_id')}: weights file not found at {where}. Download {url} (on a machine with "
-        f"internet), then put it at {default} (root: ${WEIGHTS_ENV}, default {DEFAULT_WEIGHTS_ROOT}) or pass "
-        f"--checkpoint /path/to/{name}"
-    )
+    name = url_file_name(url) or f"{model_id}.ckpt"
+    expected = model_weights_dir(model_id) / name
+    if checkpoint:
+        path = Path(str(local_checkpoint(checkpoint))).expanduser()
+        if path.is_file():
+            return str(path)
+        raise MissingCheckpoint(missing_message("Orb", model_id, expected, url or name, checkpoint=checkpoint))
+    found = find_weights_file(model_id, name)
+    if found is not None:
+        return str(found)
+    cached = _orb_cached(url)
+    if cached is not None:
+        return str(cached)
+    locals_ = card_local_paths(url)
+    for path in locals_:
+        if path.is_file():
+            return str(path)
+    looked = [str(p) for p in locals_]
+    if "://" in url:
+        looked.append(f"orb's download cache {_orb_cache_dir()}")
+    raise MissingCheckpoint(missing_message("Orb", model_id, expected, url or name, looked=looked))
 
 
 class OrbAdapter:

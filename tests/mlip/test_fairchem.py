@@ -334,17 +334,41 @@ def test_inference_settings_that_merge_or_compile_are_refused(ckpts):
 def test_missing_checkpoint_message(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
     card = load_card("uma-s-1p1")
+    expected = tmp_path / "weights" / "uma-s-1p1" / "uma-s-1p1.pt"
     with pytest.raises(fc.MissingCheckpoint) as err:
         fc.FairChemAdapter(card, checkpoint=str(tmp_path / "nowhere" / "uma-s-1p1.pt"))
     msg = str(err.value)
-    for part in ("uma-s-1p1.pt", "does not exist", "facebook/UMA", "checkpoints/uma-s-1p1.pt", "--checkpoint"):
+    for part in ("nowhere/uma-s-1p1.pt", "does not exist", "facebook/UMA", "checkpoints/uma-s-1p1.pt", "--checkpoint"):
         assert part in msg, (part, msg)
+    assert str(expected) in msg
     with pytest.raises(fc.MissingCheckpoint) as err:  # no --checkpoint: the hub name cannot be fetched offline
         fc.FairChemAdapter(load_card("esen-sm-conserving-all-omol"))
     msg = str(err.value)
     for part in ("esen_sm_conserving_all.pt", "facebook/OMol25", "huggingface-cli", "--checkpoint"):
         assert part in msg, (part, msg)
+    assert str(tmp_path / "weights" / "esen-sm-conserving-all-omol" / "esen_sm_conserving_all.pt") in msg
+
+
+def test_weights_root_file_is_found_and_loaded(tmp_path, monkeypatch, ckpts, uma, uma_result, molecules, crystals):
+    """`$MATTER_ALIGN_WEIGHTS/<model_id>/<hub file name>` is loaded without --checkpoint and before fairchem's own
+    resolver (which, offline and with an empty cache, would fail); --checkpoint still wins."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
+    folder = tmp_path / "weights" / "uma-s-1p1"
+    folder.mkdir(parents=True)
+    (folder / "uma-s-1p1.pt").symlink_to(ckpts["uma"])
+    (folder / "notes.txt").write_text("not a checkpoint")
+    path, atom_refs, _ = fc.resolve_checkpoint_file(load_card("uma-s-1p1"), None)
+    assert path == str(folder / "uma-s-1p1.pt") and atom_refs is None
+    a = fc.FairChemAdapter(load_card("uma-s-1p1"))
+    assert a.checkpoint_path == str(folder / "uma-s-1p1.pt")
+    r = a.embed(molecules + crystals)
+    np.testing.assert_array_equal(r.embeddings, uma_result.embeddings)
+    np.testing.assert_array_equal(r.energies, uma_result.energies)
+    assert fc.resolve_checkpoint_file(load_card("uma-s-1p1"), str(ckpts["esen"]))[0] == str(ckpts["esen"])
 
 
 def test_cards_point_at_this_adapter():

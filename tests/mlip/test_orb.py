@@ -146,16 +146,17 @@ def test_unknown_or_omol_loader_is_rejected():
 
 def test_missing_checkpoint_names_url_file_place_and_flag(tmp_path, monkeypatch):
     monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr("cached_path.common.CACHE_DIRECTORY", tmp_path / "cached_path")  # orb's own download cache
     card = load_card("orb-v3-direct-20-omat")
     name = "orb-v3-direct-20-omat-20250404.ckpt"
     with pytest.raises(MissingCheckpoint) as err:
         OrbAdapter(card)
     msg = str(err.value)
-    assert card["checkpoint"] in msg and str(tmp_path / "orb" / name) in msg and "--checkpoint" in msg
-    assert "MATTER_ALIGN_WEIGHTS" in msg
+    assert card["checkpoint"] in msg and str(tmp_path / "orb-v3-direct-20-omat" / name) in msg
+    assert "--checkpoint" in msg and "MATTER_ALIGN_WEIGHTS" in msg and str(tmp_path / "cached_path") in msg
     with pytest.raises(MissingCheckpoint, match="/no/such/dir/w.ckpt") as err:
         OrbAdapter(card, checkpoint="/no/such/dir/w.ckpt")
-    assert card["checkpoint"] in str(err.value)
+    assert card["checkpoint"] in str(err.value) and str(tmp_path / "orb-v3-direct-20-omat" / name) in str(err.value)
 
 
 # ------------------------------------------------------------------------------------ small models, real load path
@@ -312,12 +313,39 @@ def test_full_size_real_loader_reproduces_the_saved_weights(full, mols, crys, ki
 
 
 def test_full_size_weights_found_at_the_default_place(full, mols, tmp_path, monkeypatch):
+    """`$MATTER_ALIGN_WEIGHTS/<model_id>/<URL file name>` is loaded by the real loader without --checkpoint."""
     _, loaded, path = full["v3-conservative"]
-    (tmp_path / "orb").mkdir()
-    (tmp_path / "orb" / path.name).symlink_to(path)
+    (tmp_path / "orb-v3-conservative-inf-omat").mkdir()
+    (tmp_path / "orb-v3-conservative-inf-omat" / path.name).symlink_to(path)
     monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path))
     other = OrbAdapter(load_card("orb-v3-conservative-inf-omat"))
     np.testing.assert_array_equal(other.embed(mols).embeddings, loaded.embed(mols).embeddings)
+
+
+def test_weights_root_order_and_orb_cache(small, mols, tmp_path, monkeypatch):
+    """Order: --checkpoint, then `<root>/<model_id>/` (the URL's file name, else the only checkpoint file), then
+    the file orb's cached_path downloaded the URL to."""
+    from cached_path import resource_to_filename
+
+    adapter, path, card = small["v2"]
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr("cached_path.common.CACHE_DIRECTORY", tmp_path / "cached_path")  # env var read at import
+    ref = adapter.embed(mols).embeddings
+    # orb's own cache: cached_path names the file after the URL's hash (+ the ETag's)
+    (tmp_path / "cached_path").mkdir()
+    cached = tmp_path / "cached_path" / (resource_to_filename(card["checkpoint"]) + ".etaghash")
+    cached.symlink_to(path)
+    assert OrbAdapter(card).model is not None
+    from precompute.adapters.orb import weights_file
+
+    assert weights_file(card) == str(cached)
+    # the weights root comes first: a renamed, only checkpoint file
+    folder = tmp_path / "weights" / card["model_id"]
+    folder.mkdir(parents=True)
+    (folder / "mine.ckpt").symlink_to(path)
+    assert weights_file(card) == str(folder / "mine.ckpt")
+    np.testing.assert_array_equal(OrbAdapter(card).embed(mols).embeddings, ref)
+    assert weights_file(card, checkpoint=str(cached)) == str(cached)  # --checkpoint wins
 
 
 @pytest.mark.parametrize("kind", list(FULL))
