@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import as_pair
-from ._idcor_fast import distance_block, joint_ratios
+from ._checks import as_pair, as_representation
+from ._idcor_fast import DistanceBlock, distance_block, joint_ratios
 from .neighbours import Backend
 from .preprocess import zscore_columns
 from .twonn import twonn_details, twonn_from_ratios
@@ -70,11 +70,32 @@ def _idcor_direct(
     return _result(id_a, id_b, id_joint, null_ids, seed)
 
 
-def _idcor_gram(za: np.ndarray, zb: np.ndarray, permutations: int, seed: int, discard_fraction: float) -> IDCorResult:
+def prepare_idcor(X: np.ndarray, name: str = "X") -> DistanceBlock:
+    """The z-scored features of X and their N x N squared distances, for `idcor_details(..., prepared=...)`: a model
+    that enters several pairs on the same samples pays the O(N²·D) part once."""
+    return distance_block(zscore_columns(as_representation(X, name)))
+
+
+def _block(z: np.ndarray, given: DistanceBlock | None, name: str) -> DistanceBlock:
+    if given is None:
+        return distance_block(z)
+    if given.Z.shape != z.shape or not np.array_equal(given.Z, z):
+        raise ValueError(f"prepared block for {name} was not built from these rows (prepare_idcor({name}) expected)")
+    return given
+
+
+def _idcor_gram(
+    za: np.ndarray,
+    zb: np.ndarray,
+    permutations: int,
+    seed: int,
+    discard_fraction: float,
+    prepared: tuple[DistanceBlock | None, DistanceBlock | None] = (None, None),
+) -> IDCorResult:
     """The same numbers from d²_A and d²_B built once (see _idcor_fast.py)."""
     if not 0.0 <= discard_fraction < 1.0:  # before the O(N²·D) work, as the direct path fails at its first fit
         raise ValueError(f"discard_fraction must be in [0, 1), got {discard_fraction}")
-    a, b = distance_block(za), distance_block(zb)
+    a, b = _block(za, prepared[0], "A"), _block(zb, prepared[1], "B")
 
     def twonn(blocks, index, name):
         return twonn_from_ratios(joint_ratios(blocks, index, name)[0], discard_fraction)
@@ -96,13 +117,18 @@ def idcor_details(
     discard_fraction: float = 0.1,
     backend: Backend = "numpy",
     device: str = "cpu",
+    prepared: tuple[DistanceBlock | None, DistanceBlock | None] = (None, None),
 ) -> IDCorResult:
-    """IDCor with the IDs and the permutation null; see the module docstring."""
+    """IDCor with the IDs and the permutation null; see the module docstring.
+
+    prepared: optional (prepare_idcor(A), prepare_idcor(B)) reused across pairs (either may be None); checked against
+    the z-scored A and B, used on the fast path only.
+    """
     A, B = as_pair(A, B)
     permutations = _check_permutations(permutations)
     za, zb = zscore_columns(A), zscore_columns(B)
     if backend == "numpy" and A.shape[0] <= FAST_MAX_N:
-        return _idcor_gram(za, zb, permutations, seed, discard_fraction)
+        return _idcor_gram(za, zb, permutations, seed, discard_fraction, prepared)
     return _idcor_direct(za, zb, permutations, seed, discard_fraction, backend, device)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from precompute.metrics import _idcor_fast, idcor, idcor_details
 from precompute.metrics._idcor_fast import distance_block, joint_ratios, row_ids
-from precompute.metrics.idcor import _idcor_direct, _idcor_gram
+from precompute.metrics.idcor import _idcor_direct, _idcor_gram, prepare_idcor
 from precompute.metrics.preprocess import zscore_columns
 from precompute.metrics.twonn import twonn_ratios
 
@@ -217,3 +217,17 @@ def test_row_ids_partition_rows_like_np_unique():
     same_ids, same_unique = ids[:, None] == ids[None, :], inverse.reshape(-1)[:, None] == inverse.reshape(-1)[None, :]
     assert np.array_equal(same_ids, same_unique)
     assert len(set(ids.tolist())) < 200
+
+
+def test_prepared_blocks_give_the_same_result_and_are_checked():
+    rng = np.random.default_rng(10)
+    A, B = _structured(120, rng)
+    C = rng.normal(size=(120, 5))
+    pa, pb = prepare_idcor(A), prepare_idcor(B)
+    plain = idcor_details(A, B, 4, 3)
+    for prepared in [(pa, pb), (pa, None), (None, pb)]:
+        assert idcor_details(A, B, 4, 3, prepared=prepared) == plain
+    with pytest.raises(ValueError, match="prepared block for B was not built from these rows"):
+        idcor_details(A, B, 4, 3, prepared=(pa, prepare_idcor(C)))
+    with pytest.raises(ValueError, match="prepared block for A"):
+        idcor_details(A, B, 4, 3, prepared=(prepare_idcor(A[::-1]), None))
