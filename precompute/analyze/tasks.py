@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from precompute.metrics import NeighbourCache, build_neighbour_cache, idcor_details
+from precompute.metrics import NeighbourCache, build_neighbour_cache, idcor_details, prepare_idcor
 from precompute.metrics.cka import cka_features
 from precompute.metrics.cknna import masked_entries, self_hsic
 from precompute.metrics.gride import gride_from_ratios, gride_ratios
@@ -197,11 +197,19 @@ def task_idcor_block(work: str, block: int, pairs: list[list[str]], settings: di
     work, s = Path(work), AnalysisSettings.from_dict(settings)
     rows = []
     sub = None
+    prepared: dict[str, object] = {}  # each model's z-scored subsample and its distances, shared by its pairs
+
+    def block_of(m: str, X: np.ndarray):
+        if m not in prepared and X.shape[0] <= 5000:
+            prepared[m] = prepare_idcor(X, m)
+        return prepared.get(m)
+
     for a, b in pairs:
         A, B = load_features(work, a), load_features(work, b)
         sub = idcor_subsample(A.shape[0], s) if sub is None else sub
         seed = int(pair_seed(s.seed, a, b).generate_state(1)[0])
-        res = idcor_details(A[sub], B[sub], s.idcor_permutations, seed)
+        prep = (block_of(a, A[sub]), block_of(b, B[sub]))
+        res = idcor_details(A[sub], B[sub], s.idcor_permutations, seed, prepared=prep)
         rows.append(
             {
                 "metric": "idcor",

@@ -25,7 +25,7 @@ from .allpairs import (
 from .cka import cka
 from .cknna import cknna, cknna_from_caches
 from .gride import gride_id
-from .idcor import IDCorResult, idcor, idcor_details
+from .idcor import IDCorResult, idcor, idcor_details, prepare_idcor
 from .information_imbalance import information_imbalance
 from .mutual_knn import mutual_knn, mutual_knn_from_caches
 from .neighbours import NeighbourCache, build_neighbour_cache
@@ -47,6 +47,7 @@ __all__ = [
     "gride_id",
     "idcor",
     "idcor_details",
+    "prepare_idcor",
     "information_imbalance",
     "information_imbalance_all_pairs",
     "knn_alignment_all_pairs",

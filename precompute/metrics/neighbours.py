@@ -164,6 +164,10 @@ def build_neighbour_cache(
             )
     elif duplicates != "keep":
         raise ValueError(f"duplicates must be 'raise' or 'keep', got {duplicates!r}")
+    if kind == "euclidean":
+        # distances do not change under translation, but the Gram form |x|² + |y|² - 2x·y that picks the candidates
+        # loses precision when the data sit far from the origin; centring keeps it near the exact distance
+        X = X - X.mean(axis=0)
     c = min(k_max + _MARGIN, n - 1)
     t = _tile_rows(n, X.shape[1], c, tile_bytes)
     sq = np.einsum("ij,ij->i", X, X)

@@ -33,7 +33,8 @@ def twonn_from_ratios(mu: np.ndarray, discard_fraction: float = 0.1) -> float:
     if not 0.0 <= discard_fraction < 1.0:
         raise ValueError(f"discard_fraction must be in [0, 1), got {discard_fraction}")
     n = mu.size
-    n_eff = int(n * (1.0 - discard_fraction))
+    # F(mu) = i / N reaches 1 at the largest ratio, where -log(1 - F) is infinite: that point is never fitted
+    n_eff = min(int(n * (1.0 - discard_fraction)), n - 1)
     if n_eff < 2:
         raise ValueError(f"TwoNN needs at least 2 ratios after discarding, got {n_eff} of N = {n}")
     x = np.sort(np.log(mu))[:n_eff]

@@ -130,3 +130,24 @@ def test_sparse_features_are_not_clipped_to_zero():
     assert np.array_equal(clip_at_quantile(fp, 0.95), fp)  # left as is, not zeroed
     expected = cknna(fp, clip_at_quantile(B, 0.95), 5, duplicates="keep")
     assert cknna(fp, B, 5, clip_quantile=0.95, duplicates="keep") == expected
+
+
+def test_euclidean_cache_exact_far_from_the_origin():
+    """Data at 1e5 with 1e-3 noise: the Gram form alone would pick wrong neighbours; centring keeps the cache exact."""
+    from precompute.metrics import build_neighbour_cache
+
+    rng = np.random.default_rng(3)
+    X = 1e5 + 1e-3 * rng.standard_normal((300, 6))
+    cache = build_neighbour_cache(X, 5, "euclidean")
+    d = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    want = np.argsort(d, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(cache.indices, want)
+    np.testing.assert_allclose(cache.scores, np.take_along_axis(d, want, 1), rtol=1e-9)
+
+
+def test_twonn_without_discarding_is_finite():
+    from precompute.metrics import twonn_id
+
+    X = np.random.default_rng(0).standard_normal((400, 3))
+    assert np.isfinite(twonn_id(X, discard_fraction=0.0))
