@@ -33,8 +33,8 @@ from precompute.extract.store import (
     DatasetKey,
     EmbeddingStore,
     check_model_id,
+    checkpoint_fingerprint,
     default_root,
-    path_fingerprint,
     utcnow,
 )
 
@@ -195,7 +195,7 @@ def run_one(job: Job, args: argparse.Namespace, key: DatasetKey, store: Embeddin
     card = job.card
     try:
         chash = card_hash(card)
-        ckpt_fp = path_fingerprint(job.checkpoint) if job.checkpoint and Path(job.checkpoint).exists() else None
+        ckpt_fp = checkpoint_fingerprint(job.model_id, card.get("checkpoint"), job.checkpoint)
     except Exception as e:  # noqa: BLE001
         return Outcome(job.model_id, "failed", f"{type(e).__name__}: {e}")
     if not args.force:

@@ -296,3 +296,30 @@ def test_worker_stores_predicted_energies_and_refuses_non_finite_ones(tmp_path):
     plain = _card(tmp_path, "no-energy")
     assert _extract(tmp_path, "--n", "30", "--models", plain).returncode == 0
     assert EmbeddingStore(tmp_path / "store").read(DatasetKey("qm9", 30, 0), "no-energy").energies is None
+
+
+def test_replacing_local_weights_makes_the_entry_stale(tmp_path):
+    """A trained-here card names a local file: changing that file (or the weights folder) recomputes the entry."""
+    weights = tmp_path / "model.bin"
+    weights.write_bytes(b"first")
+    card = tmp_path / "local-weights.json"
+    card.write_text(json.dumps({**make_card("local-weights"), "checkpoint": str(weights)}))
+    assert _extract(tmp_path, "--n", "20", "--models", str(card)).returncode == 0
+    calls = len(read_counter(tmp_path / "calls.jsonl"))
+    assert _extract(tmp_path, "--n", "20", "--models", str(card)).returncode == 0
+    assert len(read_counter(tmp_path / "calls.jsonl")) == calls  # unchanged weights: nothing recomputed
+    weights.write_bytes(b"second")
+    r = _extract(tmp_path, "--n", "20", "--models", str(card))
+    assert r.returncode == 0, r.stderr
+    assert len(read_counter(tmp_path / "calls.jsonl")) > calls
+    meta = EmbeddingStore(tmp_path / "store").read(DatasetKey("qm9", 20, 0), "local-weights").meta
+    from precompute.extract.store import path_fingerprint
+
+    assert meta["checkpoint_fingerprint"] == path_fingerprint(weights)
+    folder = tmp_path / "w" / "local-weights"
+    folder.mkdir(parents=True)
+    (folder / "model.bin").write_bytes(b"from the weights folder")
+    env = _env(tmp_path, MATTER_ALIGN_WEIGHTS=str(tmp_path / "w"))
+    assert _extract(tmp_path, "--n", "20", "--models", str(card), env=env).returncode == 0
+    meta = EmbeddingStore(tmp_path / "store").read(DatasetKey("qm9", 20, 0), "local-weights").meta
+    assert meta["checkpoint_fingerprint"] == path_fingerprint(folder)

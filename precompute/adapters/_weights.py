@@ -26,14 +26,20 @@ need its own library. It imports no model library.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-WEIGHTS_ENV = "MATTER_ALIGN_WEIGHTS"
-DEFAULT_WEIGHTS_ROOT = REPO_ROOT / "work-cache" / "weights"
+from precompute.weights import (
+    DEFAULT_WEIGHTS_ROOT,
+    REPO_ROOT,
+    WEIGHTS_ENV,
+    local_paths,
+    model_weights_dir,
+    weights_root,
+)
+
+__all__ = ["DEFAULT_WEIGHTS_ROOT", "REPO_ROOT", "WEIGHTS_ENV", "model_weights_dir", "weights_root"]
 # Suffixes that make a file count as a checkpoint when the folder holds no file named like the card's URL.
 CHECKPOINT_SUFFIXES = (".model", ".ckpt", ".pt", ".pth")
 _HF_URL = re.compile(r"^https?://huggingface\.co/([^/]+/[^/]+)/resolve/([^/]+)/(.+?)(?:\?.*)?$")
@@ -45,19 +51,6 @@ class MissingCheckpoint(FileNotFoundError):
 
 class AmbiguousWeights(ValueError):
     """`<weights root>/<model_id>/` holds several checkpoint files and none has the expected name."""
-
-
-def weights_root() -> Path:
-    """`$MATTER_ALIGN_WEIGHTS` (read at each call, so a changed environment is honoured), else the default root."""
-    env = os.environ.get(WEIGHTS_ENV)
-    return Path(env).expanduser() if env else DEFAULT_WEIGHTS_ROOT
-
-
-def model_weights_dir(model_id: str) -> Path:
-    """`<weights root>/<model_id>/`: the folder that holds one model's weights."""
-    if not model_id or "/" in model_id or model_id in (".", ".."):
-        raise ValueError(f"not a model id: {model_id!r}")
-    return weights_root() / model_id
 
 
 def url_file_name(ref: str) -> str:
@@ -112,13 +105,7 @@ def card_local_paths(ref: str) -> list[Path]:
             return [Path(str(local_checkpoint(ref)))]
         except FileNotFoundError:
             return []
-    if "://" in ref:
-        return []
-    given = Path(ref).expanduser()
-    out = [given]
-    if not given.is_absolute() and REPO_ROOT / ref != given.resolve():
-        out.append(REPO_ROOT / ref)
-    return out
+    return local_paths(ref)
 
 
 def missing_message(

@@ -309,6 +309,24 @@ def read_embeddings(npz_path: str | os.PathLike[str], verify: bool = True) -> Em
     return Embeddings(ids, emb, meta, energies)
 
 
+def checkpoint_fingerprint(model_id: str, card_checkpoint: str | None, override: str | None) -> str | None:
+    """Content fingerprint of the local weights the adapter will load, so that replacing them makes the stored entry
+    stale: the --checkpoint file or folder; else the weights folder `$MATTER_ALIGN_WEIGHTS/<model_id>/`; else the
+    card's checkpoint when it is a local file (a trained-here model). None for weights inside an installed wheel
+    (pkg://, versioned with the wheel), hub ids and URLs."""
+    if override:
+        return path_fingerprint(override) if Path(override).exists() else None
+    from precompute.weights import local_paths, model_weights_dir
+
+    folder = model_weights_dir(model_id)
+    if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
+        return path_fingerprint(folder)
+    for path in local_paths(card_checkpoint):
+        if path.exists():
+            return path_fingerprint(path)
+    return None
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # the store
 

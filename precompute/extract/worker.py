@@ -33,7 +33,6 @@ import platform
 import sys
 import time
 import traceback
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -44,7 +43,7 @@ from precompute.extract.store import (
     DatasetKey,
     EmbeddingStore,
     StoreError,
-    path_fingerprint,
+    checkpoint_fingerprint,
     sha256_ids,
 )
 
@@ -207,7 +206,7 @@ def run(args: argparse.Namespace, report: Reporter) -> int:
         raise ValueError(f"card {args.card or ''} is for {model_id!r}, not {args.model!r}")
     chash = card_hash(card)
     key = DatasetKey.build(args.dataset, args.n, args.seed, args.path)
-    ckpt_fp = path_fingerprint(args.checkpoint) if args.checkpoint and Path(args.checkpoint).exists() else None
+    ckpt_fp = checkpoint_fingerprint(model_id, card.get("checkpoint"), args.checkpoint)
     store = EmbeddingStore(args.store)
     common = {"model_id": model_id, "dataset": key.slug}
 
