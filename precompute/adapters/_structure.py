@@ -1,4 +1,4 @@
-"""Helpers shared by the structure adapters (CHGNet, ANI, SevenNet, descriptors).
+"""Helpers shared by the structure adapters (CHGNet, ANI, SevenNet, MACE, Orb, fairchem 1.x/2.x, descriptors).
 
 Only NumPy, SciPy and ASE here: this module is imported inside every structure environment, so it must not import
 any model library.
@@ -6,10 +6,12 @@ any model library.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from precompute.adapters.base import CannotEmbed, EmbedResult
 from precompute.datasets.base import DatasetError, Sample
 
 if TYPE_CHECKING:
@@ -149,9 +151,73 @@ def stack(rows: list[np.ndarray], dim: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(rows).astype(np.float32, copy=False))
 
 
-def segment_mean(x: np.ndarray, counts: list[int]) -> np.ndarray:
-    """Mean of consecutive row blocks of `x` of the given sizes (atoms of each structure, in order)."""
-    idx = np.repeat(np.arange(len(counts)), counts)
-    out = np.zeros((len(counts), x.shape[1]), dtype=np.float64)
-    np.add.at(out, idx, x)
-    return out / np.asarray(counts, dtype=np.float64)[:, None]
+def elements_outside(atoms: Atoms, known: Collection[int]) -> list[int]:
+    """The atomic numbers of `atoms` that are not in `known` (a model's element table), sorted; [] when all are."""
+    return sorted({int(z) for z in atoms.numbers}.difference(known))
+
+
+def build_inputs(
+    samples: list[Sample],
+    build: Callable[[Sample], Any],
+    what: str,
+    catch: type[Exception] | tuple[type[Exception], ...] = Exception,
+) -> tuple[list[str], list[Any], dict[str, str]]:
+    """Each sample's model input (graph), built one by one: (ids of the built samples, their inputs, failures).
+
+    Recorded as a failure, not fatal: `build` raising CannotEmbed (the model refuses the sample, e.g. an element
+    outside its table; the message is the reason as it is) or one of `catch` (the library cannot convert it; the
+    reason is "<what>: <exception type>: <message>"). Any other exception propagates.
+    """
+    ids: list[str] = []
+    inputs: list[Any] = []
+    failures: dict[str, str] = {}
+    for s in samples:
+        try:
+            inputs.append(build(s))
+        except CannotEmbed as exc:
+            failures[s.sample_id] = str(exc)
+            continue
+        except catch as exc:
+            failures[s.sample_id] = f"{what}: {type(exc).__name__}: {exc}"
+            continue
+        ids.append(s.sample_id)
+    return ids, inputs, failures
+
+
+def embed_batches(
+    ids: list[str],
+    inputs: list[Any],
+    failures: dict[str, str],
+    forward: Callable[[list[Any]], tuple[Any, Any]],
+    batch_size: int,
+    dim: int,
+    energies: bool = True,
+) -> EmbedResult:
+    """EmbedResult of `forward` run on consecutive batches of `batch_size` inputs, in order.
+
+    `forward(batch)` returns (pooled rows, one per input; total energies in eV, one per input). The rows are stacked
+    as float32 (n, dim), the energies as float64 (n,); `energies=False` leaves EmbedResult.energies None.
+    """
+    rows: list[np.ndarray] = []
+    energy: list[float] = []
+    step = max(1, int(batch_size))
+    for start in range(0, len(inputs), step):
+        r, e = forward(inputs[start : start + step])
+        rows.extend(r)
+        energy.extend(e)
+    return EmbedResult(
+        ids=ids,
+        embeddings=stack(rows, dim),
+        failures=failures,
+        energies=np.asarray(energy, dtype=np.float64) if energies else None,
+    )
+
+
+def segment_mean(x: Any, owner: Any, n_segments: int) -> np.ndarray:
+    """Mean of the rows of the torch tensor `x` (n_atoms, D) per structure, `owner[i]` (int64) the structure of row
+    i: a float64 NumPy array (n_segments, D). Summed in float64 with `index_add_` on x's device, divided by the atom
+    counts (`bincount`). Uses only the tensor's own methods, so this module still imports no torch."""
+    x = x.double()
+    total = x.new_zeros((n_segments, x.shape[1])).index_add_(0, owner, x)
+    counts = owner.bincount(minlength=n_segments).double()
+    return (total / counts[:, None]).cpu().numpy()

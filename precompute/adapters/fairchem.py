@@ -74,7 +74,15 @@ from typing import Any
 
 import numpy as np
 
-from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
+from precompute.adapters._structure import (
+    build_inputs,
+    check_all,
+    elements_outside,
+    embed_batches,
+    local_checkpoint,
+    resolve_device,
+    segment_mean,
+)
 from precompute.adapters._weights import (
     MissingCheckpoint,
     card_local_paths,
@@ -83,7 +91,7 @@ from precompute.adapters._weights import (
     model_weights_dir,
     url_file_name,
 )
-from precompute.adapters.base import EmbedResult
+from precompute.adapters.base import CannotEmbed, EmbedResult
 from precompute.datasets.base import Sample
 
 DEFAULT_TASKS = {"molecules": "omol", "materials": "omat"}
@@ -373,20 +381,22 @@ class FairChemAdapter:
         self._captured.append((output["node_embedding"][:, 0, :].detach(), output["batch"].detach()))
 
     def _atomic_data(self, sample: Sample):
-        """fairchem's AtomicData for one sample (as FAIRChemCalculator builds it), or raise ValueError(reason)."""
+        """fairchem's AtomicData for one sample (as FAIRChemCalculator builds it), or raise CannotEmbed(reason)."""
         from ase import Atoms
         from fairchem.core.datasets.atomic_data import AtomicData
 
+        name = f"fairchem {self.card.get('model_id')}"
         src = sample.atoms
         periodic = bool(np.asarray(src.pbc).any())
         task = self.tasks["materials" if periodic else "molecules"]
         z = np.asarray(src.numbers)
-        if int(z.max()) > self.max_z:
-            raise ValueError(
-                f"element Z={sorted({int(v) for v in z[z > self.max_z]})} is beyond this model's Z<={self.max_z}"
-            )
+        outside = elements_outside(src, range(self.max_z + 1))
+        if outside:
+            raise CannotEmbed(f"{name}: element Z={outside} is beyond this model's Z<={self.max_z}")
         if len(src) == 1 and not periodic:
-            raise ValueError("an isolated single atom: fairchem answers it from a DFT lookup table, not the network")
+            raise CannotEmbed(
+                f"{name}: an isolated single atom: fairchem answers it from a DFT lookup table, not the network"
+            )
         # A fresh Atoms: only numbers, positions, cell, pbc, charge and spin (no calculator results or extra info,
         # which AtomicData.from_ase would read as labels and which would make batches heterogeneous).
         atoms = Atoms(numbers=z, positions=src.get_positions(), cell=src.cell.array, pbc=src.pbc)
@@ -397,7 +407,7 @@ class FairChemAdapter:
         try:
             self.predict_unit.validate_atoms_data(atoms, task)  # fills fairchem's defaults, checks the ranges
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"task {task}: {exc}") from None
+            raise CannotEmbed(f"{name}: task {task}: {exc}") from None
         return AtomicData.from_ase(
             atoms, task_name=task, r_edges=False, r_data_keys=["spin", "charge"], radius=self.cutoff, max_neigh=None
         )
@@ -405,28 +415,8 @@ class FairChemAdapter:
     def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
         check_all(samples)
         name = f"fairchem {self.card.get('model_id')}"
-        failures: dict[str, str] = {}
-        ids: list[str] = []
-        datas = []
-        for s in samples:
-            try:
-                datas.append(self._atomic_data(s))
-                ids.append(s.sample_id)
-            except ValueError as exc:
-                failures[s.sample_id] = f"{name}: {exc}"
-        rows: list[np.ndarray] = []
-        energies: list[float] = []
-        step = max(1, batch_size)
-        for start in range(0, len(datas), step):
-            emb, energy = self._forward(datas[start : start + step])
-            rows.extend(emb)
-            energies.extend(energy)
-        return EmbedResult(
-            ids=ids,
-            embeddings=stack(rows, self.embedding_dim),
-            failures=failures,
-            energies=np.asarray(energies, dtype=np.float64),
-        )
+        ids, datas, failures = build_inputs(samples, self._atomic_data, name, catch=ValueError)
+        return embed_batches(ids, datas, failures, self._forward, batch_size, self.embedding_dim)
 
     def _forward(self, datas: list) -> tuple[list[np.ndarray], list[float]]:
         torch = self._torch
@@ -441,11 +431,8 @@ class FairChemAdapter:
         if len(self._captured) != 1:  # pragma: no cover - one backbone pass per predict
             raise RuntimeError(f"fairchem: expected one backbone pass, saw {len(self._captured)}")
         x, owner = self._captured.pop()
-        x = x.to(torch.float64)
         n = len(datas)
-        total = torch.zeros(n, x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, owner, x)
-        counts = torch.bincount(owner, minlength=n).to(torch.float64)
-        pooled = (total / counts[:, None]).cpu().numpy()
+        pooled = segment_mean(x, owner, n)
         energy = pred["energy"].detach().to(torch.float64).cpu().numpy().reshape(-1)
         if energy.shape[0] != n:  # pragma: no cover - the predict unit returns one energy per structure
             raise RuntimeError(f"fairchem: {energy.shape[0]} energies for {n} structures")

@@ -53,7 +53,16 @@ from typing import Any
 
 import numpy as np
 
-from precompute.adapters._structure import MOLECULE_BOX_PADDING, boxed, check_all, resolve_device, stack
+from precompute.adapters._structure import (
+    MOLECULE_BOX_PADDING,
+    boxed,
+    build_inputs,
+    check_all,
+    elements_outside,
+    embed_batches,
+    resolve_device,
+    segment_mean,
+)
 from precompute.adapters._weights import (
     MissingCheckpoint,
     card_local_paths,
@@ -63,7 +72,7 @@ from precompute.adapters._weights import (
     model_weights_dir,
     url_file_name,
 )
-from precompute.adapters.base import EmbedResult
+from precompute.adapters.base import CannotEmbed, EmbedResult
 from precompute.datasets.base import Sample
 
 log = logging.getLogger(__name__)
@@ -232,36 +241,21 @@ class FairChemV1Adapter:
         emb = getattr(emb, "embedding", emb)  # EquiformerV2 returns an SO3_Embedding, eSEN a tensor
         self._captured.append(emb[:, 0, :].detach())
 
+    def _graph(self, sample: Sample):
+        """The AtomsToGraphs graph of one sample (molecules boxed), or raise CannotEmbed for an element beyond the
+        backbone's embedding table."""
+        outside = elements_outside(sample.atoms, range(self.max_num_elements))
+        if outside:
+            raise CannotEmbed(
+                f"{self.backbone_kind} embeds atomic numbers < {self.max_num_elements}; structure has Z={max(outside)}"
+            )
+        return self.a2g.convert(boxed(sample.atoms, self.box_padding))
+
     def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
         check_all(samples)
-        failures: dict[str, str] = {}
-        ids: list[str] = []
-        graphs = []
-        for s in samples:
-            zmax = int(np.max(s.atoms.numbers))
-            if zmax >= self.max_num_elements:
-                failures[s.sample_id] = (
-                    f"{self.backbone_kind} embeds atomic numbers < {self.max_num_elements}; structure has Z={zmax}"
-                )
-                continue
-            try:
-                graphs.append(self.a2g.convert(boxed(s.atoms, self.box_padding)))
-            except Exception as exc:  # recorded, not fatal: one structure the converter cannot handle
-                failures[s.sample_id] = f"fairchem AtomsToGraphs failed: {exc}"
-                continue
-            ids.append(s.sample_id)
-        rows: list[np.ndarray] = []
-        energies: list[float] = []
-        step = max(1, batch_size)
-        for start in range(0, len(graphs), step):
-            emb, energy = self._forward(graphs[start : start + step])
-            rows.extend(emb)
-            energies.extend(energy)
-        return EmbedResult(
-            ids=ids,
-            embeddings=stack(rows, self.embedding_dim),
-            failures=failures,
-            energies=np.asarray(energies, dtype=np.float64) if self.with_energies else None,
+        ids, graphs, failures = build_inputs(samples, self._graph, "fairchem AtomsToGraphs failed")
+        return embed_batches(
+            ids, graphs, failures, self._forward, batch_size, self.embedding_dim, energies=self.with_energies
         )
 
     def _forward(self, graphs: list) -> tuple[list[np.ndarray], list[float]]:
@@ -283,10 +277,5 @@ class FairChemV1Adapter:
                 energy = None
         if len(self._captured) != 1:  # pragma: no cover - the hook fires once per backbone call
             raise RuntimeError(f"fairchem_v1: expected one backbone call per batch, saw {len(self._captured)}")
-        x = self._captured.pop().to(torch.float64)
-        owner = batch.batch
-        n = len(graphs)
-        total = torch.zeros(n, x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, owner, x)
-        counts = torch.bincount(owner, minlength=n).to(torch.float64)
-        pooled = list((total / counts[:, None]).cpu().numpy())
+        pooled = list(segment_mean(self._captured.pop(), batch.batch, len(graphs)))
         return pooled, ([] if energy is None else energy.to(torch.float64).cpu().tolist())

@@ -30,8 +30,8 @@ MolFormer has no transformers class: `trust_remote_code: true` makes AutoModel/A
 folder (listed in its config.json `auto_map`); a folder that lacks them is an error naming them. That code is not on
 PyPI (see docs/adapters/hf.md), so here it is tested only up to that point.
 
-The loading helpers (`resolve_model_dir`, `load_pretrained`, `masked_mean`, `pad_batch`) are shared with
-hf_protein.py.
+The loading helpers (`resolve_model_dir`, `load_pretrained`) are shared with hf_protein.py; the batching and the
+masked mean (`masked_mean_embed`) with every transformers adapter (precompute/adapters/_hf.py).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from precompute.adapters import resolve_device
+from precompute.adapters._hf import hf_offline, masked_mean_embed, quiet_transformers, rdkit_chem, smiles_problem
 from precompute.adapters._weights import (
     MissingCheckpoint,
     card_local_paths,
@@ -53,7 +53,6 @@ from precompute.adapters._weights import (
     model_weights_dir,
 )
 from precompute.adapters.base import EmbedResult
-from precompute.adapters.hf_smiles import _rdkit_chem, _resolve_device
 from precompute.datasets.base import Sample
 
 log = logging.getLogger(__name__)
@@ -188,7 +187,6 @@ def load_pretrained(
     """
     import torch
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     if not any((model_dir / w).is_file() for w in WEIGHT_FILES):
         raise CheckpointNotFound(f"{model_id}: {model_dir} has no weights file; the folder must hold: {expected_files}")
@@ -202,10 +200,7 @@ def load_pretrained(
     kwargs = dict(model_kwargs or {})
     if dtype:
         kwargs["dtype"] = getattr(torch, dtype)
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # the load report lists unused head keys; we check the missing ones below
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet_transformers():  # the load report lists unused head keys; we check the missing ones below
         tokenizer = AutoTokenizer.from_pretrained(
             str(model_dir), local_files_only=True, trust_remote_code=trust_remote_code
         )
@@ -216,10 +211,6 @@ def load_pretrained(
             output_loading_info=True,
             **kwargs,
         )
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
     missing = sorted(k for k in info.get("missing_keys", []) if not k.startswith(UNUSED_HEAD_PREFIXES))
     mismatched = sorted(str(k) for k in info.get("mismatched_keys", []))
     if missing or mismatched:
@@ -228,38 +219,6 @@ def load_pretrained(
             f"{mismatched[:5]}); they would be random"
         )
     return tokenizer, model
-
-
-def pad_batch(batch: list[list[int]], pool: list[list[int]], pad_id: int):
-    """Right-pad token ids -> (input_ids, attention_mask, pooling_mask) as torch tensors."""
-    import torch
-
-    width = max(len(b) for b in batch)
-    ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
-    attn = torch.zeros((len(batch), width), dtype=torch.long)
-    keep = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, (b, p) in enumerate(zip(batch, pool, strict=True)):
-        ids[i, : len(b)] = torch.tensor(b, dtype=torch.long)
-        attn[i, : len(b)] = 1
-        keep[i, : len(b)] = torch.tensor(p, dtype=torch.long)
-    return ids, attn, keep
-
-
-def masked_mean(hidden, keep):
-    """Mean of hidden (B, T, D) over the positions where keep (B, T) is 1, in float32 -> (B, D)."""
-    w = keep.to(device=hidden.device, dtype=hidden.dtype).unsqueeze(-1)
-    return ((hidden * w).sum(1) / w.sum(1).clamp_min(1.0)).float()
-
-
-def embed_in_batches(forward, token_ids: list[list[int]], dim: int, batch_size: int) -> np.ndarray:
-    """Rows of `forward(list of indices)` in input order; batches of similar length (sorted), so padding is small."""
-    out = np.zeros((len(token_ids), dim), dtype=np.float32)
-    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-    step = max(1, int(batch_size))
-    for start in range(0, len(order), step):
-        idx = order[start : start + step]
-        out[idx] = forward(idx)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- the adapter
@@ -276,11 +235,7 @@ class ChemLMAdapter:
     """
 
     def __init__(self, card: dict[str, Any], device: str = "cpu", checkpoint: str | None = None):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import torch
-
-        self._torch = torch
+        hf_offline()
         self.card = card
         mid = str(card.get("model_id", "?"))
         opts = dict(card.get("options") or {})
@@ -312,7 +267,7 @@ class ChemLMAdapter:
             self.tokenizer.pad_token = self.tokenizer.eos_token  # decoder-only (GPT-Neo): pad with eos, masked anyway
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else 0)  # only fills masked positions
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.model.to(self.device).eval()
         self.embedding_dim = int(config.hidden_size)
         positions = int(getattr(config, "max_position_embeddings", 0) or 0) or 10**9
@@ -336,15 +291,13 @@ class ChemLMAdapter:
         """(ids of encodable samples, their token ids, their pooling masks (1 = averaged), failures)."""
         ok, token_ids, pools, failures = [], [], [], {}
         self.last_unk_counts, self.last_inputs = {}, {}
-        chem = _rdkit_chem() if self.validate_smiles else None
+        chem = rdkit_chem() if self.validate_smiles else None
         unk = self.tokenizer.unk_token_id
         for s in samples:
             smi = s.smiles
-            if not smi or not isinstance(smi, str):
-                failures[s.sample_id] = "no SMILES for this sample"
-                continue
-            if chem is not None and chem.MolFromSmiles(smi) is None:
-                failures[s.sample_id] = f"RDKit cannot parse SMILES {smi!r}"
+            problem = smiles_problem(smi, chem)
+            if problem:
+                failures[s.sample_id] = problem
                 continue
             try:
                 text = self.model_input(smi)
@@ -378,13 +331,6 @@ class ChemLMAdapter:
         t0 = time.perf_counter()
         ok, token_ids, pools, failures = self.encode(samples)
         t1 = time.perf_counter()
-
-        def forward(idx: list[int]) -> np.ndarray:
-            ids, attn, keep = pad_batch([token_ids[i] for i in idx], [pools[i] for i in idx], self.pad_id)
-            with self._torch.inference_mode():
-                h = self.model(input_ids=ids.to(self.device), attention_mask=attn.to(self.device)).last_hidden_state
-                return masked_mean(h, keep).cpu().numpy()
-
-        out = embed_in_batches(forward, token_ids, self.embedding_dim, batch_size)
+        out = masked_mean_embed(self.model, self.device, token_ids, pools, self.pad_id, self.embedding_dim, batch_size)
         self.last_timing = {"tokenize_s": t1 - t0, "forward_s": time.perf_counter() - t1}
         return EmbedResult(ids=ok, embeddings=out, failures=failures)

@@ -26,17 +26,15 @@ of its size (ESM2_SIZES) under `torch.manual_seed(seed)`, and an EsmTokenizer fr
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from precompute.adapters import resolve_device
+from precompute.adapters._hf import hf_offline, masked_mean_embed
 from precompute.adapters.base import EmbedResult
-from precompute.adapters.hf_chem import embed_in_batches, load_pretrained, masked_mean, pad_batch, resolve_model_dir
-from precompute.adapters.hf_smiles import _resolve_device
+from precompute.adapters.hf_chem import load_pretrained, resolve_model_dir
 from precompute.datasets.base import Sample
 
 # The ESM-2 alphabet in token-id order: 4 specials, the 25 residue letters by frequency, gap/insert, null, mask.
@@ -110,11 +108,9 @@ class ESMAdapter:
     """
 
     def __init__(self, card: dict[str, Any], device: str = "cpu", checkpoint: str | None = None):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        hf_offline()
         import torch
 
-        self._torch = torch
         self.card = card
         mid = str(card.get("model_id", "?"))
         opts = dict(card.get("options") or {})
@@ -139,7 +135,7 @@ class ESMAdapter:
             )
             if self.model.config.model_type != "esm":
                 raise ValueError(f"{mid}: {self.model_dir} holds a {self.model.config.model_type!r} model, not ESM")
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.model.to(self.device).eval()
         self.embedding_dim = int(self.model.config.hidden_size)
         self.pad_id = int(self.tokenizer.pad_token_id)
@@ -174,13 +170,6 @@ class ESMAdapter:
         t0 = time.perf_counter()
         ok, token_ids, pools, failures = self.encode(samples)
         t1 = time.perf_counter()
-
-        def forward(idx: list[int]) -> np.ndarray:
-            ids, attn, keep = pad_batch([token_ids[i] for i in idx], [pools[i] for i in idx], self.pad_id)
-            with self._torch.inference_mode():
-                h = self.model(input_ids=ids.to(self.device), attention_mask=attn.to(self.device)).last_hidden_state
-                return masked_mean(h, keep).cpu().numpy()
-
-        out = embed_in_batches(forward, token_ids, self.embedding_dim, batch_size)
+        out = masked_mean_embed(self.model, self.device, token_ids, pools, self.pad_id, self.embedding_dim, batch_size)
         self.last_timing = {"tokenize_s": t1 - t0, "forward_s": time.perf_counter() - t1}
         return EmbedResult(ids=ok, embeddings=out, failures=failures)

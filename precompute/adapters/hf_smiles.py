@@ -41,13 +41,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from precompute.adapters import resolve_device
+from precompute.adapters._hf import hf_offline, masked_mean_embed, quiet_transformers, rdkit_chem, smiles_problem
 from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
@@ -129,10 +128,7 @@ class SmilesTransformerAdapter:
     """
 
     def __init__(self, card: dict[str, Any], device: str = "cpu", checkpoint: str | None = None):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import torch
-
+        hf_offline()
         self.card = card
         opts = dict(card.get("options") or {})
         preset = _preset(opts["preset"]) if opts.get("preset") else None
@@ -146,27 +142,17 @@ class SmilesTransformerAdapter:
         self.validate_smiles = bool(opts.get("validate_smiles", True))
         self.model_dir = resolve_model_dir(card, checkpoint)
 
-        self.device = _resolve_device(device)
-        self._torch = torch
+        self.device = resolve_device(device)
         if self.arch == "albert":
             from transformers import AlbertModel as ModelClass
         else:
             from transformers import BertModel as ModelClass
         # The MLM/classifier heads and the pooler in the folders are unused keys (only the encoder is used); a MISSING
         # or mismatched encoder weight would mean random weights, so that is an error.
-        from transformers.utils import logging as hf_logging
-
-        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()  # silence the load report that lists the unused head keys
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_transformers():
             self.model, info = ModelClass.from_pretrained(
                 str(self.model_dir), local_files_only=True, add_pooling_layer=False, output_loading_info=True
             )
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if bars:
-                hf_logging.enable_progress_bar()
         if info.get("missing_keys") or info.get("mismatched_keys"):
             raise RuntimeError(
                 f"{card.get('model_id')}: {self.model_dir} lacks encoder weights "
@@ -196,14 +182,12 @@ class SmilesTransformerAdapter:
         token_ids: list[list[int]] = []
         failures: dict[str, str] = {}
         self.last_unk_counts = {}
-        chem = _rdkit_chem() if self.validate_smiles else None
+        chem = rdkit_chem() if self.validate_smiles else None
         for s in samples:
             smi = s.smiles
-            if not smi or not isinstance(smi, str):
-                failures[s.sample_id] = "no SMILES for this sample"
-                continue
-            if chem is not None and chem.MolFromSmiles(smi) is None:
-                failures[s.sample_id] = f"RDKit cannot parse SMILES {smi!r}"
+            problem = smiles_problem(smi, chem)
+            if problem:
+                failures[s.sample_id] = problem
                 continue
             try:
                 if self.smiles_tokenizer is not None:
@@ -231,60 +215,22 @@ class SmilesTransformerAdapter:
             return self.smiles_tokenizer.pad_id
         return int(self.hf_tokenizer.pad_token_id)
 
+    def _pool_mask(self, n_tokens: int) -> list[int]:
+        """1 for the tokens the mean takes: all, or without [CLS] (first) and [SEP] (last) unless they are included."""
+        mask = [1] * n_tokens
+        if not self.include_special:
+            mask[0] = mask[-1] = 0
+        return mask
+
     # ------------------------------------------------------------------ embedding
     def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
         t0 = time.perf_counter()
         ok_ids, token_ids, failures = self.encode(samples)
         t1 = time.perf_counter()
-        step = max(1, int(batch_size))
-        # Sort by length inside the call so each batch pads little; rows are put back in input order.
-        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-        out = np.zeros((len(token_ids), self.embedding_dim), dtype=np.float32)
-        for start in range(0, len(order), step):
-            idx = order[start : start + step]
-            out[idx] = self._forward([token_ids[i] for i in idx])
+        pools = [self._pool_mask(len(t)) for t in token_ids]
+        out = masked_mean_embed(
+            self.model, self.device, token_ids, pools, self._pad_id(), self.embedding_dim, batch_size,
+            token_type_ids=True,
+        )  # fmt: skip
         self.last_timing = {"tokenize_s": t1 - t0, "forward_s": time.perf_counter() - t1}
         return EmbedResult(ids=ok_ids, embeddings=out, failures=failures)
-
-    def _forward(self, batch: list[list[int]]) -> np.ndarray:
-        torch = self._torch
-        width = max(len(b) for b in batch)
-        pad = self._pad_id()
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attn = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, b in enumerate(batch):
-            ids[i, : len(b)] = torch.tensor(b, dtype=torch.long)
-            attn[i, : len(b)] = 1
-        pool = attn.clone()
-        if not self.include_special:  # drop [CLS] (first) and [SEP] (last real token) from the mean
-            pool[:, 0] = 0
-            for i, b in enumerate(batch):
-                pool[i, len(b) - 1] = 0
-        with torch.inference_mode():
-            h = self.model(
-                input_ids=ids.to(self.device),
-                attention_mask=attn.to(self.device),
-                token_type_ids=torch.zeros_like(ids).to(self.device),
-            ).last_hidden_state
-            w = pool.to(self.device, dtype=h.dtype).unsqueeze(-1)
-            mean = (h * w).sum(1) / w.sum(1).clamp_min(1.0)
-        return mean.float().cpu().numpy()
-
-
-def _resolve_device(device: str | None) -> str:
-    """'auto' (or None) -> 'cuda' when torch sees a GPU, else 'cpu'; anything else unchanged."""
-    if device in (None, "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
-
-
-def _rdkit_chem():
-    try:
-        from rdkit import Chem, RDLogger
-    except ImportError:  # validation is optional; the tokeniser still rejects uncovered characters
-        log.warning("RDKit not installed: SMILES are not validated before tokenisation")
-        return None
-    RDLogger.DisableLog("rdApp.*")
-    return Chem

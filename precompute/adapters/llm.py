@@ -32,13 +32,14 @@ goes to `failures` with the reason.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from precompute.adapters import resolve_device
+from precompute.adapters._hf import embed_in_batches, hf_offline, quiet_transformers, rdkit_chem, smiles_problem
 from precompute.adapters._weights import (
     MissingCheckpoint,
     card_local_paths,
@@ -121,11 +122,10 @@ class LLMAdapter:
     """
 
     def __init__(self, card: dict[str, Any], device: str = "cpu", checkpoint: str | None = None):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        hf_offline()
         self._configure(card)
         self.source = resolve_source(card, checkpoint)
-        device = _resolve_device(device)
+        device = resolve_device(device)
         tokenizer, model = self._load(self.source, device)
         self._attach(model, tokenizer, device)
 
@@ -160,7 +160,6 @@ class LLMAdapter:
     def _load(self, source: str, device: str):
         import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
         config = AutoConfig.from_pretrained(source, local_files_only=True)
         kwargs: dict[str, Any] = {"local_files_only": True, "output_loading_info": True}
@@ -175,17 +174,10 @@ class LLMAdapter:
             from transformers import Mxfp4Config
 
             kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
-        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()  # the load report lists lm_head.weight as unused: expected, see below
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_transformers():  # the load report lists lm_head.weight as unused: expected, see below
             # The base model (no LM head): its last_hidden_state is the embedding, and the head's vocab x hidden
             # matrix (0.3 to 0.6 B parameters here) is never loaded.
             model, info = AutoModel.from_pretrained(source, **kwargs)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if bars:
-                hf_logging.enable_progress_bar()
         missing = sorted(info.get("missing_keys") or [])
         mismatched = list(info.get("mismatched_keys") or [])
         if missing or mismatched:  # would silently leave random weights in the body
@@ -250,15 +242,13 @@ class LLMAdapter:
         ok_ids: list[str] = []
         encoded: list[tuple[list[int], list[bool]]] = []
         failures: dict[str, str] = {}
-        chem = _rdkit_chem() if self.validate_smiles else None
+        chem = rdkit_chem() if self.validate_smiles else None
         self.last_token_counts = {}
         for s in samples:
             smi = s.smiles
-            if not smi or not isinstance(smi, str):
-                failures[s.sample_id] = "no SMILES for this sample"
-                continue
-            if chem is not None and chem.MolFromSmiles(smi) is None:
-                failures[s.sample_id] = f"RDKit cannot parse SMILES {smi!r}"
+            problem = smiles_problem(smi, chem)
+            if problem:
+                failures[s.sample_id] = problem
                 continue
             try:
                 ids, mask = self.encode(smi)
@@ -281,12 +271,12 @@ class LLMAdapter:
         t0 = time.perf_counter()
         ok_ids, encoded, failures = self._encode_all(samples)
         t1 = time.perf_counter()
-        step = max(1, int(batch_size))
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # little padding per batch
-        out = np.zeros((len(encoded), self.embedding_dim), dtype=np.float32)
-        for start in range(0, len(order), step):
-            idx = order[start : start + step]
-            out[idx] = self._forward([encoded[i] for i in idx])
+        out = embed_in_batches(
+            lambda idx: self._forward([encoded[i] for i in idx]),
+            [len(ids) for ids, _ in encoded],
+            self.embedding_dim,
+            batch_size,
+        )
         self.last_timing = {"tokenize_s": t1 - t0, "forward_s": time.perf_counter() - t1}
         return EmbedResult(ids=ok_ids, embeddings=out, failures=failures)
 
@@ -320,22 +310,3 @@ def _quant_method(config: Any) -> str | None:
     if q is None:
         return None
     return q.get("quant_method") if isinstance(q, dict) else getattr(q, "quant_method", None)
-
-
-def _resolve_device(device: str | None) -> str:
-    """'auto' (or None) -> 'cuda' when torch sees a GPU, else 'cpu'; anything else unchanged."""
-    if device in (None, "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
-
-
-def _rdkit_chem():
-    try:
-        from rdkit import Chem, RDLogger
-    except ImportError:  # validation is optional
-        log.warning("RDKit not installed: SMILES are not validated")
-        return None
-    RDLogger.DisableLog("rdApp.*")
-    return Chem

@@ -60,7 +60,15 @@ from typing import Any
 
 import numpy as np
 
-from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
+from precompute.adapters._structure import (
+    build_inputs,
+    check_all,
+    elements_outside,
+    embed_batches,
+    local_checkpoint,
+    resolve_device,
+    segment_mean,
+)
 from precompute.adapters._weights import (
     MissingCheckpoint,
     card_local_paths,
@@ -69,7 +77,7 @@ from precompute.adapters._weights import (
     model_weights_dir,
     url_file_name,
 )
-from precompute.adapters.base import EmbedResult
+from precompute.adapters.base import CannotEmbed, EmbedResult
 from precompute.datasets.base import Sample
 
 DTYPES = ("float64", "float32")
@@ -280,6 +288,9 @@ class MACEAdapter:
         from mace import data as mace_data
         from mace.tools import torch_tools
 
+        outside = elements_outside(sample.atoms, self.z_list)
+        if outside:
+            raise CannotEmbed(f"MACE model has no element Z={outside} (it covers {len(set(self.z_list))} elements)")
         # graphs carry no labels: empty key specification (no charges, spins or fields read from atoms.info)
         keyspec = mace_data.KeySpecification(info_keys={}, arrays_keys={})
         with torch_tools.default_dtype(self.dtype_name):
@@ -294,33 +305,8 @@ class MACEAdapter:
 
     def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
         check_all(samples)
-        known = set(self.z_list)
-        failures: dict[str, str] = {}
-        ids: list[str] = []
-        graphs = []
-        for s in samples:
-            outside = sorted({int(z) for z in s.atoms.numbers} - known)
-            if outside:
-                failures[s.sample_id] = f"MACE model has no element Z={outside} (it covers {len(known)} elements)"
-                continue
-            try:
-                graphs.append(self._graph(s))
-                ids.append(s.sample_id)
-            except Exception as exc:  # noqa: BLE001 - one structure mace cannot turn into a graph
-                failures[s.sample_id] = f"MACE cannot build a graph: {type(exc).__name__}: {exc}"
-        rows: list[np.ndarray] = []
-        energies: list[float] = []
-        step = max(1, int(batch_size))
-        for start in range(0, len(graphs), step):
-            r, e = self._forward(graphs[start : start + step])
-            rows.extend(r)
-            energies.extend(e)
-        return EmbedResult(
-            ids=ids,
-            embeddings=stack(rows, self.embedding_dim),
-            failures=failures,
-            energies=np.asarray(energies, dtype=np.float64),
-        )
+        ids, graphs, failures = build_inputs(samples, self._graph, "MACE cannot build a graph")
+        return embed_batches(ids, graphs, failures, self._forward, batch_size, self.embedding_dim)
 
     def _forward(self, graphs: list) -> tuple[list[np.ndarray], list[float]]:
         """One batched forward pass: mean-pooled selected node features and total energies (eV)."""
@@ -334,11 +320,8 @@ class MACEAdapter:
         total = sum(ir.dim for ir in self.layer_irreps)
         if feats.shape[1] != total:
             raise RuntimeError(f"MACE node_feats has {feats.shape[1]} columns, the layer irreps say {total}")
-        x = feats[:, torch.as_tensor(self.columns, device=feats.device)].to(torch.float64)
-        owner = batch["batch"]
+        x = feats[:, torch.as_tensor(self.columns, device=feats.device)]
         n = len(graphs)
-        summed = torch.zeros(n, x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, owner, x)
-        counts = torch.bincount(owner, minlength=n).to(torch.float64)
-        pooled = (summed / counts[:, None]).cpu().numpy()
+        pooled = segment_mean(x, batch["batch"], n)
         energy = out["energy"].detach().to(torch.float64).reshape(n).cpu().numpy()
         return list(pooled), [float(v) for v in energy]

@@ -68,6 +68,7 @@ from typing import Any
 
 import numpy as np
 
+from precompute.adapters import resolve_device
 from precompute.adapters.base import CannotEmbed, EmbedResult
 from precompute.datasets.base import Sample
 
@@ -161,7 +162,7 @@ class ProteinMPNNAdapter:
             )
         _, _, self.ca_only, self.family = VARIANTS[self.variant]
         self.weights = resolve_weights(card, checkpoint)
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self._torch = torch
         ck = torch.load(self.weights, map_location="cpu", weights_only=True)
         k = int(ck["num_edges"])
@@ -412,11 +413,3 @@ def _chains_in(path: Path) -> list[str]:
             return sorted({line[21:22] for line in fh if line.startswith("ATOM") and len(line) > 21})
     except OSError:
         return []
-
-
-def _resolve_device(device: str | None) -> str:
-    if device in (None, "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)

@@ -42,7 +42,14 @@ from typing import Any
 
 import numpy as np
 
-from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
+from precompute.adapters._structure import (
+    build_inputs,
+    check_all,
+    embed_batches,
+    local_checkpoint,
+    resolve_device,
+    segment_mean,
+)
 from precompute.adapters._weights import (
     MissingCheckpoint,
     card_local_paths,
@@ -214,24 +221,8 @@ class OrbAdapter:
 
     def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
         check_all(samples)
-        failures: dict[str, str] = {}
-        ids: list[str] = []
-        graphs = []
-        for s in samples:
-            try:
-                graphs.append(self._graph(s))
-                ids.append(s.sample_id)
-            except Exception as exc:
-                failures[s.sample_id] = f"Orb {self.loader} cannot build a graph: {exc}"
-        rows: list[np.ndarray] = []
-        energies: list[np.ndarray] = []
-        step = max(1, batch_size)
-        for start in range(0, len(graphs), step):
-            emb, en = self.forward(graphs[start : start + step])
-            rows.extend(emb)
-            energies.append(en)
-        energy = np.concatenate(energies) if energies else np.zeros(0, dtype=np.float64)
-        return EmbedResult(ids=ids, embeddings=stack(rows, self.embedding_dim), failures=failures, energies=energy)
+        ids, graphs, failures = build_inputs(samples, self._graph, f"Orb {self.loader} cannot build a graph")
+        return embed_batches(ids, graphs, failures, self.forward, batch_size, self.embedding_dim)
 
     def forward(self, graphs: list) -> tuple[np.ndarray, np.ndarray]:
         """(pooled last-layer node features (n, 256) float64, total energies (n,) eV) for a list of orb graphs."""
@@ -249,7 +240,5 @@ class OrbAdapter:
                 energy = energy + self.model.pair_repulsion_fn(batch)["energy"]
         n_node = batch.n_node.to(nodes.device)
         owner = torch.repeat_interleave(torch.arange(len(n_node), device=nodes.device), n_node)
-        x = nodes.to(torch.float64)
-        total = torch.zeros(len(n_node), x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, owner, x)
-        pooled = total / n_node.to(torch.float64)[:, None]
-        return pooled.cpu().numpy(), energy.detach().to(torch.float64).cpu().numpy().reshape(-1)
+        pooled = segment_mean(nodes, owner, len(n_node))
+        return pooled, energy.detach().to(torch.float64).cpu().numpy().reshape(-1)

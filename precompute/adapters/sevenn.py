@@ -27,8 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from precompute.adapters._structure import check_all, local_checkpoint, resolve_device, stack
-from precompute.adapters.base import EmbedResult
+from precompute.adapters._structure import (
+    build_inputs,
+    check_all,
+    elements_outside,
+    embed_batches,
+    local_checkpoint,
+    resolve_device,
+    segment_mean,
+)
+from precompute.adapters.base import CannotEmbed, EmbedResult
 from precompute.datasets.base import Sample
 
 MODELS = ("7net-0", "7net-0_11Jul2024", "7net-0_22May2024", "7net-l3i5", "7net-mf-0")
@@ -85,6 +93,9 @@ class SevenNetAdapter:
         from sevenn.atom_graph_data import AtomGraphData
         from sevenn.train.dataload import unlabeled_atoms_to_graph
 
+        outside = elements_outside(sample.atoms, self.type_map)
+        if outside:
+            raise CannotEmbed(f"SevenNet {self.model_name} has no type for Z={outside}")
         d = unlabeled_atoms_to_graph(sample.atoms, self.cutoff)
         if self.modality is not None:
             d[self._key.DATA_MODALITY] = self.modality
@@ -92,28 +103,9 @@ class SevenNetAdapter:
 
     def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
         check_all(samples)
-        failures: dict[str, str] = {}
-        ids: list[str] = []
-        graphs = []
-        for s in samples:
-            outside = sorted({int(z) for z in s.atoms.numbers} - self.type_map)
-            if outside:
-                failures[s.sample_id] = f"SevenNet {self.model_name} has no type for Z={outside}"
-                continue
-            try:
-                graphs.append(self._graph(s))
-                ids.append(s.sample_id)
-            except Exception as exc:
-                failures[s.sample_id] = f"SevenNet {self.model_name} cannot build a graph: {exc}"
-        rows: list[np.ndarray] = []
-        energies: list[float] = []
-        step = max(1, batch_size)
-        for start in range(0, len(graphs), step):
-            fea, e = self._forward(graphs[start : start + step])
-            rows.extend(fea)
-            energies.extend(e)
-        return EmbedResult(ids=ids, embeddings=stack(rows, self.embedding_dim), failures=failures,
-                           energies=np.asarray(energies, dtype=np.float64))  # fmt: skip
+        what = f"SevenNet {self.model_name} cannot build a graph"
+        ids, graphs, failures = build_inputs(samples, self._graph, what)
+        return embed_batches(ids, graphs, failures, self._forward, batch_size, self.embedding_dim)
 
     def _forward(self, graphs: list) -> tuple[list[np.ndarray], list[float]]:
         """Pooled last hidden layer and predicted total energy (eV) of each graph, from one pass without forces."""
@@ -131,11 +123,10 @@ class SevenNetAdapter:
                 data = module(data)
         if len(self._captured) != 1:  # pragma: no cover - the hook fires once per pass
             raise RuntimeError(f"SevenNet: the pre-hook on {HOOK_MODULE} fired {len(self._captured)} times")
-        x = self._captured.pop().to(torch.float64)[:, : self.embedding_dim]
+        x = self._captured.pop()[:, : self.embedding_dim]
         n = len(graphs)
-        total = torch.zeros(n, x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, owner, x)
-        counts = torch.bincount(owner, minlength=n).to(torch.float64)
+        pooled = segment_mean(x, owner, n)
         energy = data[self._key.PRED_TOTAL_ENERGY].reshape(-1).to(torch.float64)
         if energy.shape[0] != n:
             raise RuntimeError(f"SevenNet: {energy.shape[0]} total energies for {n} graphs")
-        return list((total / counts[:, None]).cpu().numpy()), energy.cpu().tolist()
+        return list(pooled), energy.cpu().tolist()
