@@ -10,10 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+from precompute.adapters.base import EmbedResult
+from precompute.datasets.base import Sample
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +56,18 @@ def rdkit_chem():
     return Chem
 
 
-def smiles_problem(smiles: Any, chem: Any) -> str | None:
-    """Why a sample's SMILES cannot be embedded (none, or RDKit cannot parse it when `chem` is RDKit's Chem), or
-    None when it can."""
-    if not smiles or not isinstance(smiles, str):
-        return "no SMILES for this sample"
-    if chem is not None and chem.MolFromSmiles(smiles) is None:
-        return f"RDKit cannot parse SMILES {smiles!r}"
-    return None
+def smiles_samples(samples: list[Sample], validate: bool, failures: dict[str, str]) -> Iterator[tuple[Sample, str]]:
+    """(sample, SMILES) of each sample that has a SMILES RDKit parses (`validate`; skipped when RDKit is not
+    installed); the others are recorded in `failures` with the reason."""
+    chem = rdkit_chem() if validate else None
+    for s in samples:
+        smi = s.smiles
+        if not smi or not isinstance(smi, str):
+            failures[s.sample_id] = "no SMILES for this sample"
+        elif chem is not None and chem.MolFromSmiles(smi) is None:
+            failures[s.sample_id] = f"RDKit cannot parse SMILES {smi!r}"
+        else:
+            yield s, smi
 
 
 def pad_batch(batch: list[list[int]], pool: list[list[int]], pad_id: int):
@@ -118,3 +126,28 @@ def masked_mean_embed(
             return masked_mean(h, keep).cpu().numpy()
 
     return embed_in_batches(forward, [len(t) for t in token_ids], dim, batch_size)
+
+
+class MaskedMeanEmbed:
+    """`embed()` of the adapters that return the masked mean of a transformers model's last hidden layer.
+
+    The adapter sets `model`, `device`, `pad_id` and `embedding_dim`, and `pooled_inputs(samples)` gives (ids of the
+    encodable samples, their token ids, their pooling masks (1 = averaged), failures); by default its `encode`.
+    `token_type_ids = True` passes all-zero segment ids. The tokenisation and forward times go to `last_timing`.
+    """
+
+    token_type_ids = False
+
+    def pooled_inputs(self, samples: list[Sample]) -> tuple[list[str], list[list[int]], list[list[int]], dict]:
+        return self.encode(samples)
+
+    def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
+        t0 = time.perf_counter()
+        ok, token_ids, pools, failures = self.pooled_inputs(samples)
+        t1 = time.perf_counter()
+        out = masked_mean_embed(
+            self.model, self.device, token_ids, pools, self.pad_id, self.embedding_dim, batch_size,
+            token_type_ids=self.token_type_ids,
+        )  # fmt: skip
+        self.last_timing = {"tokenize_s": t1 - t0, "forward_s": time.perf_counter() - t1}
+        return EmbedResult(ids=ok, embeddings=out, failures=failures)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from precompute.adapters._structure import boxed, check_all, local_checkpoint, resolve_device, stack
+from precompute.adapters._structure import boxed, check_all, embed_batches, local_checkpoint, resolve_device
 from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
@@ -153,15 +153,7 @@ class CHGNetAdapter:
             else:
                 graphs.append(g)
                 ids.append(sid)
-        rows: list[np.ndarray] = []
-        energies: list[float] = []
-        for start in range(0, len(graphs), max(1, batch_size)):
-            chunk = graphs[start : start + max(1, batch_size)]
-            fea, e = self._forward(chunk)
-            rows.extend(fea)
-            energies.extend(e)
-        return EmbedResult(ids=ids, embeddings=stack(rows, self.embedding_dim), failures=failures,
-                           energies=np.asarray(energies, dtype=np.float64))  # fmt: skip
+        return embed_batches(ids, graphs, failures, self._forward, batch_size, self.embedding_dim)
 
     def predict_energy(self, samples: list[Sample], batch_size: int = 32) -> dict[str, float]:
         """CHGNet's predicted total energy in eV per structure (molecules boxed); a sanity check that the real

@@ -39,12 +39,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 from precompute.adapters import resolve_device
-from precompute.adapters._hf import hf_offline, masked_mean_embed, quiet_transformers, rdkit_chem, smiles_problem
+from precompute.adapters._hf import MaskedMeanEmbed, hf_offline, quiet_transformers, smiles_samples
 from precompute.adapters._weights import (
     MissingCheckpoint,
     card_local_paths,
@@ -52,7 +51,6 @@ from precompute.adapters._weights import (
     missing_message,
     model_weights_dir,
 )
-from precompute.adapters.base import EmbedResult
 from precompute.datasets.base import Sample
 
 log = logging.getLogger(__name__)
@@ -224,7 +222,7 @@ def load_pretrained(
 # ---------------------------------------------------------------------------------------------- the adapter
 
 
-class ChemLMAdapter:
+class ChemLMAdapter(MaskedMeanEmbed):
     """Masked mean of the last hidden layer of a hub chemical language model (ChemBERTa, MolFormer, ChemGPT).
 
     Card options: `arch` ("roberta" | "molformer" | "gpt_neo": checked against the loaded config's model_type),
@@ -291,14 +289,8 @@ class ChemLMAdapter:
         """(ids of encodable samples, their token ids, their pooling masks (1 = averaged), failures)."""
         ok, token_ids, pools, failures = [], [], [], {}
         self.last_unk_counts, self.last_inputs = {}, {}
-        chem = rdkit_chem() if self.validate_smiles else None
         unk = self.tokenizer.unk_token_id
-        for s in samples:
-            smi = s.smiles
-            problem = smiles_problem(smi, chem)
-            if problem:
-                failures[s.sample_id] = problem
-                continue
+        for s, smi in smiles_samples(samples, self.validate_smiles, failures):
             try:
                 text = self.model_input(smi)
             except Exception as exc:  # selfies.EncoderError: unsupported atom, valence, syntax
@@ -325,12 +317,3 @@ class ChemLMAdapter:
         if self.last_unk_counts:
             log.warning("%s: %d samples contain unknown tokens", self.card.get("model_id"), len(self.last_unk_counts))
         return ok, token_ids, pools, failures
-
-    # ------------------------------------------------------------------ embedding
-    def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
-        t0 = time.perf_counter()
-        ok, token_ids, pools, failures = self.encode(samples)
-        t1 = time.perf_counter()
-        out = masked_mean_embed(self.model, self.device, token_ids, pools, self.pad_id, self.embedding_dim, batch_size)
-        self.last_timing = {"tokenize_s": t1 - t0, "forward_s": time.perf_counter() - t1}
-        return EmbedResult(ids=ok, embeddings=out, failures=failures)

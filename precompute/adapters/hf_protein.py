@@ -27,13 +27,11 @@ of its size (ESM2_SIZES) under `torch.manual_seed(seed)`, and an EsmTokenizer fr
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from precompute.adapters import resolve_device
-from precompute.adapters._hf import hf_offline, masked_mean_embed
-from precompute.adapters.base import EmbedResult
+from precompute.adapters._hf import MaskedMeanEmbed, hf_offline
 from precompute.adapters.hf_chem import load_pretrained, resolve_model_dir
 from precompute.datasets.base import Sample
 
@@ -99,7 +97,7 @@ def clean_sequence(sequence: str) -> tuple[str, int]:
     return out, sum(1 for a, b in zip(seq, out, strict=True) if a != b)
 
 
-class ESMAdapter:
+class ESMAdapter(MaskedMeanEmbed):
     """Per-residue mean of ESM-2's last hidden layer (<cls>/<eos>/padding excluded).
 
     Card options: `size` (a key of ESM2_SIZES; required for random_init), `seed` (random_init, default 0),
@@ -165,11 +163,3 @@ class ESMAdapter:
             if n_x:
                 self.last_x_counts[s.sample_id] = n_x
         return ok, token_ids, pools, failures
-
-    def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
-        t0 = time.perf_counter()
-        ok, token_ids, pools, failures = self.encode(samples)
-        t1 = time.perf_counter()
-        out = masked_mean_embed(self.model, self.device, token_ids, pools, self.pad_id, self.embedding_dim, batch_size)
-        self.last_timing = {"tokenize_s": t1 - t0, "forward_s": time.perf_counter() - t1}
-        return EmbedResult(ids=ok, embeddings=out, failures=failures)

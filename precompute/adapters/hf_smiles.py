@@ -41,13 +41,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 from precompute.adapters import resolve_device
-from precompute.adapters._hf import hf_offline, masked_mean_embed, quiet_transformers, rdkit_chem, smiles_problem
-from precompute.adapters.base import EmbedResult
+from precompute.adapters._hf import MaskedMeanEmbed, hf_offline, quiet_transformers, smiles_samples
 from precompute.datasets.base import Sample
 
 log = logging.getLogger(__name__)
@@ -119,13 +117,15 @@ def _preset(name: str) -> tuple[str, str, str, str]:
     return PRESETS[name]
 
 
-class SmilesTransformerAdapter:
-    """Masked mean of the last hidden layer of a BERT/ALBERT SMILES (or text) encoder.
+class SmilesTransformerAdapter(MaskedMeanEmbed):
+    """Masked mean of the last hidden layer of a BERT/ALBERT SMILES (or text) encoder (all-zero token_type_ids).
 
     Card options: `preset` (a key of PRESETS) and/or `package`, `model_dir`, `arch` ("bert" | "albert"),
     `tokenizer` ("rxnfp" | "rxnmapper" regex, or "hf" = the folder's own tokenizer), `include_special_tokens`
     (bool), `validate_smiles` (bool, RDKit parse check, default true).
     """
+
+    token_type_ids = True  # one segment: BERT/ALBERT segment ids all zero
 
     def __init__(self, card: dict[str, Any], device: str = "cpu", checkpoint: str | None = None):
         hf_offline()
@@ -172,6 +172,8 @@ class SmilesTransformerAdapter:
 
             self.smiles_tokenizer = RegexSmilesTokenizer(self.model_dir / "vocab.txt", regex=self.tokenizer_kind)
             self.hf_tokenizer = None
+        tok = self.smiles_tokenizer
+        self.pad_id = tok.pad_id if tok is not None else int(self.hf_tokenizer.pad_token_id)
         self.last_unk_counts: dict[str, int] = {}
         self.last_timing: dict[str, float] = {}
 
@@ -182,13 +184,7 @@ class SmilesTransformerAdapter:
         token_ids: list[list[int]] = []
         failures: dict[str, str] = {}
         self.last_unk_counts = {}
-        chem = rdkit_chem() if self.validate_smiles else None
-        for s in samples:
-            smi = s.smiles
-            problem = smiles_problem(smi, chem)
-            if problem:
-                failures[s.sample_id] = problem
-                continue
+        for s, smi in smiles_samples(samples, self.validate_smiles, failures):
             try:
                 if self.smiles_tokenizer is not None:
                     enc = self.smiles_tokenizer.encode(smi)
@@ -210,11 +206,6 @@ class SmilesTransformerAdapter:
             log.warning("%s: %d samples contain [UNK] tokens", self.card.get("model_id"), len(self.last_unk_counts))
         return ok_ids, token_ids, failures
 
-    def _pad_id(self) -> int:
-        if self.smiles_tokenizer is not None:
-            return self.smiles_tokenizer.pad_id
-        return int(self.hf_tokenizer.pad_token_id)
-
     def _pool_mask(self, n_tokens: int) -> list[int]:
         """1 for the tokens the mean takes: all, or without [CLS] (first) and [SEP] (last) unless they are included."""
         mask = [1] * n_tokens
@@ -222,15 +213,7 @@ class SmilesTransformerAdapter:
             mask[0] = mask[-1] = 0
         return mask
 
-    # ------------------------------------------------------------------ embedding
-    def embed(self, samples: list[Sample], batch_size: int = 32) -> EmbedResult:
-        t0 = time.perf_counter()
+    def pooled_inputs(self, samples: list[Sample]) -> tuple[list[str], list[list[int]], list[list[int]], dict]:
+        """`encode` plus the pooling mask of each sample (MaskedMeanEmbed.embed)."""
         ok_ids, token_ids, failures = self.encode(samples)
-        t1 = time.perf_counter()
-        pools = [self._pool_mask(len(t)) for t in token_ids]
-        out = masked_mean_embed(
-            self.model, self.device, token_ids, pools, self._pad_id(), self.embedding_dim, batch_size,
-            token_type_ids=True,
-        )  # fmt: skip
-        self.last_timing = {"tokenize_s": t1 - t0, "forward_s": time.perf_counter() - t1}
-        return EmbedResult(ids=ok_ids, embeddings=out, failures=failures)
+        return ok_ids, token_ids, [self._pool_mask(len(t)) for t in token_ids], failures

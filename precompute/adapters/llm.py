@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from precompute.adapters import resolve_device
-from precompute.adapters._hf import embed_in_batches, hf_offline, quiet_transformers, rdkit_chem, smiles_problem
+from precompute.adapters._hf import embed_in_batches, hf_offline, quiet_transformers, smiles_samples
 from precompute.adapters._weights import (
     MissingCheckpoint,
     card_local_paths,
@@ -242,14 +242,8 @@ class LLMAdapter:
         ok_ids: list[str] = []
         encoded: list[tuple[list[int], list[bool]]] = []
         failures: dict[str, str] = {}
-        chem = rdkit_chem() if self.validate_smiles else None
         self.last_token_counts = {}
-        for s in samples:
-            smi = s.smiles
-            problem = smiles_problem(smi, chem)
-            if problem:
-                failures[s.sample_id] = problem
-                continue
+        for s, smi in smiles_samples(samples, self.validate_smiles, failures):
             try:
                 ids, mask = self.encode(smi)
             except ValueError as exc:
