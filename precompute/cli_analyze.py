@@ -110,6 +110,16 @@ def run(args: argparse.Namespace) -> int:
         inputs.append({"name": f"{key.slug}/{m}", "sha256": meta.get("sha256"), "card_hash": meta.get("card_hash"),
                        "code_version": meta.get("code_version"), "n_embedded": len(e.ids),
                        "n_failed": len(e.failures)})  # fmt: skip
+    contents = {}
+    for m in models:
+        sha = store.read_meta(key, m).get("dataset_sha256")
+        if sha is not None:
+            contents.setdefault(sha, []).append(m)
+    if len(contents) > 1:
+        groups = "; ".join(f"{', '.join(ms)} ({sha[:12]})" for sha, ms in contents.items())
+        print(f"error: the models were embedded on different contents of {key.slug} under the same sample ids "
+              f"({groups}); re-extract with --force in one consistent environment", file=sys.stderr)  # fmt: skip
+        return 2
     work = Path(args.work) / (key.slug + (f"_limit{args.limit}" if args.limit else ""))
     settings = run_analysis(work, embeddings, settings_from_args(args), jobs=args.jobs, progress=True,
                             backend=args.backend, device=args.device, limit=args.limit)  # fmt: skip

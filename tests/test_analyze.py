@@ -290,3 +290,25 @@ def test_energy_table_units_and_missing_predictions():
         energy_table("toy", samples, {"bad": (ids[:3] + ids[4:], np.delete(pred_ev, 3))}, train_fraction=0.5, seed=0)
     unlabeled = [Sample(s.sample_id, atoms=s.atoms, labels={"energy_chgnet": Label(1.0, "eV")}) for s in samples]
     assert energy_table("toy", unlabeled, {"good": (ids, pred_ev)}, train_fraction=0.5, seed=0) == ([], None)
+
+
+def test_analyze_refuses_embeddings_of_different_dataset_contents(mini_release, tmp_path):
+    """Embeddings carry the sha256 of the dataset content they were computed on; two models embedded on different
+    contents under the same ids (e.g. a generated set regenerated differently in another environment) are refused."""
+    import shutil
+
+    from precompute.datasets import load_dataset
+    from precompute.extract.store import sha256_samples
+
+    _, _, analysis = mini_release
+    store = tmp_path / "store"
+    shutil.copytree(analysis.parents[1] / "store", store)
+    folder = store / f"qm9_n{N}_seed0"
+    meta = json.loads((folder / "morgan-fp.json").read_text())
+    assert meta["dataset_sha256"] == sha256_samples(load_dataset("qm9", n=N, seed=0))
+    meta["dataset_sha256"] = "0" * 64
+    (folder / "morgan-fp.json").write_text(json.dumps(meta))
+    proc = subprocess.run([sys.executable, "-m", "precompute.cli", "analyze", "--dataset", "qm9", "--n", str(N),
+                           "--seed", "0", "--store", str(store), "--work", str(tmp_path / "work"), *SETTINGS],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)  # fmt: skip
+    assert proc.returncode == 2 and "different contents" in proc.stderr and "morgan-fp" in proc.stderr, proc.stderr

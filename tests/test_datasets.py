@@ -434,3 +434,33 @@ def test_crystals_same_samples_with_two_workers(tmp_path):
     two = load_dataset("crystals", path=str(tmp_path / "w2"), workers=2, **kw)
     assert [s.atoms for s in one] == [s.atoms for s in two]
     assert [s.meta["seed_name"] for s in one] == [s.meta["seed_name"] for s in two]
+
+
+def test_generated_cache_key_ignores_library_versions():
+    """Every environment must find the same cached generated set: versions are provenance, not identity."""
+    from precompute.datasets.generated import recipe_key
+
+    base = {"seed": 0, "md_steps": 10, "seed_inputs": {"fingerprint": "abc", "versions": {"ase": "3.29"}},
+            "versions": {"chgnet": "0.4.2", "torch": "2.13.0"}}  # fmt: skip
+    other = {**base, "versions": {"chgnet": None, "torch": "2.11"}, "seed_inputs": {"fingerprint": "abc"}}
+    assert recipe_key(base) == recipe_key(other)
+    assert recipe_key(base) != recipe_key({**base, "md_steps": 11})
+
+
+def test_offeq_generation_without_tblite_is_an_error(monkeypatch):
+    """The recipe says GFN2-xTB: a missing tblite must stop generation, never produce other structures silently."""
+    import builtins
+
+    from precompute.datasets import generated as g
+    from precompute.datasets.base import DatasetError
+
+    real_import = builtins.__import__
+
+    def no_tblite(name, *args, **kwargs):
+        if name.startswith("tblite"):
+            raise ImportError("No module named 'tblite' (test)")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tblite)
+    with pytest.raises(DatasetError, match="tblite is not importable"):
+        g._molecule_init(["C"], dict(g.MOLECULE_RECIPE), 0)

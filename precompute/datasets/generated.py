@@ -88,8 +88,16 @@ def cache_root(path: str | os.PathLike | None = None) -> Path:
 
 
 def recipe_key(recipe: dict[str, Any]) -> str:
-    """12-hex id of a recipe (parameters, seed and seed-pool fingerprint; not n)."""
-    canon = json.dumps(recipe, sort_keys=True, separators=(",", ":"))
+    """12-hex id of a recipe (parameters, seed and seed-pool fingerprint; not n, and not the library versions).
+
+    The versions of the libraries that generated a set are provenance (recorded in its recipe.json), not part of its
+    identity: every environment must read the same cached set (a model environment without CHGNet or tblite reads
+    the set they generated), never generate a different one under the same sample ids."""
+
+    def strip(d: Any) -> Any:
+        return {k: strip(v) for k, v in d.items() if k != "versions"} if isinstance(d, dict) else d
+
+    canon = json.dumps(strip(recipe), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
 
@@ -293,9 +301,9 @@ def seed_sources_fingerprint(sources: list[str]) -> dict[str, Any]:
         for f in sorted(glob.glob(f"{AVOGADRO_DIR}/**/*.cif", recursive=True)):
             h.update(f"{os.path.relpath(f, AVOGADRO_DIR)}|{os.path.getsize(f)};".encode())
             n_files += 1
-    versions = _versions("pymatgen", "pymatgen-core", "ase")
-    h.update(json.dumps({k: versions[k] for k in sorted(versions)}).encode())
-    return {"avogadro_cif_files": n_files, "fingerprint": h.hexdigest()[:16]}
+    # the packages that ship seed structures (AFLOW prototypes, ASE bulk): provenance, not part of the cache key
+    return {"avogadro_cif_files": n_files, "fingerprint": h.hexdigest()[:16],
+            "versions": _versions("pymatgen", "pymatgen-core", "ase")}  # fmt: skip
 
 
 _W: dict[str, Any] = {}  # per-process worker state (seed pool, models)
@@ -465,11 +473,12 @@ def _molecule_init(smiles: list[str], recipe: dict[str, Any], seed: int) -> None
         return
     try:
         from tblite.ase import TBLite  # noqa: F401
-
-        _W["tblite"] = True
-    except Exception as exc:  # import failure: every sample falls back to MMFF, labelled as such
-        _W["tblite"] = False
-        _W["tblite_error"] = f"{type(exc).__name__}: {exc}"
+    except ImportError as exc:  # the recipe says GFN2-xTB: generating something else under its key would be a lie
+        raise DatasetError(
+            f"offeq-molecules: the recipe runs GFN2-xTB MD but tblite is not importable here ({exc}); generate the set "
+            "in the main environment (make env), or read the cached set from there ($MATTER_ALIGN_CACHE)"
+        ) from exc
+    _W["tblite"] = True
 
 
 def _embed(smi: str, rng: np.random.Generator, max_heavy: int) -> tuple[Any, Any] | None:

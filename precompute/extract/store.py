@@ -143,6 +143,22 @@ def sha256_ids(ids: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def sha256_samples(samples: Sequence[Any]) -> str:
+    """sha256 of what a model sees of each sample, in order: id, atomic numbers, positions, cell and pbc (bytes),
+    SMILES and sequence. Two environments that load "the same" dataset must agree on it; the analysis refuses to
+    compare embeddings computed on different contents under the same sample ids."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{s.sample_id}\0{s.smiles or ''}\0{s.sequence or ''}\0".encode())
+        atoms = s.atoms
+        if atoms is not None:
+            h.update(np.ascontiguousarray(atoms.numbers, dtype=np.int64).tobytes())
+            h.update(np.ascontiguousarray(atoms.positions, dtype=np.float64).tobytes())
+            h.update(np.ascontiguousarray(atoms.cell.array, dtype=np.float64).tobytes())
+            h.update(np.ascontiguousarray(atoms.pbc, dtype=bool).tobytes())
+    return h.hexdigest()
+
+
 def path_fingerprint(path: str | os.PathLike[str] | None) -> str | None:
     """A content fingerprint of an input file or folder (None for None).
 

@@ -45,6 +45,7 @@ from precompute.extract.store import (
     StoreError,
     checkpoint_fingerprint,
     sha256_ids,
+    sha256_samples,
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOTHING_EMBEDDED = 0, 1, 2, 3
@@ -233,6 +234,7 @@ def run(args: argparse.Namespace, report: Reporter) -> int:
     ids_sha = sha256_ids(sample_ids)
 
     run_info = {
+        "dataset_sha256": sha256_samples(samples),  # content, not just ids: parts of another content are discarded
         "card_hash": chash,
         "checkpoint_override": args.checkpoint,
         "checkpoint_fingerprint": ckpt_fp,
