@@ -223,6 +223,17 @@ def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = Fal
                     "n_atoms": 1 + i % 5,
                 }
             )
+    neighbours = []
+    for ds, *_ in DATASETS:
+        for m, X in emb[ds].items():
+            Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+            S = Xn @ Xn.T
+            np.fill_diagonal(S, -np.inf)
+            order = np.argsort(-S, axis=1, kind="stable")[:, :3]
+            for i in range(N):
+                for r in range(3):
+                    neighbours.append({"dataset_id": ds, "model_id": m, "position": i, "rank": r + 1,
+                                       "neighbour": int(order[i, r])})  # fmt: skip
     cols = ["dataset_id", "metric", "k", "model_a", "model_b", "value", "ci_low", "ci_high", "p_value", "n"]
     return {
         "models": models,
@@ -233,6 +244,7 @@ def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = Fal
         "trees": pd.DataFrame(trees),
         "pairwise_null": pd.DataFrame(null),
         "samples": pd.DataFrame(samples),
+        "neighbours": pd.DataFrame(neighbours),
     }
 
 

@@ -312,3 +312,19 @@ def test_analyze_refuses_embeddings_of_different_dataset_contents(mini_release, 
                            "--seed", "0", "--store", str(store), "--work", str(tmp_path / "work"), *SETTINGS],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)  # fmt: skip
     assert proc.returncode == 2 and "different contents" in proc.stderr and "morgan-fp" in proc.stderr, proc.stderr
+
+
+def test_release_neighbours_reproduce_mutual_knn(mini_release):
+    """The neighbours table (top-10 cosine neighbours per model) reproduces every mutual kNN value at k <= 10."""
+    r, emb, _ = mini_release
+    nb = r.query("select model_id, position, rank, neighbour from neighbours where dataset_id = 'qm9'")
+    assert set(nb.model_id) == set(MODELS) and nb["rank"].max() == 10
+    lists = {
+        m: g.sort_values(["position", "rank"]).neighbour.to_numpy().reshape(-1, 10) for m, g in nb.groupby("model_id")
+    }
+    pw = r.query("select model_a, model_b, k, value from pairwise where metric = 'mutual_knn' and k <= 10")
+    assert len(pw) > 0
+    for row in pw.itertuples():
+        a, b = lists[row.model_a][:, : row.k], lists[row.model_b][:, : row.k]
+        value = np.mean([len(set(x) & set(y)) / row.k for x, y in zip(a, b, strict=True)])
+        assert value == pytest.approx(row.value, abs=1e-12), row

@@ -72,3 +72,26 @@ def _leaf_distances(newick: str, names: list[str]) -> np.ndarray:
 def test_cknna_exceeds_its_permutation_null(shipped):
     null = q.pairwise_null(shipped, "qm9", "cknna", 10)
     assert len(null) > 0 and (null.value > null.null_q95).mean() > 0.9
+
+
+def _mutual_knn_from_neighbours(release, dataset: str, a: str, b: str, k: int) -> float:
+    """mutual kNN at k recomputed from the shipped neighbour lists: mean over samples of |N_a(i) & N_b(i)| / k."""
+    sql = ("select position, list(neighbour order by rank) as nb from neighbours "
+           "where dataset_id = ? and model_id = ? and rank <= ? group by position order by position")  # fmt: skip
+    na = release.query(sql, [dataset, a, k])
+    nb = release.query(sql, [dataset, b, k])
+    assert list(na.position) == list(nb.position) and len(na) > 0
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(na.nb, nb.nb, strict=True)]))
+
+
+@pytest.mark.parametrize("dataset", ["qm9", "crystals", "offeq-molecules", "pdb"])
+def test_mutual_knn_recomputed_from_the_shipped_neighbours(shipped, dataset):
+    """A pairwise value recomputed from shipped data: mutual kNN at k = 10 of the first pairs of each dataset,
+    from the neighbours table alone, equals the pairwise table."""
+    pw = shipped.query("select model_a, model_b, value from pairwise where dataset_id = ? and metric = 'mutual_knn' "
+                       "and k = 10 order by model_a, model_b limit 3", [dataset])  # fmt: skip
+    assert len(pw) == 3
+    for r in pw.itertuples():
+        assert _mutual_knn_from_neighbours(shipped, dataset, r.model_a, r.model_b, 10) == pytest.approx(
+            r.value, abs=1e-12
+        )

@@ -187,4 +187,25 @@ def collect_tables(work: Path, dataset_id: str) -> dict[str, pd.DataFrame]:
         for method, newick in trees_from_similarity(models, S).items():
             trees.append({"dataset_id": dataset_id, "metric": "cknna", "k": settings.tree_k, "method": method,
                           "newick": newick})  # fmt: skip
-    return {"pairwise": pairwise, "pairwise_null": null_df, "intrinsic_dim": intrinsic, "trees": pd.DataFrame(trees)}
+    return {"pairwise": pairwise, "pairwise_null": null_df, "intrinsic_dim": intrinsic, "trees": pd.DataFrame(trees),
+            "neighbours": neighbours_table(work, dataset_id, models)}  # fmt: skip
+
+
+SHIPPED_NEIGHBOURS_K = 10
+
+
+def neighbours_table(work: Path, dataset_id: str, models: list[str], k: int = SHIPPED_NEIGHBOURS_K) -> pd.DataFrame:
+    """Each model's k nearest neighbours (cosine cache, the one behind CKNNA and mutual kNN) in long form, so that a
+    release carries enough to recompute mutual kNN at any k' <= k without the embeddings."""
+    from .tasks import load_cache
+
+    parts = []
+    for m in models:
+        idx = load_cache(Path(work), m, "cosine").indices
+        kk = min(k, idx.shape[1])
+        n = idx.shape[0]
+        parts.append(pd.DataFrame({"dataset_id": dataset_id, "model_id": m,
+                                   "position": np.repeat(np.arange(n, dtype=np.int64), kk),
+                                   "rank": np.tile(np.arange(1, kk + 1, dtype=np.int64), n),
+                                   "neighbour": idx[:, :kk].astype(np.int64).ravel()}))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)

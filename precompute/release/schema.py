@@ -341,6 +341,20 @@ TABLES: dict[str, TableSchema] = {
             doc="the analysed samples of each dataset, in embedding order",
         ),
         TableSchema(
+            "neighbours",
+            (
+                C("dataset_id", "string"),
+                C("model_id", "string"),
+                C("position", "int64", min=0, doc="the sample (samples.position)"),
+                C("rank", "int64", min=1, doc="1 = nearest"),
+                C("neighbour", "int64", min=0, doc="position of its rank-th nearest other sample"),
+            ),
+            key=("dataset_id", "model_id", "position", "rank"),
+            required=False,
+            doc="each sample's nearest neighbours by cosine similarity after the analysis preprocessing (the caches "
+            "behind CKNNA and mutual kNN), up to k = 10: mutual kNN at k <= 10 can be recomputed from them",
+        ),
+        TableSchema(
             "metric_definitions",
             (
                 C("metric", "string", enum=tuple(METRICS)),
@@ -538,9 +552,9 @@ def validate_release_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pa.Tab
     for t in ("pairwise", "pairwise_null"):
         refs(t, "model_a", model_ids, "model")
         refs(t, "model_b", model_ids, "model")
-    for t in ("intrinsic_dim", "energy"):
+    for t in ("intrinsic_dim", "energy", "neighbours"):
         refs(t, "model_id", model_ids, "model")
-    for t in ("pairwise", "pairwise_null", "intrinsic_dim", "energy", "trees", "samples"):
+    for t in ("pairwise", "pairwise_null", "intrinsic_dim", "energy", "trees", "samples", "neighbours"):
         refs(t, "dataset_id", dataset_ids, "dataset")
     if "samples" in tables:
         s = tables["samples"].reset_index(drop=True)
