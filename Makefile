@@ -12,13 +12,22 @@ ZOO_QM9 ?= chgnet-0.2.0,chgnet-0.3.0,chgnet-r2scan,ani1x,rxnfp-bert-pretrained,r
 
 # the shipped default release (docs/FINDINGS.md): what `make release` extracts, analyses and writes
 RELEASE_QM9_N ?= 10000
-RELEASE_QM9_MODELS ?= morgan-fp,coulomb-spectrum,soap,rxnfp-bert-pretrained,rxnfp-bert-ft,rxnfp-bert-ft-10k-25s,rxnmapper-albert,minilm-l6-v2-smiles,ani1x,ani1x-m0,ani1x-m1,ani1x-m2,ani1x-m3,ani1x-m4,ani1x-m5,ani1x-m6,ani1x-m7,chgnet-0.3.0
-RELEASE_QM9_LIMIT ?= 5000
-RELEASE_OFFEQ_MODELS ?= morgan-fp,rxnfp-bert-pretrained,rxnfp-bert-ft,rxnfp-bert-ft-10k-25s,rxnmapper-albert,minilm-l6-v2-smiles,ani1x,ani1x-m0,ani1x-m1,ani1x-m2,ani1x-m3,ani1x-m4,ani1x-m5,ani1x-m6,ani1x-m7,chgnet-0.3.0
-RELEASE_PDB_MODELS ?= proteinmpnn-vanilla,proteinmpnn-soluble,proteinmpnn-ca,ligandmpnn
+ANI := ani1x,ani1x-m0,ani1x-m1,ani1x-m2,ani1x-m3,ani1x-m4,ani1x-m5,ani1x-m6,ani1x-m7
+CHGNET := chgnet-0.3.0,chgnet-0.2.0,chgnet-r2scan
+SMILES_LMS := rxnfp-bert-pretrained,rxnfp-bert-ft,rxnfp-bert-ft-10k-25s,rxnmapper-albert,minilm-l6-v2-smiles
+SEVENNETS := sevenn-7net-0-11jul2024,sevenn-7net-0-22may2024,sevenn-7net-mf-0,sevenn-7net-l3i5
+# the trained-here family (precompute/train/train_family.sh; docs/TRAINING.md)
+MACE_QM9 := mace-qm9-n200-c16,mace-qm9-n200-c64,mace-qm9-n800-c16,mace-qm9-n800-c64,mace-qm9-n3200-c16,mace-qm9-n3200-c64
+RELEASE_QM9_MODELS ?= morgan-fp,coulomb-spectrum,soap,$(SMILES_LMS),$(ANI),$(CHGNET),$(MACE_QM9)
+RELEASE_OFFEQ_MODELS ?= morgan-fp,$(SMILES_LMS),$(ANI),$(CHGNET),$(MACE_QM9),orb-v3-conservative-inf-random-init
+# SOAP's species list and the Coulomb spectrum (molecules only) do not cover the crystals; UMA's and Orb's random
+# controls cost ~0.3-0.9 s per crystal on one CPU core, so the crystals' random control is MACE's
+RELEASE_CRYSTALS_MODELS ?= $(CHGNET),$(SEVENNETS),mace-mp-0-medium-random-init
+RELEASE_PDB_MODELS ?= proteinmpnn-vanilla,proteinmpnn-soluble,proteinmpnn-ca,ligandmpnn,esm2-35m-random-init
 DATASET_CACHE ?= $(abspath work-cache/dataset-cache)
 MOSES_WHEEL ?= $(abspath work-cache/src/molsets-0.3.1-py3-none-any.whl)
 PDB_DIR ?= work-cache/pdb/offline
+ANALYSIS ?= work-cache/analysis
 JOBS ?= 2
 
 .PHONY: run test env env-app env-oracle env-sevenn env-mlip env-fairchem1 chromium lint bench extract-qm9 release clean-envs
@@ -88,17 +97,20 @@ extract-qm9: env env-sevenn
 # Rebuild the default release from real inputs with one command (CPU: about an hour; --device auto uses a GPU).
 release: export MATTER_ALIGN_CACHE = $(DATASET_CACHE)
 release: export MATTER_ALIGN_MOSES = $(MOSES_WHEEL)
-release: env
+release: env env-sevenn env-mlip
 	test -f $(MOSES_WHEEL) || $(VENV)/bin/pip download -q --no-deps molsets==0.3.1 -d $(dir $(MOSES_WHEEL))
 	$(VENV)/bin/python -m precompute.datasets.offline_pdb --out $(PDB_DIR)
+	bash precompute/train/train_family.sh
 	$(VENV)/bin/matter-align extract --dataset qm9 --n $(RELEASE_QM9_N) --seed 0 --device auto --models $(RELEASE_QM9_MODELS)
 	$(VENV)/bin/matter-align extract --dataset offeq-molecules --n 2000 --seed 0 --device auto --models $(RELEASE_OFFEQ_MODELS)
+	$(VENV)/bin/matter-align extract --dataset crystals --n 3000 --seed 0 --device auto --models $(RELEASE_CRYSTALS_MODELS)
 	$(VENV)/bin/matter-align extract --dataset pdb --path $(PDB_DIR) --seed 0 --device auto --models $(RELEASE_PDB_MODELS)
-	$(VENV)/bin/matter-align analyze --dataset qm9 --n $(RELEASE_QM9_N) --seed 0 --limit $(RELEASE_QM9_LIMIT) --models $(RELEASE_QM9_MODELS) --jobs $(JOBS)
-	$(VENV)/bin/matter-align analyze --dataset offeq-molecules --n 2000 --seed 0 --models $(RELEASE_OFFEQ_MODELS) --jobs $(JOBS)
-	$(VENV)/bin/matter-align analyze --dataset pdb --path $(PDB_DIR) --seed 0 --models $(RELEASE_PDB_MODELS) --jobs $(JOBS)
-	$(VENV)/bin/matter-align release --out data/releases --analyses work-cache/analysis/qm9_n$(RELEASE_QM9_N)_seed0_limit$(RELEASE_QM9_LIMIT) \
-	  work-cache/analysis/offeq-molecules_n2000_seed0 $$(ls -d work-cache/analysis/pdb_nall_seed0_path-*)
+	$(VENV)/bin/matter-align analyze --work $(ANALYSIS) --dataset qm9 --n $(RELEASE_QM9_N) --seed 0 --models $(RELEASE_QM9_MODELS) --jobs $(JOBS)
+	$(VENV)/bin/matter-align analyze --work $(ANALYSIS) --dataset offeq-molecules --n 2000 --seed 0 --models $(RELEASE_OFFEQ_MODELS) --jobs $(JOBS)
+	$(VENV)/bin/matter-align analyze --work $(ANALYSIS) --dataset crystals --n 3000 --seed 0 --models $(RELEASE_CRYSTALS_MODELS) --jobs $(JOBS)
+	$(VENV)/bin/matter-align analyze --work $(ANALYSIS) --dataset pdb --path $(PDB_DIR) --seed 0 --models $(RELEASE_PDB_MODELS) --jobs $(JOBS)
+	$(VENV)/bin/matter-align release --out data/releases --analyses $(ANALYSIS)/qm9_n$(RELEASE_QM9_N)_seed0 \
+	  $(ANALYSIS)/offeq-molecules_n2000_seed0 $(ANALYSIS)/crystals_n3000_seed0 $$(ls -d $(ANALYSIS)/pdb_nall_seed0_path-*)
 
 clean-envs:
 	rm -rf $(VENV) $(ORACLE) $(SEVENN) .venv-mlip $(FAIRCHEM1) .venv-app
