@@ -94,7 +94,8 @@ bench: env
 extract-qm9: env env-sevenn
 	$(VENV)/bin/matter-align extract --dataset qm9 --n 1000 --seed 0 --device auto --models $(ZOO_QM9),sevenn-7net-0-11jul2024
 
-# Rebuild the default release from real inputs with one command (CPU: about an hour; --device auto uses a GPU).
+# Rebuild the default release from real inputs with one command (2 CPU cores: several hours, most of it extraction of
+# the random-init controls and SevenNet; --device auto uses a GPU when there is one).
 release: export MATTER_ALIGN_CACHE = $(DATASET_CACHE)
 release: export MATTER_ALIGN_MOSES = $(MOSES_WHEEL)
 release: env env-sevenn env-mlip
