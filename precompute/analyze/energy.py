@@ -33,17 +33,17 @@ def energy_mae_per_atom(
 # Labels that are a reference energy of the whole structure (never a model's own prediction, such as the CHGNet
 # energies recorded on the generated crystals), in order of preference, and their conversion to eV.
 REFERENCE_LABELS = ("energy", "energy_U0")
-TO_EV = {"eV": 1.0, "hartree": None}  # hartree: ase.units.Hartree, looked up when needed (ase is optional here)
 
 
 def _to_ev(unit: str) -> float:
-    if unit not in TO_EV:
-        raise ValueError(f"energy label in unknown unit {unit!r} (known: {', '.join(TO_EV)})")
+    """Factor from a label's unit to eV (hartree: ase.units.Hartree, the conversion the adapters use too)."""
+    if unit == "eV":
+        return 1.0
     if unit == "hartree":
         from ase.units import Hartree
 
         return float(Hartree)
-    return 1.0
+    raise ValueError(f"energy label in unknown unit {unit!r} (known: eV, hartree)")
 
 
 def reference_energies_ev(samples: list) -> tuple[np.ndarray, str] | None:
