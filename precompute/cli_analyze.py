@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if len(models) < 2:
         print(f"error: need at least 2 models with embeddings under {folder}, found {models}", file=sys.stderr)
         return 2
-    embeddings, inputs, energies = {}, [], {}
+    embeddings, inputs, energies, contents = {}, [], {}, {}
     for m in models:
         try:
             e = store.read(key, m)
@@ -107,14 +107,11 @@ def run(args: argparse.Namespace) -> int:
         if e.energies is not None:
             energies[m] = (e.ids, e.energies)
         meta = e.meta
+        if meta.get("dataset_sha256") is not None:  # the dataset content the entry was computed on
+            contents.setdefault(meta["dataset_sha256"], []).append(m)
         inputs.append({"name": f"{key.slug}/{m}", "sha256": meta.get("sha256"), "card_hash": meta.get("card_hash"),
                        "code_version": meta.get("code_version"), "n_embedded": len(e.ids),
                        "n_failed": len(e.failures)})  # fmt: skip
-    contents = {}
-    for m in models:
-        sha = store.read_meta(key, m).get("dataset_sha256")
-        if sha is not None:
-            contents.setdefault(sha, []).append(m)
     if len(contents) > 1:
         groups = "; ".join(f"{', '.join(ms)} ({sha[:12]})" for sha, ms in contents.items())
         print(f"error: the models were embedded on different contents of {key.slug} under the same sample ids "

@@ -25,6 +25,7 @@ from precompute.metrics.cka import cka_features
 from precompute.metrics.cknna import masked_entries, self_hsic
 from precompute.metrics.gride import gride_from_ratios, gride_ratios
 from precompute.metrics.hsic import sparse_hsic_unbiased
+from precompute.metrics.idcor import FAST_MAX_N
 from precompute.metrics.information_imbalance import imbalance_from_ranks, ranks_in
 from precompute.metrics.preprocess import KernelPreprocessing, clip_threshold, kernel_features
 from precompute.metrics.twonn import ratio_bootstrap_ci, twonn_bootstrap_ci, twonn_from_ratios, twonn_ratios
@@ -200,7 +201,7 @@ def task_idcor_block(work: str, block: int, pairs: list[list[str]], settings: di
     prepared: dict[str, object] = {}  # each model's z-scored subsample and its distances, shared by its pairs
 
     def block_of(m: str, X: np.ndarray):
-        if m not in prepared and X.shape[0] <= 5000:
+        if m not in prepared and X.shape[0] <= FAST_MAX_N:
             prepared[m] = prepare_idcor(X, m)
         return prepared.get(m)
 
