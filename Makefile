@@ -18,7 +18,9 @@ SMILES_LMS := rxnfp-bert-pretrained,rxnfp-bert-ft,rxnfp-bert-ft-10k-25s,rxnmappe
 SEVENNETS := sevenn-7net-0-11jul2024,sevenn-7net-0-22may2024,sevenn-7net-mf-0,sevenn-7net-l3i5
 # the trained-here family (precompute/train/train_family.sh; docs/TRAINING.md)
 MACE_QM9 := mace-qm9-n200-c16,mace-qm9-n200-c64,mace-qm9-n800-c16,mace-qm9-n800-c64,mace-qm9-n3200-c16,mace-qm9-n3200-c64
-RELEASE_QM9_MODELS ?= morgan-fp,coulomb-spectrum,soap,$(SMILES_LMS),$(ANI),$(CHGNET),$(MACE_QM9)
+# the untrained controls: the real MACE-MP-0 medium and Orb v3 architectures with seeded random weights
+RANDOM_QM9 := mace-mp-0-medium-random-init,orb-v3-conservative-inf-random-init
+RELEASE_QM9_MODELS ?= morgan-fp,coulomb-spectrum,soap,$(SMILES_LMS),$(ANI),$(CHGNET),$(MACE_QM9),$(RANDOM_QM9)
 RELEASE_OFFEQ_MODELS ?= morgan-fp,$(SMILES_LMS),$(ANI),$(CHGNET),$(MACE_QM9),orb-v3-conservative-inf-random-init
 # SOAP's species list and the Coulomb spectrum (molecules only) do not cover the crystals; UMA's and Orb's random
 # controls cost ~0.3-0.9 s per crystal on one CPU core, so the crystals' random control is MACE's

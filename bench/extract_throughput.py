@@ -43,7 +43,7 @@ def main() -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch intra-op threads (1: on a shared 2-core box 2 threads oversubscribe)",
+        help="torch intra-op threads (docs/bench/extract_throughput_cpu.txt reports 1 and 2 on the 2-core CPU)",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--graph-workers", type=int, default=0, help="CHGNet graph conversion processes (0: in-process)")
