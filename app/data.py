@@ -7,6 +7,7 @@ All numbers come from `backend.queries`; this module only resolves which release
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -22,6 +23,8 @@ SOURCE_LABELS = {
     "descriptor": "fixed descriptor (no training)",
 }
 SOURCE_TAGS = {"random_init": " [random init]", "trained_here": " [trained here]"}
+# a card's display name may already end in "(random init)" / "(trained here)": the tag replaces it, never doubles it
+_SOURCE_SUFFIX = re.compile(r"\s*\((random[ _-]?init|trained here)\)\s*$", re.IGNORECASE)
 
 
 class NoRelease(Exception):
@@ -110,9 +113,21 @@ def labels(release: Release) -> dict[str, str]:
     m = q(release, "list_models")
     out = {}
     for mid, name, src in zip(m["model_id"], m["display_name"], m["source"], strict=True):
-        out[mid] = f"{name}{SOURCE_TAGS.get(src, '')}"
+        tag = SOURCE_TAGS.get(src, "")
+        out[mid] = f"{_SOURCE_SUFFIX.sub('', name) if tag else name}{tag}"
     # display names may repeat: disambiguate with the id so categorical axes never merge two models
     seen: dict[str, int] = {}
     for v in out.values():
         seen[v] = seen.get(v, 0) + 1
     return {mid: (v if seen[v] == 1 else f"{v} ({mid})") for mid, v in out.items()}
+
+
+def short_labels(release: Release) -> dict[str, str]:
+    """model_id -> the id itself, tagged like `labels` when the weights are not the published ones (unless the id
+    already says "random-init"): compact text for crowded scatter plots."""
+    m = q(release, "list_models")
+    out = {}
+    for mid, src in zip(m["model_id"], m["source"], strict=True):
+        tag = SOURCE_TAGS.get(src, "")
+        out[mid] = mid if not tag or (src == "random_init" and "random-init" in mid) else f"{mid}{tag}"
+    return out

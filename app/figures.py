@@ -324,8 +324,13 @@ def scatter_pairs(df: pd.DataFrame, x: str, y: str, colour: str, *, xlab: str, y
     return fig
 
 
-def convergence(df: pd.DataFrame, labels: dict[str, str], ylab: str) -> go.Figure:
-    """Energy MAE (x, log) against alignment to the lowest-MAE model (y) with CI; the best model starred."""
+def convergence(
+    df: pd.DataFrame, labels: dict[str, str], ylab: str, point_text: dict[str, str] | None = None
+) -> go.Figure:
+    """Energy MAE (x, log) against alignment to the lowest-MAE model (y) with CI; the best model starred.
+
+    `point_text` (model id -> text written next to its point; None: no text) lets the page choose short ids when
+    a dozen ensemble members crowd one corner; the hover always has the full label from `labels`."""
     cmap = colour_map(df["family"])
     fig = go.Figure()
     for fam, g in df.groupby("family", sort=True):
@@ -335,13 +340,14 @@ def convergence(df: pd.DataFrame, labels: dict[str, str], ylab: str) -> go.Figur
                                "arrayminus": g["alignment"] - g["ci_low"]}}  # fmt: skip
         fig.add_trace(
             go.Scatter(
-                x=g["mae_per_atom"], y=g["alignment"], mode="markers+text", name=fam,
-                text=[labels.get(m, m) for m in g["model_id"]], textposition="top center",
+                x=g["mae_per_atom"], y=g["alignment"], mode="markers" if point_text is None else "markers+text",
+                name=fam, text=None if point_text is None else [point_text.get(m, m) for m in g["model_id"]],
+                hovertext=[labels.get(m, m) for m in g["model_id"]], textposition="top center", cliponaxis=False,
                 marker={"size": [18 if b else 11 for b in g["is_best"]], "color": cmap[fam],
                         "symbol": ["star" if b else "circle" for b in g["is_best"]],
                         "line": {"width": 0.5, "color": "#333"}},
                 customdata=np.stack([g["n_test"], g["n"].astype(float)], axis=1),
-                hovertemplate="%{text}<br>MAE: %{x:.4f} eV/atom (n_test %{customdata[0]})<br>alignment: %{y:.4f} "
+                hovertemplate="%{hovertext}<br>MAE: %{x:.4f} eV/atom (n_test %{customdata[0]})<br>alignment: %{y:.4f} "
                 "(n %{customdata[1]})<extra>%{fullData.name}</extra>", **err,
             )
         )  # fmt: skip
@@ -357,7 +363,7 @@ def convergence(df: pd.DataFrame, labels: dict[str, str], ylab: str) -> go.Figur
         )  # fmt: skip
     fig.update_xaxes(title="energy MAE (eV/atom, held-out split)", type="log")
     fig.update_yaxes(title=ylab)
-    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend_title="family")
+    fig.update_layout(height=520, margin={"l": 10, "r": 40, "t": 40, "b": 10}, legend_title="family")
     return fig
 
 

@@ -269,6 +269,8 @@ def test_tree_leaves_are_the_models(app, release):
 
 
 def test_convergence_and_missing_energy(app, media, release):
+    from app.data import labels, short_labels
+
     at = app("convergence", dataset="qm9", metric="cknna", k="10")
     _ok(at)
     df = queries.alignment_vs_mae(release, "qm9", "cknna", 10)
@@ -278,6 +280,16 @@ def test_convergence_and_missing_energy(app, media, release):
     best = next(t for t in traces if str(t.get("name", "")).startswith("best:"))
     assert best["x"][0] == df.loc[df["is_best"], "mae_per_atom"].iloc[0]
     assert _download(at, media)[1] == queries.to_csv(df)
+    points = [t for t in traces if not str(t.get("name", "")).startswith("best:")]
+    short = short_labels(release)  # ids by default, tagged when not the published weights
+    assert sorted(v for t in points for v in t["text"]) == sorted(short[m] for m in df["model_id"])
+    sources = queries.list_models(release).set_index("model_id")["source"]
+    assert all(("[" in short[m]) == (sources[m] in ("random_init", "trained_here")) for m in sources.index)
+    assert all(t["mode"] == "markers+text" and t["cliponaxis"] is False for t in points)
+    at.radio(key="convergence_labels").set_value("none").run()
+    points = [t for t in _charts(at)[0]["data"] if not str(t.get("name", "")).startswith("best:")]
+    assert points and all(t["mode"] == "markers" for t in points)
+    assert sorted(v for t in points for v in t["hovertext"]) == sorted(labels(release)[m] for m in df["model_id"])
     at = app("convergence", dataset="offeq")
     _ok(at)
     assert any("no rows in the energy table" in i.value for i in at.info)
@@ -407,3 +419,27 @@ def test_release_picker_opens_another_release(tmp_path, monkeypatch):
     assert at.selectbox(key="release").value == "older-release"
     assert any("older-release" in c.value for c in at.sidebar.caption)
     assert at.query_params["release"] == "older-release"
+
+
+def test_figure_labels_tag_the_source_once_on_the_shipped_release():
+    """Cards name some controls "... (random init)" / "... (trained here)"; the figure label carries one tag."""
+    from app.data import labels, short_labels
+
+    root = Path(__file__).resolve().parents[1] / "data" / "releases"
+    shipped = Release.open(root / (root / "latest").read_text().strip())
+    models = queries.list_models(shipped).set_index("model_id")
+    got = labels(shipped)
+    tagged = {"random_init": "[random init]", "trained_here": "[trained here]"}
+    assert {"esm2-35m-random-init", "orb-v3-conservative-inf-random-init", "mace-qm9-n200-c16"} <= set(got)
+    for mid, label in got.items():
+        tag = tagged.get(models.at[mid, "source"])
+        assert "(random init)" not in label and "(trained here)" not in label, label
+        if tag:
+            assert label.endswith(tag) and label.count(tag) == 1, label
+        else:
+            assert label == models.at[mid, "display_name"], label
+    assert got["orb-v3-conservative-inf-random-init"] == "Orb v3-conservative-inf [random init]"
+    assert got["mace-qm9-n200-c16"] == "MACE QM9 n=200 C=16 [trained here]"
+    short = short_labels(shipped)  # the convergence scatter's compact text: the id, tagged unless it says so already
+    assert short["orb-v3-conservative-inf-random-init"] == "orb-v3-conservative-inf-random-init"
+    assert short["mace-qm9-n200-c16"] == "mace-qm9-n200-c16 [trained here]" and short["ani1x"] == "ani1x"

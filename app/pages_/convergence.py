@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import figures
-from app.data import q
+from app.data import q, short_labels
 from app.ui import csv_name, ctx, figure, k_text, need
 
 c = ctx()
@@ -33,8 +33,11 @@ elif need(f.dataset is not None and f.metric is not None, "This release has no p
         )
         if best.empty:
             st.caption("The best model itself is hidden by the filters; alignments are still to it.")
+        texts = {"model id": short_labels(r), "name": c.labels, "none": None}
+        shown = st.radio("Point labels", list(texts), horizontal=True, key="convergence_labels",
+                         help="Model ids are short; names are the cards' display names. Hover shows the name.")  # fmt: skip
         figure(
-            figures.convergence(df, c.labels, f"{c.metric_name(f.metric)} to the best model"),
+            figures.convergence(df, c.labels, f"{c.metric_name(f.metric)} to the best model", texts[shown]),
             df,
             csv_name(c, "alignment-vs-mae", f.dataset, f.metric, f.k),
             key="convergence",
