@@ -286,6 +286,9 @@ def test_convergence_and_missing_energy(app, media, release):
     sources = queries.list_models(release).set_index("model_id")["source"]
     assert all(("[" in short[m]) == (sources[m] in ("random_init", "trained_here")) for m in sources.index)
     assert all(t["mode"] == "markers+text" and t["cliponaxis"] is False for t in points)
+    at.radio(key="convergence_labels").set_value("name").run()
+    points = [t for t in _charts(at)[0]["data"] if not str(t.get("name", "")).startswith("best:")]
+    assert sorted(v for t in points for v in t["text"]) == sorted(labels(release)[m] for m in df["model_id"])
     at.radio(key="convergence_labels").set_value("none").run()
     points = [t for t in _charts(at)[0]["data"] if not str(t.get("name", "")).startswith("best:")]
     assert points and all(t["mode"] == "markers" for t in points)
