@@ -53,7 +53,10 @@ def check_k(k: object, n: int, name: str = "k") -> int:
 def check_not_constant(X: np.ndarray, name: str = "X") -> None:
     """A representation whose rows are all identical carries no neighbourhood structure."""
     if X.shape[0] > 1 and not (X != X[0]).any():
-        raise ValueError(f"{name}: all {X.shape[0]} rows are identical (a constant representation)")
+        raise ValueError(
+            f"{name}: all {X.shape[0]} rows are identical (a constant representation; if the data were shifted, "
+            "the representation becomes constant after shift: spread below float64 resolution)"
+        )
 
 
 def first_duplicate_pair(X: np.ndarray) -> tuple[int, int] | None:
@@ -76,3 +79,43 @@ def as_pair(A: object, B: object, *, constant_ok: bool = False) -> tuple[np.ndar
         check_not_constant(A, "A")
         check_not_constant(B, "B")
     return A, B
+
+
+def pow2_scale(X: np.ndarray, axis: int | None = None) -> tuple[np.ndarray, np.ndarray | int]:
+    """(X · 2^-e, e) with e chosen so the largest |x| (overall, or per slice along `axis`) lies in [0.5, 1).
+
+    Multiplying by a power of two is exact (no rounding), so scale-invariant metrics give the same value while
+    squares and products neither overflow (|x| ~ 1e154) nor underflow (|x| ~ 1e-162). All-zero slices keep e = 0.
+    """
+    m = np.max(np.abs(X), axis=axis, keepdims=axis is not None)
+    _, e = np.frexp(m)
+    e = np.where(m > 0, e, 0)
+    out = np.ldexp(X, -e)
+    return out, (int(e) if axis is None else e)
+
+
+def centre_columns(X: np.ndarray) -> np.ndarray:
+    """Column-centred X, computed carefully so a shift of up to ~1e8 x the spread costs no more than it must.
+
+    X is first scaled by a power of two (exact; no overflow in the differences), then the first row is subtracted
+    (exact for nearby floats) and only then the mean of the residuals, which are of the order of the spread, so
+    the rounding of the mean is relative to the spread, not to the shift. The result is scaled back exactly.
+    """
+    Xs, e = pow2_scale(X)
+    R = Xs - Xs[0]
+    R -= R.mean(axis=0)
+    return np.ldexp(R, e)
+
+
+def centred_scaled(X: np.ndarray, name: str = "X") -> tuple[np.ndarray, int]:
+    """(centred X scaled by 2^-e into [0.5, 1), e); refuses a representation that is constant after centring."""
+    R, e1 = pow2_scale(X)
+    R = R - R[0]
+    R -= R.mean(axis=0)
+    if not R.any():
+        raise ValueError(
+            f"{name}: representation becomes constant after shift: spread below float64 resolution "
+            "(all rows are identical)"
+        )
+    R, e2 = pow2_scale(R)
+    return R, e1 + e2

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_pair
+from ._checks import as_pair, centred_scaled
 from .preprocess import KernelPreprocessing, kernel_features
 
 
@@ -40,11 +40,16 @@ def _unbiased_hsic(A: np.ndarray, B: np.ndarray) -> float:
 
 def cka_features(A: np.ndarray, B: np.ndarray, unbiased: bool = False) -> float:
     """CKA of already-preprocessed features (see the module docstring)."""
+    # both forms are invariant to a shift of the features (HSIC_u mathematically, the biased form by centring) and
+    # to an isotropic scale: compute on carefully centred features rescaled by a power of two (exact)
+    try:
+        Ac, _ = centred_scaled(A, "A")
+        Bc, _ = centred_scaled(B, "B")
+    except ValueError as err:
+        raise ValueError(f"degenerate kernel: {err}; CKA is undefined") from None
     if unbiased:
-        hab, haa, hbb = _unbiased_hsic(A, B), _unbiased_hsic(A, A), _unbiased_hsic(B, B)
+        hab, haa, hbb = _unbiased_hsic(Ac, Bc), _unbiased_hsic(Ac, Ac), _unbiased_hsic(Bc, Bc)
     else:
-        Ac = A - A.mean(axis=0)
-        Bc = B - B.mean(axis=0)
         hab, haa, hbb = _biased_terms(Ac, Bc), _biased_terms(Ac, Ac), _biased_terms(Bc, Bc)
     if haa <= 0 or hbb <= 0:
         raise ValueError(f"degenerate kernel: self-HSIC is {haa:.3g} (A) and {hbb:.3g} (B); CKA is undefined")

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._checks import as_pair, check_k
+from ._checks import as_pair, centred_scaled, check_k
 from .neighbours import Backend, build_neighbour_cache
 
 _DEFAULT_TILE_BYTES = 16 * 2**20
@@ -38,6 +38,9 @@ def ranks_in(
     widths = [neighbour_lists[m].shape[1] for m in names]
     stacked = np.hstack([neighbour_lists[m] for m in names]).astype(np.int64)
     out = np.empty(stacked.shape, dtype=np.int64)
+    # ranks do not change under translation and scale: centre carefully and rescale by a power of two so the Gram
+    # form below neither loses the spread to a large offset nor overflows / underflows
+    B, _ = centred_scaled(B, "B")
     sq = np.einsum("ij,ij->i", B, B)
     t = int(max(1, min(n, tile_bytes // (8 * n))))
     if backend == "torch":

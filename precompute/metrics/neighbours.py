@@ -19,7 +19,15 @@ from typing import Literal
 
 import numpy as np
 
-from ._checks import as_pair, as_representation, check_k, check_not_constant, first_duplicate_pair
+from ._checks import (
+    as_pair,
+    as_representation,
+    centred_scaled,
+    check_k,
+    check_not_constant,
+    first_duplicate_pair,
+    pow2_scale,
+)
 from .preprocess import KernelPreprocessing, kernel_features
 
 Kind = Literal["cosine", "euclidean"]
@@ -166,8 +174,13 @@ def build_neighbour_cache(
         raise ValueError(f"duplicates must be 'raise' or 'keep', got {duplicates!r}")
     if kind == "euclidean":
         # distances do not change under translation, but the Gram form |x|² + |y|² - 2x·y that picks the candidates
-        # loses precision when the data sit far from the origin; centring keeps it near the exact distance
-        X = X - X.mean(axis=0)
+        # loses precision when the data sit far from the origin; careful centring keeps it near the exact distance,
+        # and an exact power-of-two rescale keeps squared distances from overflowing or underflowing (the distances
+        # are scaled back at the end)
+        X, scale_exp = centred_scaled(X, name)
+    else:
+        # cosine scores are dot products; an exact power-of-two rescale keeps them finite for tiny or huge rows
+        X, scale_exp = pow2_scale(X)
     c = min(k_max + _MARGIN, n - 1)
     t = _tile_rows(n, X.shape[1], c, tile_bytes)
     sq = np.einsum("ij,ij->i", X, X)
@@ -199,6 +212,7 @@ def build_neighbour_cache(
             redo.extend((rows[s[:, k_max - 1] == s[:, -1]]).tolist())
     for i in redo:
         indices[i], scores[i] = _exact_row(X, i, k_max, kind)
+    scores = np.ldexp(scores, scale_exp if kind == "euclidean" else 2 * scale_exp)
     options = {"kind": kind, "k_max": k_max, "backend": backend, "tile_rows": t, "rows_redone_for_ties": len(redo)}
     return NeighbourCache(indices=indices, scores=scores, kind=kind, options=options)
 

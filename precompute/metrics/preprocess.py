@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ._checks import centre_columns, pow2_scale
+
 
 @dataclass(frozen=True)
 class KernelPreprocessing:
@@ -43,6 +45,7 @@ def clip_at_quantile(X: np.ndarray, q: float) -> np.ndarray:
 
 def l2_normalize_rows(X: np.ndarray, name: str = "X") -> np.ndarray:
     """Rows scaled to unit Euclidean norm; a zero row has no direction, so it is an error naming the row."""
+    X, _ = pow2_scale(X, axis=1)  # exact per-row power-of-two scale: the norms neither overflow nor underflow
     norms = np.sqrt(np.einsum("ij,ij->i", X, X))
     zero = np.flatnonzero(norms == 0.0)
     if zero.size:
@@ -58,6 +61,8 @@ def kernel_features(X: np.ndarray, prep: KernelPreprocessing, name: str = "X") -
         X = clip_at_quantile(X, prep.clip_quantile)
     if prep.normalize:
         X = l2_normalize_rows(X, name)
+    else:
+        X, _ = pow2_scale(X)  # exact; the kernel metrics are invariant to a common scale of the features
     return X
 
 
@@ -67,9 +72,9 @@ def zscore_columns(X: np.ndarray) -> np.ndarray:
     The IDCorrelation reference divides by (std + 1e-9); for a non-constant feature the two differ by a common
     factor of at most 1 + 1e-9/std, and TwoNN is invariant to a common scale.
     """
-    mean = X.mean(axis=0)
-    std = X.std(axis=0)
-    centred = X - mean
+    X, _ = pow2_scale(X, axis=0)  # exact per-feature scale: z-scores are scale-free, squares stay in range
+    centred = centre_columns(X)  # first-row offset, then the mean of the residuals (shift-robust)
+    std = np.sqrt(np.mean(centred * centred, axis=0))
     safe = np.where(std > 0, std, 1.0)
     return np.where(std > 0, centred / safe, 0.0)
 
