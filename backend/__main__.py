@@ -1,6 +1,8 @@
-"""`python -m backend [RELEASE_DIR]`: verify a release (checksums, row counts, schema) and print its summary.
+"""`python -m backend [RELEASE_DIR]`: verify a release (checksums, row counts, schema, release id, values) and print
+its summary.
 
-Exit status 0 when the release opens, 1 with the reason (naming the file) when it is refused.
+Exit status 0 when the release opens, 1 with the reason (naming the file, or the table, column and row of a bad
+value) when it is refused.
 """
 
 from __future__ import annotations

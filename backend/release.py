@@ -1,8 +1,9 @@
 """Open a release read-only, verify it, and serve its tables through DuckDB.
 
 `Release.open(path=None)` reads `manifest.json`, reads every file it lists once, checks its byte size, SHA-256 and
-row count against the manifest (a corrupt, truncated, partial or mixed release is refused with the file named), and
-loads the verified bytes into an in-memory DuckDB database, one table per release table (`models`, `pairwise`, ...).
+row count against the manifest (a corrupt, truncated, partial or mixed release is refused with the file named), checks
+that the release id equals the folder name and the id recomputed from the content, loads the verified bytes into an in-memory DuckDB database, one table per release table (`models`, `pairwise`, ...), and verifies every value (`backend.validate`:
+NaN/inf, duplicate keys, unknown model/dataset/metric ids, enums, bounds; `ReleaseValueError` names table, column, row).
 Serving the very bytes that were verified means a file changed after opening cannot leak into a query. After loading,
 DuckDB's file-system access is switched off and the configuration locked, so no query can read or write files.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +26,54 @@ import pyarrow.parquet as pq
 
 from precompute.release.schema import REQUIRED_TABLES, TABLES
 
+from .validate import validate_values
+
 DEFAULT_RELEASES_ROOT = Path(__file__).resolve().parents[1] / "data" / "releases"
 ENV_RELEASES_ROOT = "MATTER_ALIGN_RELEASES"
 
 
 class ReleaseError(ValueError):
     """A release folder cannot be trusted; the message names the file and the problem."""
+
+
+class ReleaseValueError(ReleaseError):
+    """A verified file holds a value the schema forbids (NaN/inf, duplicate key, unknown id, enum, bound)."""
+
+    def __init__(self, table: str, column: str | None, row: int | None, problem: str):
+        self.table, self.column, self.row, self.problem = table, column, row, problem
+        where = f"table {table!r}"
+        if column is not None:
+            where += f", column {column!r}"
+        if row is not None:
+            where += f", row {row}"
+        super().__init__(f"{where}: {problem}")
+
+
+_DERIVED_ID = re.compile(r"^(\d{4}\.\d{2}\.\d{2})-[0-9a-f]{8}$")
+
+
+def expected_release_id(manifest: dict) -> str:
+    """The id `precompute.release.writer.make_release_id` derives from the manifest (created date, file SHA-256s,
+    inputs, settings)."""
+    files = {k: v.get("sha256") for k, v in manifest["files"].items()}
+    payload = json.dumps(
+        {"files": files, "inputs": manifest.get("inputs"), "settings": manifest.get("settings")}, sort_keys=True
+    )
+    date = str(manifest.get("created", ""))[:10].replace("-", ".")
+    return f"{date}-{hashlib.sha256(payload.encode()).hexdigest()[:8]}"
+
+
+def _check_release_id(folder: Path, mpath: Path, manifest: dict) -> None:
+    rid = manifest["release_id"]
+    if rid != folder.name:
+        raise ReleaseError(f"{mpath}: release_id {rid!r} does not match the folder name {folder.name!r}")
+    if _DERIVED_ID.match(rid):
+        want = expected_release_id(manifest)
+        if rid != want:
+            raise ReleaseError(
+                f"{mpath}: release_id {rid!r} does not match its content (recomputed {want!r} from the created "
+                "date, the files' SHA-256, inputs and settings): the release was modified after it was written"
+            )
 
 
 def releases_root() -> Path:
@@ -97,6 +141,7 @@ class Release:
         missing = [t for t in REQUIRED_TABLES if t not in listed_tables]
         if missing:
             raise ReleaseError(f"{mpath}: required table(s) {missing} not listed in the manifest")
+        _check_release_id(folder, mpath, manifest)
         stray = sorted(p.name for p in folder.glob("*.parquet") if p.name not in files)
         if stray:
             raise ReleaseError(f"{folder / stray[0]}: Parquet file not listed in the manifest (mixed release?)")
@@ -114,6 +159,7 @@ class Release:
                     con.register("_incoming", TABLES[table].arrow_schema().empty_table())
                     con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM _incoming')
                     con.unregister("_incoming")
+            validate_values(con, tuple(sorted(listed_tables)))
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
         except BaseException:
