@@ -5,11 +5,15 @@ the view.
   the value is valid (checked against `backend.queries.filter_options` or the control's options), otherwise the
   value is ignored and a visible warning says so.
 - At the end of every run the URL is rewritten from the controls drawn in that run; defaults are left out.
-- Lists (family, modality, training_set, source) are repeated keys: `?family=MACE&family=Orb`.
+- Lists (family, modality, training_set, source) are repeated keys: `?family=MACE&family=Orb`; a repeated
+  single-value key uses the first value and says so.
+- Every URL value (and unknown key) echoed in a warning goes through `shown`: control characters made visible,
+  cut to SHOW_MAX characters with the full length, every markdown metacharacter escaped.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +40,22 @@ PAGE_KEYS = (
     "ii_colour",
 )
 _RAW, _WARN, _REG, _PAGE = "_url_raw", "_url_warnings", "_url_registered", "_url_page"
+SHOW_MAX = 80  # URL values longer than this are cut when echoed
+_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_MD = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:=&\"'^%@])")
+
+
+def shown(value) -> str:
+    """A value from the URL, safe to put in a markdown message: control characters shown as `\\xNN`, cut to
+    SHOW_MAX characters (with the full length), every markdown metacharacter backslash-escaped, in quotes."""
+    s = str(value)
+    n = len(s)
+    cut = s[:SHOW_MAX]
+    cut = _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", cut)
+    out = _MD.sub(r"\\\1", cut)
+    if n > SHOW_MAX:
+        out += f"… ({n:,} characters)"
+    return f"“{out}”"
 
 
 def start_run(page_key: str) -> None:
@@ -47,7 +67,7 @@ def start_run(page_key: str) -> None:
         ss[_PAGE] = page_key
         for key in list(ss[_RAW]):
             if key not in GLOBAL_KEYS and key not in PAGE_KEYS:
-                ss[_WARN].append(f"Unknown URL parameter `{key}` ignored.")
+                ss[_WARN].append(f"Unknown URL parameter {shown(key)} ignored.")
                 del ss[_RAW][key]
     elif ss.get(_PAGE) != page_key:  # warnings belong to the view the link opened
         ss[_WARN] = []
@@ -95,14 +115,23 @@ def control(
             good = [by_str[v] for v in raw if v in by_str]
             bad = [v for v in raw if v not in by_str]
             if bad:
-                warn(f"URL value(s) {', '.join(f'`{b}`' for b in bad)} for `{key}` ignored: not a known {what}.")
+                listed = ", ".join(shown(b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+                warn(f"URL value(s) {listed} for `{key}` ignored: not a known {what}.")
             ss[key] = list(dict.fromkeys(good))
-        elif raw and raw[0] in by_str:
-            ss[key] = by_str[raw[0]]
         else:
-            shown = raw[0] if raw else ""
-            warn(f"URL value `{shown}` for `{key}` ignored: not a known {what} here; showing `{default}`.")
-            ss[key] = default
+            if len(raw) > 1:
+                warn(
+                    f"URL parameter `{key}` given {len(raw)} times; only one value is allowed, the first "
+                    f"({shown(raw[0])}) is used and the others ignored."
+                )
+            if raw and raw[0] in by_str:
+                ss[key] = by_str[raw[0]]
+            else:
+                warn(
+                    f"URL value {shown(raw[0] if raw else '')} for `{key}` ignored: not a known {what} here; "
+                    f"showing {shown(default)}."
+                )
+                ss[key] = default
     if key in ss:
         cur = ss[key]
         if multi:

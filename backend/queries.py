@@ -1134,6 +1134,9 @@ def release_summary(release: Release) -> ReleaseSummary:
     )
 
 
+_MAX_ROWS = 2**53  # within DuckDB's signed 64-bit LIMIT/OFFSET
+
+
 def list_samples(release: Release, dataset: str, limit: int = 100, offset: int = 0) -> pd.DataFrame:
     """Analysed samples of a dataset in embedding order (empty if the release has no samples table).
 
@@ -1141,8 +1144,8 @@ def list_samples(release: Release, dataset: str, limit: int = 100, offset: int =
     """
     _dataset(release, dataset)
     for name, v in (("limit", limit), ("offset", offset)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 0 <= int(v) <= _MAX_ROWS:
+            raise ValueError(f"{name} must be a non-negative integer at most {_MAX_ROWS:,}, got {v!r}")
     return release.query(
         "SELECT * FROM samples WHERE dataset_id = ? ORDER BY position LIMIT ? OFFSET ?",
         [dataset, int(limit), int(offset)],

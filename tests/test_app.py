@@ -173,7 +173,7 @@ def test_invalid_url_values_are_ignored_with_a_warning(app):
     at = app("heatmap", dataset="nope", metric="zzz", family=["MACE", "NOPE"], order="sideways", bogus="1")
     _ok(at)
     w = " ".join(_warnings(at))
-    for bad in ("`nope`", "`zzz`", "`NOPE`", "`sideways`", "`bogus`"):
+    for bad in ("“nope”", "“zzz”", "“NOPE”", "“sideways”", "“bogus”"):
         assert bad in w, (bad, w)
     assert at.selectbox(key="dataset").value == "qm9"  # the default: a real dataset
     assert at.selectbox(key="metric").value == "cknna"
@@ -182,7 +182,7 @@ def test_invalid_url_values_are_ignored_with_a_warning(app):
     assert "bogus" not in at.query_params and at.query_params.get("family") in (["MACE"], "MACE")
     # k not stored for the metric on this dataset: ignored, the default k shown
     at2 = app("heatmap", dataset="qm9", metric="cknna", k="7")
-    assert "`7`" in " ".join(_warnings(at2)) and at2.selectbox(key="k").value == 10
+    assert "“7”" in " ".join(_warnings(at2)) and at2.selectbox(key="k").value == 10
 
 
 def test_changing_a_filter_updates_the_url_and_the_hidden_line(app):
@@ -351,7 +351,7 @@ def test_cards_label_the_source_and_generated_data(app):
 def test_release_picker_and_csv_name(app, release_root, release):
     at = app("heatmap", release="not-a-release")
     _ok(at)
-    assert any("`not-a-release`" in w for w in _warnings(at))
+    assert any("“not\\-a\\-release”" in w for w in _warnings(at))
     assert at.selectbox(key="release").value == release.release_id
     assert queries.csv_filename(release.release_id, "qm9", "cknna", 10, "matrix") == (
         f"matter-align_{release.release_id}_matrix_qm9_cknna_k10.csv"
