@@ -464,3 +464,114 @@ def test_offeq_generation_without_tblite_is_an_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tblite)
     with pytest.raises(DatasetError, match="tblite is not importable"):
         g._molecule_init(["C"], dict(g.MOLECULE_RECIPE), 0)
+
+
+# ---------------------------------------------------------------- strict inputs (issue 12)
+
+_METHANE = _qm9_row(
+    1, "['C','H','H','H','H']", "[[0.,0.,0.],[0.,0.,1.09],[1.03,0.,-0.36],[-0.5,-0.9,-0.36],[-0.5,0.9,-0.36]]", 5
+)
+
+
+def test_qm9_dummy_element_x_is_refused():
+    row = {"Index": 5, "SMILES": "C", "N_atoms": 2, "Elements": "['C','X']", "XYZ_Ang": "[[0.,0.,0.],[0.,0.,1.1]]"}
+    row["InternalEnergy_0K_au"] = -1.0
+    with pytest.raises(DatasetError, match="qm9:000005.*element"):
+        row_to_sample(row)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n\x00\xff\xfe\x00garbage\xff\n"])
+def test_qm9_empty_or_binary_part_names_the_file(tmp_path, content):
+    (tmp_path / "qm9_part1.csv").write_bytes(content)
+    with pytest.raises(DatasetError, match="qm9_part1.csv"):
+        load_dataset("qm9", path=str(tmp_path))
+
+
+def test_qm9_truncated_part_is_refused(tmp_path):
+    text = QM9_HEADER + "\n" + _METHANE + "\n"
+    (tmp_path / "qm9_part1.csv").write_text(text[: len(text) - 40])
+    with pytest.raises(DatasetError, match="qm9_part1.csv"):
+        load_dataset("qm9", path=str(tmp_path))
+
+
+def test_qm9_wheel_part_row_counts_are_checked(tmp_path, monkeypatch):
+    from precompute.datasets import qm9
+
+    (tmp_path / "qm9_part1.csv").write_text(QM9_HEADER + "\n" + _METHANE + "\n")
+    monkeypatch.setattr(qm9, "qm9pack_data_dir", lambda: tmp_path)
+    with pytest.raises(DatasetError, match="1 rows.*43610"):
+        qm9.load_qm9(path=tmp_path)
+
+
+_PDB_LINES = [
+    "ATOM      1  N   ALA A   1      11.104   6.134  -6.504  1.00  0.00           N",
+    "ATOM      2  CA  ALA A   1      11.639   6.071  -5.147  1.00  0.00           C",
+    "ATOM      3  C   ALA A   1      13.149   6.027  -5.185  1.00  0.00           C",
+    "ATOM      4  O   ALA A   1      13.770   5.679  -6.190  1.00  0.00           O",
+    "ATOM      5  CB  ALA A   1      11.129   4.869  -4.374  1.00  0.00           C",
+]
+
+
+def _pdb(lines):
+    return "\n".join(lines + ["END"]) + "\n"
+
+
+def test_pdb_blank_or_invalid_element_is_a_named_failure_not_a_guess(tmp_path):
+    # blank element column with names aligned per the PDB rule (" CA "): derived, never Biopython's guess
+    blank = [ln[:76] + "  " for ln in _PDB_LINES]
+    (tmp_path / "blank.pdb").write_text(_pdb(blank))
+    (s,) = load_dataset("pdb", path=str(tmp_path / "blank.pdb"))
+    assert s.atoms.get_chemical_symbols() == ["N", "C", "C", "O", "C"]
+    # blank column and a left-justified name ("CA  " could be calcium): a named per-chain failure
+    ambiguous = [ln[:12] + ln[13:16] + " " + ln[16:76] + "  " if i == 1 else ln for i, ln in enumerate(_PDB_LINES)]
+    (tmp_path / "ambig.pdb").write_text(_pdb(ambiguous))
+    skipped: dict[str, str] = {}
+    assert load_dataset("pdb", path=str(tmp_path / "ambig.pdb"), skipped=skipped) == []
+    assert "'CA'" in skipped["pdb:ambig:A"] and "element" in skipped["pdb:ambig:A"]
+    zz = [ln[:76] + "Zz" for ln in _PDB_LINES]
+    (tmp_path / "zz.pdb").write_text(_pdb(zz))
+    skipped = {}
+    assert load_dataset("pdb", path=str(tmp_path / "zz.pdb"), skipped=skipped) == []
+    assert "Zz" in skipped["pdb:zz:A"]
+
+
+def test_pdb_mmcif_invalid_element_is_a_named_failure(tmp_path):
+    from Bio.PDB import MMCIFIO, PDBParser
+
+    (tmp_path / "ok.pdb").write_text(_pdb(_PDB_LINES))
+    st = PDBParser(QUIET=True).get_structure("ok", str(tmp_path / "ok.pdb"))
+    io_ = MMCIFIO()
+    io_.set_structure(st)
+    io_.save(str(tmp_path / "ok.cif"))
+    text = (tmp_path / "ok.cif").read_text()
+    assert len(load_dataset("pdb", path=str(tmp_path / "ok.cif"))) == 1
+    lines = [ln.replace("ATOM 2 C CA", "ATOM 2 Zz CA") for ln in text.splitlines()]
+    bad = "\n".join(lines) + "\n"
+    assert bad != text
+    (tmp_path / "bad.cif").write_text(bad)
+    skipped: dict[str, str] = {}
+    assert load_dataset("pdb", path=str(tmp_path / "bad.cif"), skipped=skipped) == []
+    assert "Zz" in skipped["pdb:bad:A"]
+
+
+def test_pdb_nan_or_origin_coordinates_are_named_failures(tmp_path):
+    nan = [ln[:30] + "     nan" + ln[38:] for ln in _PDB_LINES]
+    (tmp_path / "nan.pdb").write_text(_pdb(nan))
+    origin = [ln[:30] + "   0.000   0.000   0.000" + ln[54:] for ln in _PDB_LINES]
+    (tmp_path / "origin.pdb").write_text(_pdb(origin))
+    for stem, why in (("nan", "non-finite"), ("origin", "origin")):
+        skipped: dict[str, str] = {}
+        try:
+            out = load_dataset("pdb", path=str(tmp_path / f"{stem}.pdb"), skipped=skipped)
+        except DatasetError as exc:  # a parser that refuses the coordinate outright is fine too
+            assert f"{stem}.pdb" in str(exc)
+            continue
+        assert out == [] and why in skipped[f"pdb:{stem}:A"]
+
+
+def test_aselmdb_nan_energy_is_refused(tmp_path):
+    from ase.build import bulk
+
+    _write_aselmdb(tmp_path / "nan.aselmdb", [(bulk("Cu", "fcc", a=3.6), float("nan"))], lambda i: {"sid": "x"})
+    with pytest.raises(DatasetError, match="omat24:x.*non-finite energy"):
+        load_dataset("omat24", path=str(tmp_path))

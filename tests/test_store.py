@@ -363,3 +363,18 @@ def test_energies_roundtrip_checksum_and_mixed_chunks(tmp_path):
         with pytest.raises(StoreError, match="some chunks have predicted energies"):
             run.finalize({})
     assert _write_entry(st, model="plain") and st.read(KEY, "plain").energies is None
+
+
+def test_edited_n_ok_in_metadata_is_refused(tmp_path):
+    st = EmbeddingStore(tmp_path)
+    path = _write_entry(st)
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    assert meta["n_ok"] == 8
+    for field, value in (("n_ok", 7), ("n_ok", "8"), ("n_failed", 3), ("n_total", 11)):
+        bad = dict(meta, **{field: value})
+        meta_path.write_text(json.dumps(bad))
+        with pytest.raises(StoreError, match=field):
+            st.read(KEY, "m1")
+    meta_path.write_text(json.dumps(meta))
+    assert len(st.read(KEY, "m1").ids) == 8

@@ -80,11 +80,13 @@ def _row_to_sample(row: Any, dataset_id: str, rel: str, molecular: bool) -> Samp
         atoms = Atoms(numbers=numbers, positions=positions, cell=row.get("cell"), pbc=row.get("pbc"))
     except Exception as exc:
         raise DatasetError(f"{sample_id} ({rel}, row {row.id}): bad structure ({exc})") from None
-    if len(atoms) == 0 or not np.isfinite(positions).all():
+    if len(atoms) == 0 or not np.isfinite(positions).all() or (numbers <= 0).any():
         raise DatasetError(f"{sample_id} ({rel}, row {row.id}): empty structure or non-finite positions")
     labels: dict[str, Label] = {}
     energy = row.get("energy")
     if energy is not None:
+        if not np.isfinite(float(energy)):
+            raise DatasetError(f"{sample_id} ({rel}, row {row.id}): non-finite energy {energy!r}")
         labels["energy"] = Label(float(energy), "eV")
         labels["energy_per_atom"] = Label(float(energy) / len(atoms), "eV/atom")
     meta: dict[str, Any] = {"source_file": rel, "row_id": int(row.id)}

@@ -139,6 +139,11 @@ def _read_cache(folder: Path) -> tuple[dict[str, Any] | None, list[Sample]]:
     for atoms, row in zip(frames, rows, strict=True):
         if atoms.info.get("sample_id") != row["sample_id"]:
             raise DatasetError(f"{folder}: structure/row order mismatch at {row['sample_id']}")
+        if len(atoms) == 0 or not np.isfinite(atoms.positions).all() or (atoms.numbers <= 0).any():
+            raise DatasetError(
+                f"{row['sample_id']} ({folder / 'structures.extxyz'}): empty structure, non-finite positions "
+                "or unknown element in the cache"
+            )
         atoms.info.pop("sample_id", None)
         atoms.calc = None
         labels = {name: Label(float(v), u) for name, (v, u) in row["labels"].items()}

