@@ -18,7 +18,7 @@ from scipy.cluster.hierarchy import leaves_list
 
 from backend import Release, ReleaseError
 from backend import queries as q
-from backend.release import resolve_latest
+from backend.release import expected_release_id, resolve_latest
 from tests._release_fixture import MANIFEST_EXTRA, build_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +155,9 @@ def test_optional_tables_may_be_absent(release_path, tmp_path):
     for name in ("pairwise_null", "samples", "metric_definitions"):
         del m["files"][f"{name}.parquet"]
         (ok / f"{name}.parquet").unlink()
+    m["release_id"] = expected_release_id(m)  # a changed release gets a new id (and folder)
     (ok / "manifest.json").write_text(json.dumps(m))
+    ok = ok.rename(ok.with_name(m["release_id"]))
     r = Release.open(ok)
     assert q.pairwise_null(r, "qm9", "cknna", 5).empty
     assert q.list_samples(r, "qm9").empty
