@@ -13,6 +13,7 @@ No torch, no model library: only duckdb, pyarrow, pandas.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -24,7 +25,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from precompute.release.schema import REQUIRED_TABLES, TABLES
+from precompute.release.schema import REQUIRED_TABLES, TABLES, SchemaError
+from precompute.release.writer import make_release_id
 
 from .validate import validate_values
 
@@ -36,17 +38,9 @@ class ReleaseError(ValueError):
     """A release folder cannot be trusted; the message names the file and the problem."""
 
 
-class ReleaseValueError(ReleaseError):
-    """A verified file holds a value the schema forbids (NaN/inf, duplicate key, unknown id, enum, bound)."""
-
-    def __init__(self, table: str, column: str | None, row: int | None, problem: str):
-        self.table, self.column, self.row, self.problem = table, column, row, problem
-        where = f"table {table!r}"
-        if column is not None:
-            where += f", column {column!r}"
-        if row is not None:
-            where += f", row {row}"
-        super().__init__(f"{where}: {problem}")
+class ReleaseValueError(ReleaseError, SchemaError):
+    """A verified file holds a value the schema forbids (NaN/inf, duplicate key, unknown id, enum, bound); the
+    message names the table, column and row as `SchemaError` does."""
 
 
 _DERIVED_ID = re.compile(r"^(\d{4}\.\d{2}\.\d{2})-[0-9a-f]{8}$")
@@ -55,12 +49,12 @@ _DERIVED_ID = re.compile(r"^(\d{4}\.\d{2}\.\d{2})-[0-9a-f]{8}$")
 def expected_release_id(manifest: dict) -> str:
     """The id `precompute.release.writer.make_release_id` derives from the manifest (created date, file SHA-256s,
     inputs, settings)."""
+    try:
+        created = _dt.date.fromisoformat(str(manifest.get("created", ""))[:10])
+    except ValueError as e:
+        raise ReleaseError(f"manifest 'created' is not an ISO date: {manifest.get('created')!r}") from e
     files = {k: v.get("sha256") for k, v in manifest["files"].items()}
-    payload = json.dumps(
-        {"files": files, "inputs": manifest.get("inputs"), "settings": manifest.get("settings")}, sort_keys=True
-    )
-    date = str(manifest.get("created", ""))[:10].replace("-", ".")
-    return f"{date}-{hashlib.sha256(payload.encode()).hexdigest()[:8]}"
+    return make_release_id(files, manifest, created)
 
 
 def _check_release_id(folder: Path, mpath: Path, manifest: dict) -> None:
