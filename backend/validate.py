@@ -40,7 +40,7 @@ def validate_values(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | li
                 r = _first(con, f"SELECT rowid FROM {t} WHERE {c} IS NULL ORDER BY rowid LIMIT 1")
                 if r:
                     _fail(table, col.name, r[0], "null where a value is required")
-            if col.dtype == "float64" and col.finite:
+            if col.dtype in ("float64", "float32") and col.finite:
                 r = _first(con, f"SELECT rowid, {c} FROM {t} WHERE isnan({c}) OR isinf({c}) ORDER BY rowid LIMIT 1")
                 if r:
                     _fail(table, col.name, r[0], f"value must be finite, got {r[1]!r}")

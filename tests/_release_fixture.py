@@ -223,17 +223,24 @@ def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = Fal
                     "n_atoms": 1 + i % 5,
                 }
             )
-    neighbours = []
+    neighbours, similarity, euclid = [], [], []
     for ds, *_ in DATASETS:
         for m, X in emb[ds].items():
             Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
             S = Xn @ Xn.T
             np.fill_diagonal(S, -np.inf)
             order = np.argsort(-S, axis=1, kind="stable")[:, :3]
+            D = np.linalg.norm(X[:, None, :] - X[None, :, :], axis=-1)
+            np.fill_diagonal(D, np.inf)
+            near = np.argsort(D, axis=1, kind="stable")[:, :2]
             for i in range(N):
                 for r in range(3):
-                    neighbours.append({"dataset_id": ds, "model_id": m, "position": i, "rank": r + 1,
-                                       "neighbour": int(order[i, r])})  # fmt: skip
+                    key = {"dataset_id": ds, "model_id": m, "position": i, "rank": r + 1}
+                    neighbours.append({**key, "neighbour": int(order[i, r])})
+                    similarity.append({**key, "similarity": float(S[i, order[i, r]])})
+                for r in range(2):
+                    euclid.append({"dataset_id": ds, "model_id": m, "position": i, "rank": r + 1,
+                                   "neighbour": int(near[i, r])})  # fmt: skip
     cols = ["dataset_id", "metric", "k", "model_a", "model_b", "value", "ci_low", "ci_high", "p_value", "n"]
     return {
         "models": models,
@@ -245,6 +252,8 @@ def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = Fal
         "pairwise_null": pd.DataFrame(null),
         "samples": pd.DataFrame(samples),
         "neighbours": pd.DataFrame(neighbours),
+        "neighbour_similarity": pd.DataFrame(similarity),
+        "neighbours_euclidean": pd.DataFrame(euclid),
     }
 
 

@@ -135,11 +135,12 @@ METRICS: dict[str, MetricDef] = {
 # ----------------------------------------------------------------------------------------------------------------
 # Column and table definitions
 # ----------------------------------------------------------------------------------------------------------------
-DTYPES = ("string", "int64", "float64", "bool", "list<string>")
+DTYPES = ("string", "int64", "float64", "float32", "bool", "list<string>")
 _ARROW = {
     "string": pa.string(),
     "int64": pa.int64(),
     "float64": pa.float64(),
+    "float32": pa.float32(),  # bulk values where float32 is enough (neighbour similarities)
     "bool": pa.bool_(),
     "list<string>": pa.list_(pa.string()),
 }
@@ -355,6 +356,41 @@ TABLES: dict[str, TableSchema] = {
             "behind CKNNA and mutual kNN), up to k = 10: mutual kNN at k <= 10 can be recomputed from them",
         ),
         TableSchema(
+            "neighbour_similarity",
+            (
+                C("dataset_id", "string"),
+                C("model_id", "string"),
+                C("position", "int64", min=0, doc="the sample (samples.position)"),
+                C("rank", "int64", min=1, doc="1 = nearest; the same (position, rank) as in `neighbours`"),
+                C(
+                    "similarity",
+                    "float32",
+                    min=-1.0001,
+                    max=1.0001,
+                    doc="cosine similarity K_ij after the analysis "
+                    "preprocessing (the kernel value CKNNA uses), float32",
+                ),
+            ),
+            key=("dataset_id", "model_id", "position", "rank"),
+            required=False,
+            doc="the cosine similarity of each `neighbours` entry: with it, CKNNA of any new embedding against this "
+            "model can be computed exactly without the model's embeddings (see docs/RELEASE_FORMAT.md, scoring)",
+        ),
+        TableSchema(
+            "neighbours_euclidean",
+            (
+                C("dataset_id", "string"),
+                C("model_id", "string"),
+                C("position", "int64", min=0, doc="the sample (samples.position)"),
+                C("rank", "int64", min=1, doc="1 = nearest"),
+                C("neighbour", "int64", min=0, doc="position of its rank-th nearest other sample"),
+            ),
+            key=("dataset_id", "model_id", "position", "rank"),
+            required=False,
+            doc="each sample's nearest neighbours by Euclidean distance on the raw embeddings (the lists behind "
+            "information imbalance, model -> other), up to k = 5: enough for Delta(model -> new embedding; k <= 5)",
+        ),
+        TableSchema(
             "metric_definitions",
             (
                 C("metric", "string", enum=tuple(METRICS)),
@@ -435,7 +471,7 @@ def _coerce_value(table: str, col: Column, row: int, v):
         if isinstance(v, float | np.floating) and math.isfinite(v) and float(v).is_integer():
             return int(v)
         raise SchemaError(table, col.name, row, f"expected an integer, got {type(v).__name__} {v!r}")
-    if col.dtype == "float64":
+    if col.dtype in ("float64", "float32"):
         if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.integer | np.floating):
             raise SchemaError(table, col.name, row, f"expected a number, got {type(v).__name__} {v!r}")
         f = float(v)
@@ -552,9 +588,10 @@ def validate_release_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pa.Tab
     for t in ("pairwise", "pairwise_null"):
         refs(t, "model_a", model_ids, "model")
         refs(t, "model_b", model_ids, "model")
-    for t in ("intrinsic_dim", "energy", "neighbours"):
+    per_model = ("intrinsic_dim", "energy", "neighbours", "neighbour_similarity", "neighbours_euclidean")
+    for t in per_model:
         refs(t, "model_id", model_ids, "model")
-    for t in ("pairwise", "pairwise_null", "intrinsic_dim", "energy", "trees", "samples", "neighbours"):
+    for t in ("pairwise", "pairwise_null", "trees", "samples", *per_model):
         refs(t, "dataset_id", dataset_ids, "dataset")
     if "samples" in tables:
         s = tables["samples"].reset_index(drop=True)
