@@ -131,3 +131,10 @@ def short_labels(release: Release) -> dict[str, str]:
         tag = SOURCE_TAGS.get(src, "")
         out[mid] = mid if not tag or (src == "random_init" and "random-init" in mid) else f"{mid}{tag}"
     return out
+
+
+def family_colours(release: Release) -> dict[str, str]:
+    """family -> colour, from the release's whole (sorted) family list: the same colour on every page and view."""
+    from .figures import family_colours as fc
+
+    return fc(q(release, "filter_options")["family"])

@@ -16,18 +16,25 @@ PALETTE = [
 ]  # fmt: skip
 
 
-# Plotly's own export (modebar) on every figure: PNG at twice the size, named like the CSV
-def plotly_config(filename: str) -> dict:
+# Plotly's own export (modebar) on every figure, drawn by the browser (no kaleido): PNG at twice the size or SVG,
+# named like the CSV
+def plotly_config(filename: str, fmt: str = "png") -> dict:
     return {
         "displaylogo": False,
         "displayModeBar": True,
-        "toImageButtonOptions": {"format": "png", "filename": filename.removesuffix(".csv"), "scale": 2},
+        "toImageButtonOptions": {"format": fmt, "filename": filename.removesuffix(".csv"), "scale": 2},
     }
 
 
 def colour_map(values, *, sort: bool = True) -> dict[str, str]:
     keys = sorted(dict.fromkeys(values)) if sort else list(dict.fromkeys(values))
     return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(keys)}
+
+
+def family_colours(families) -> dict[str, str]:
+    """One colour per family for every view: PALETTE by the position of the family in the release's sorted family
+    list (all families, not only those a figure shows), so a family keeps its colour on every page and filter."""
+    return colour_map(families, sort=True)
 
 
 def _scale(higher_is_aligned: bool) -> str:

@@ -26,7 +26,8 @@ def main() -> None:
         page_title="matter-align", page_icon=str(Path(__file__).parent / "assets" / "icon.png"), layout="wide"
     )
     pg = st.navigation([st.Page(f"pages_/{f}", title=t, icon=i, default=(n == 0)) for n, (f, t, i) in enumerate(PAGES)])
-    state.start_run(pg.url_path or "overview")
+    page = pg.url_path or "overview"
+    state.start_run(page)
     warn_box = st.container()
     try:
         default_path = data.default_release_path()
@@ -43,11 +44,22 @@ def main() -> None:
         st.error(str(e), icon=":material/folder_off:")
         _flush(warn_box)
         return
-    f = state.sidebar_filters(release)
+    f = state.sidebar_filters(release, page)
     c = ui.make_ctx(release, f)
     st.sidebar.caption(f"Release `{release.release_id}` · created {release.created}")
-    if f.dataset is not None:
-        st.caption(state.hidden_line(f, c.ds_name(f.dataset)))
+    uses = state.PAGE_CONTROLS.get(page, frozenset())
+    c.line = st.empty()  # the "N models shown" line; a page that shows fewer models rewrites it
+    if f.dataset is not None and "models" in uses and ("dataset" in uses or page == "dataset_cards"):
+        c.line.caption(state.hidden_line(f, c.ds_name(f.dataset)))
+    if "metric" in uses and state.k_is_large(f.k, f.n_samples):
+        st.warning(
+            f"**k = {f.k} is large for n = {f.n_samples:,} samples** on {c.ds_name(f.dataset)}: k > "
+            f"{state.K_LARGE_FRACTION:g} n, so each neighbourhood covers {f.k / f.n_samples:.0%} of the data and the "
+            "metric is no longer local (the chance overlap k/n of two random neighbourhoods is high). Prefer a "
+            "smaller k.",
+            icon=":material/warning:",
+        )
+    ui.image_format_control()
     pg.run()
     _flush(warn_box)
     _share_link()

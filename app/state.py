@@ -23,7 +23,7 @@ from backend import Release
 
 from .data import q
 
-GLOBAL_KEYS = ("release", "family", "modality", "training_set", "source", "dataset", "metric", "k")
+GLOBAL_KEYS = ("release", "models", "family", "modality", "training_set", "source", "dataset", "metric", "k")
 # page controls: known everywhere so that a link to another page's parameter is never called unknown
 PAGE_KEYS = (
     "order",
@@ -38,6 +38,7 @@ PAGE_KEYS = (
     "scope",
     "ii_k",
     "ii_colour",
+    "range",
 )
 _RAW, _WARN, _REG, _PAGE = "_url_raw", "_url_warnings", "_url_registered", "_url_page"
 SHOW_MAX = 80  # URL values longer than this are cut when echoed
@@ -99,11 +100,14 @@ def control(
     format_func: Callable | None = None,
     help: str | None = None,
     what: str | None = None,
+    hidden: bool = False,
 ):
     """A selectbox / multiselect / radio bound to session state and the URL; returns its value.
 
     URL values are matched against str(option); invalid ones are ignored with a warning. A session value that is no
-    longer among the options (e.g. k after changing dataset) falls back to the default.
+    longer among the options (e.g. k after changing dataset) falls back to the default. `hidden`: the value is
+    resolved and kept (session and URL) but no widget is drawn, for a filter that does nothing on this page; it is
+    written back to session state as a plain value so Streamlit does not drop it with the undrawn widget.
     """
     ss = st.session_state
     where = where if where is not None else st.sidebar
@@ -141,6 +145,10 @@ def control(
             ss[key] = default
     else:
         ss[key] = list(default) if multi else default
+    ss[_REG][key] = (default, multi)
+    if hidden:
+        ss[key] = list(ss[key]) if multi else ss[key]
+        return ss[key]
     kw = {"key": key, "help": help}
     if format_func is not None:
         kw["format_func"] = format_func
@@ -150,7 +158,6 @@ def control(
         where.radio(label, list(options), horizontal=True, **kw)
     else:
         where.selectbox(label, list(options), **kw)
-    ss[_REG][key] = (default, multi)
     return ss[key]
 
 
@@ -186,6 +193,8 @@ class Filters:
     models: list[str]  # models passing the filters with any result on the dataset
     n_on_dataset: int  # models with any result on the dataset
     active: list[str] = field(default_factory=list)  # names of the model filters in use
+    chosen: list[str] = field(default_factory=list)  # models picked one by one (empty: no such filter)
+    n_samples: int | None = None  # samples of the dataset (the n the k warning is measured against)
 
     @property
     def model_filter(self) -> list[str] | None:
@@ -196,6 +205,10 @@ class Filters:
     def hidden(self) -> int:
         return self.n_on_dataset - len(self.models)
 
+    def keep(self, ids) -> list[str]:
+        """The ids among `ids` that pass every model filter (the one-by-one choice included)."""
+        return [m for m in ids if (not self.chosen or m in self.chosen)]
+
 
 def default_metric(metrics: Sequence[str]) -> str | None:
     return "cknna" if "cknna" in metrics else (metrics[0] if metrics else None)
@@ -205,12 +218,64 @@ def default_k(ks: Sequence[int | None]) -> int | None:
     return 10 if 10 in ks else (ks[0] if ks else None)
 
 
-def sidebar_filters(release: Release) -> Filters:
+def model_option_label(row) -> str:
+    """'name · id · family': the multiselect searches the label, so a name, an id or a family each find the model."""
+    return f"{row['display_name']} · {row['model_id']} · {row['family']}"
+
+
+# the k warning: neighbourhoods covering more than a tenth of the samples are no longer local (the chance overlap
+# of two random k-neighbourhoods, k/n, exceeds 0.1)
+K_LARGE_FRACTION = 0.1
+
+
+def k_is_large(k: int | None, n: int | None) -> bool:
+    return k is not None and n is not None and n > 0 and k > K_LARGE_FRACTION * n
+
+
+def metric_help(mdefs) -> str:
+    """The metric control's help: each metric's definition, direction and range (mdefs indexed by metric)."""
+    lines = []
+    for m, d in mdefs.iterrows():
+        direction = "higher = more aligned" if d["higher_is_aligned"] else "lower = more aligned"
+        extra = ""
+        if m == "idcor":
+            extra = (
+                " Can exceed 1: ID([A|B]) is itself estimated, and when the joint estimate falls below "
+                "max(ID(A), ID(B)) the ratio is > 1 (estimator noise, not more than identical); such values are "
+                "shown as they are, never clipped."
+            )
+        lines.append(
+            f"**{d['display_name']}** ({direction}; range [{d['value_min']:g}, {d['value_max']:g}]"
+            f"{'; has k' if d['has_k'] else ''}): {d['description']}{extra}"
+        )
+    return "\n\n".join(lines)
+
+
+# which sidebar controls do something on each page (the others are kept in the session and the URL, not drawn)
+PAGE_CONTROLS: dict[str, frozenset[str]] = {
+    "overview": frozenset(),
+    "heatmap": frozenset({"dataset", "metric", "models"}),
+    "tree": frozenset({"dataset", "metric", "models"}),
+    "intrinsic_dimension": frozenset({"dataset", "models"}),
+    "id_vs_ood": frozenset({"dataset", "metric", "models"}),
+    "convergence": frozenset({"dataset", "metric", "models"}),
+    "local_vs_global": frozenset({"dataset", "metric", "models"}),
+    "compare": frozenset({"dataset", "metric", "models"}),
+    "model_cards": frozenset({"models"}),
+    "dataset_cards": frozenset({"models"}),  # the dataset picker is on the page itself
+}
+
+
+def sidebar_filters(release: Release, page: str | None = None) -> Filters:
+    """Every filter resolved; drawn in the sidebar only where it does something on `page` (None: all drawn)."""
+    uses = PAGE_CONTROLS.get(page, frozenset({"dataset", "metric", "models"})) if page else None
+    show = (lambda what: True) if uses is None else (lambda what: what in uses)  # noqa: E731
     opts = q(release, "filter_options")
     datasets = q(release, "list_datasets")
     dnames = dict(zip(datasets["dataset_id"], datasets["display_name"], strict=True))
     sb = st.sidebar
-    sb.markdown("### Filters")
+    if show("dataset") or show("metric"):
+        sb.markdown("### Filters")
     ds_opts = list(opts["dataset"])
     # default: a real dataset with pairwise values and the most models (generated sets are labelled, not shown first)
     info = datasets.set_index("dataset_id")
@@ -225,6 +290,7 @@ def sidebar_filters(release: Release) -> Filters:
         ranked[0] if ranked else None,
         format_func=lambda d: f"{dnames.get(d, d)} ({d})",
         what="dataset",
+        hidden=not show("dataset"),
     )
     mdefs = q(release, "metric_definitions").set_index("metric")
     avail = q(release, "available_metrics", dataset) if dataset else None
@@ -236,17 +302,39 @@ def sidebar_filters(release: Release) -> Filters:
         default_metric(metrics),
         format_func=lambda m: str(mdefs.at[m, "display_name"]) if m in mdefs.index else m,
         what=f"metric with values on {dataset}",
+        help=metric_help(mdefs.loc[[m for m in metrics if m in mdefs.index]]),
+        hidden=not show("metric"),
     )
     k = None
     if metric is not None and bool(mdefs.at[metric, "has_k"]):
         ks = q(release, "k_values", dataset, metric)
-        k = control("k", "k (neighbours)", ks, default_k(ks), what=f"k for {metric} on {dataset}")
+        k = control(
+            "k", "k (neighbours)", ks, default_k(ks), what=f"k for {metric} on {dataset}", hidden=not show("metric"),
+            help=f"Neighbourhood size. A warning is shown when k > {K_LARGE_FRACTION:g} n (n: the dataset's samples).",
+        )  # fmt: skip
     else:
         _from_url("k")  # a metric without k: k in the URL has no meaning; drop it quietly
-    sb.markdown("### Models")
-    family = control("family", "Family", opts["family"], [], multi=True, what="family")
-    modality = control("modality", "Modality", opts["modality"], [], multi=True, what="modality")
-    training_set = control("training_set", "Training set", opts["training_set"], [], multi=True, what="training set")
+    hide_models = not show("models")
+    if not hide_models:
+        sb.markdown("### Models")
+    catalogue = q(release, "list_models")
+    by_id = {r["model_id"]: model_option_label(r) for _, r in catalogue.iterrows()}
+    chosen = control(
+        "models",
+        "Models (search by name, id or family)",
+        list(catalogue["model_id"]),
+        [],
+        multi=True,
+        what="model id",
+        format_func=lambda m: by_id.get(m, m),
+        help="Pick models one by one (type part of a name, an id or a family); combined with the filters below.",
+        hidden=hide_models,
+    )
+    family = control("family", "Family", opts["family"], [], multi=True, what="family", hidden=hide_models)
+    modality = control("modality", "Modality", opts["modality"], [], multi=True, what="modality", hidden=hide_models)
+    training_set = control(
+        "training_set", "Training set", opts["training_set"], [], multi=True, what="training set", hidden=hide_models
+    )
     source = control(
         "source",
         "Source of the weights",
@@ -256,13 +344,20 @@ def sidebar_filters(release: Release) -> Filters:
         what="source",
         help="pretrained: published weights; random_init: the real architecture with random weights (never the "
         "pretrained model); trained_here: trained by us; descriptor: a fixed descriptor.",
+        hidden=hide_models,
     )
     active = [
         n
-        for n, v in (("family", family), ("modality", modality), ("training set", training_set), ("source", source))
+        for n, v in (
+            ("models", chosen),
+            ("family", family),
+            ("modality", modality),
+            ("training set", training_set),
+            ("source", source),
+        )
         if v
     ]
-    on_ds = q(release, "list_models", dataset=dataset) if dataset else q(release, "list_models")
+    on_ds = q(release, "list_models", dataset=dataset) if dataset else catalogue
     kept = (
         q(
             release,
@@ -276,6 +371,8 @@ def sidebar_filters(release: Release) -> Filters:
         if active
         else on_ds
     )
+    kept_ids = [m for m in kept["model_id"] if not chosen or m in chosen]
+    n_samples = int(info.at[dataset, "n_samples"]) if dataset in info.index else None
     return Filters(
         family=family,
         modality=modality,
@@ -284,13 +381,23 @@ def sidebar_filters(release: Release) -> Filters:
         dataset=dataset,
         metric=metric,
         k=k,
-        models=list(kept["model_id"]),
+        models=kept_ids,
         n_on_dataset=len(on_ds),
         active=active,
+        chosen=list(chosen),
+        n_samples=n_samples,
     )
 
 
-def hidden_line(f: Filters, dataset_name: str) -> str:
+def hidden_line(f: Filters, dataset_name: str, shown: int | None = None, where: str = "") -> str:
+    """How many models are shown and how many the filters hide; `shown`/`where` when a page shows fewer than the
+    filters keep (e.g. only the models with values on two datasets)."""
+    if shown is not None and shown != len(f.models):
+        why = f" ({', '.join(f.active)})" if f.active else ""
+        return (
+            f"**{shown} of {f.n_on_dataset}** models with results on **{dataset_name}** shown{where}; "
+            f"{f.hidden} hidden by the filters{why}, {len(f.models) - shown} without values here."
+        )
     if not f.active:
         return f"All **{f.n_on_dataset}** models with results on **{dataset_name}** shown; no model filter active."
     return (

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -11,7 +14,7 @@ from backend import Release, queries
 from backend.queries import MatrixResult
 
 from . import figures
-from .data import labels, q
+from .data import family_colours, labels, q
 from .figures import plotly_config
 from .state import Filters
 
@@ -24,6 +27,8 @@ class Ctx:
     f: Filters
     labels: dict[str, str]
     dataset_names: dict[str, str]
+    colours: dict[str, str] = field(default_factory=dict)  # family -> colour, the same on every page
+    line: Any = None  # st.empty() holding the "N models shown" line
 
     def mdef(self, metric: str) -> pd.Series:
         return q(self.release, "metric_definitions").set_index("metric").loc[metric]
@@ -41,7 +46,13 @@ def ctx() -> Ctx:
 
 def make_ctx(release: Release, f: Filters) -> Ctx:
     ds = q(release, "list_datasets")
-    c = Ctx(release, f, labels(release), dict(zip(ds["dataset_id"], ds["display_name"], strict=True)))
+    c = Ctx(
+        release,
+        f,
+        labels(release),
+        dict(zip(ds["dataset_id"], ds["display_name"], strict=True)),
+        family_colours(release),
+    )
     st.session_state["_ctx"] = c
     return c
 
@@ -61,8 +72,97 @@ def heatmap_figure(c: Ctx, res: MatrixResult, mdef: pd.Series, labels: dict, *, 
     return _heatmap(c.release.cache_key, res, mdef, labels, null, family_lines)
 
 
-def csv_name(c: Ctx, kind: str, dataset: str | None = None, metric: str | None = None, k: int | None = None) -> str:
-    return queries.csv_filename(c.release.release_id, dataset, metric, k, kind)
+_SAFE = re.compile(r"[^A-Za-z0-9.-]+")
+
+
+def filter_tag(f: Filters) -> str:
+    """The active model filters as a file-name part, e.g. `family-MACE-SOAP_source-pretrained` ('' without any);
+    more than three values are counted (`models-12`): the file's rows name every model."""
+    parts = []
+    for name, vals in (("models", f.chosen), ("family", f.family), ("modality", f.modality),
+                       ("training", f.training_set), ("source", f.source)):  # fmt: skip
+        if vals:
+            v = "-".join(_SAFE.sub("-", str(x)).strip("-") for x in vals) if len(vals) <= 3 else str(len(vals))
+            parts.append(f"{name}-{v}"[:80])
+    return "_".join(parts)
+
+
+def csv_name(
+    c: Ctx, kind: str, dataset: str | None = None, metric: str | None = None, k: int | None = None, ext: str = "csv"
+) -> str:
+    """backend.queries.csv_filename + the active model filters, so a downloaded file keeps its context."""
+    base = queries.csv_filename(c.release.release_id, dataset, metric, k, kind).removesuffix(".csv")
+    tag = filter_tag(c.f)
+    return f"{base}_{tag}.{ext}" if tag else f"{base}.{ext}"
+
+
+def n_text(n) -> str:
+    """'n = 9,848' or 'n = 100–111' over the values of an n column ('' when none is known)."""
+    v = pd.to_numeric(pd.Series(n), errors="coerce").dropna()
+    if v.empty:
+        return ""
+    lo, hi = int(v.min()), int(v.max())
+    return f"n = {lo:,}" if lo == hi else f"n = {lo:,}–{hi:,}"
+
+
+def about(c: Ctx, dataset: str | None, metric: str | None = None, k=None, n=None, perms=None) -> str:
+    """The context every figure states: dataset · metric · k · n (· permutations behind a null)."""
+    parts = [c.ds_name(dataset) if dataset not in (None, "all") else "every dataset"]
+    if metric:
+        parts.append(c.metric_name(metric) if metric in set(q(c.release, "metric_definitions")["metric"]) else metric)
+    if k is not None and not pd.isna(k):
+        parts.append(f"k = {int(k)}")
+    nt = n_text(n) if n is not None else ""
+    if nt:
+        parts.append(nt + " samples")
+    if perms is not None:
+        p = pd.to_numeric(pd.Series(perms), errors="coerce").dropna()
+        if len(p):
+            parts.append(f"null: {int(p.min())}" + (f"–{int(p.max())}" if p.max() != p.min() else "") + " permutations")
+    return " · ".join(parts)
+
+
+def zrange(values, mdef: pd.Series, mode: str) -> tuple[float, float]:
+    """Colour range: 'data' fits the finite values; 'fixed' is the metric's range, widened (never clipped) where a
+    value lies outside it (IDCor can exceed 1)."""
+    v = np.asarray(pd.to_numeric(pd.Series(np.ravel(values)), errors="coerce"), dtype=float)
+    v = v[np.isfinite(v)]
+    lo, hi = float(mdef["value_min"]), float(mdef["value_max"])
+    if not len(v):
+        return lo, hi
+    if mode == "fixed":
+        return min(lo, float(v.min())), max(hi, float(v.max()))
+    a, b = float(v.min()), float(v.max())
+    if b - a < 1e-9:
+        a, b = a - 0.05, b + 0.05
+    return a, b
+
+
+RANGE_OPTIONS = {"data": "fit the data", "fixed": "fixed (metric's range)"}
+
+
+def range_control(where=None) -> str:
+    """The colour-range control of the heatmap-like views (URL key `range`)."""
+    from .state import control
+
+    return control(
+        "range", "Colour range", list(RANGE_OPTIONS), "data", where=where if where is not None else st,
+        widget="radio", what="colour range", format_func=RANGE_OPTIONS.get,
+        help="fit the data: the colour bar spans the values shown; fixed: the metric's own range (e.g. [0, 1]), "
+        "widened where a value lies outside it (IDCor can exceed 1).",
+    )  # fmt: skip
+
+
+def image_format_control() -> None:
+    """PNG or SVG for the camera icon of every figure's modebar (rendered in the browser: no kaleido needed)."""
+    st.sidebar.radio(
+        "Figure download format (camera icon)", ["png", "svg"], key="_image_format", horizontal=True,
+        help="Each figure's camera icon saves the figure as PNG (twice the screen size) or SVG, named like its CSV.",
+    )  # fmt: skip
+
+
+def image_format() -> str:
+    return str(st.session_state.get("_image_format", "png"))
 
 
 @st.cache_data(show_spinner=False, max_entries=500)
@@ -90,9 +190,15 @@ def download(df: pd.DataFrame, filename: str, key: str, label: str = "Download t
     )  # fmt: skip
 
 
-def figure(fig, df: pd.DataFrame, filename: str, key: str, *, caption: str | None = None) -> None:
-    """A Plotly figure (modebar export on) followed by the download of the table it was drawn from."""
-    st.plotly_chart(fig, config=plotly_config(filename), key=f"fig_{key}")
+def figure(
+    fig, df: pd.DataFrame, filename: str, key: str, *, caption: str | None = None, title: str | None = None
+) -> None:
+    """A Plotly figure (modebar export as PNG or SVG) followed by the download of the table it was drawn from.
+    `title` (dataset · metric · k · n) is drawn in the figure, so an exported image keeps its context."""
+    if title:
+        top = max(60, int(fig.layout.margin.t or 0) + 30)
+        fig.update_layout(title={"text": title, "font": {"size": 13}, "x": 0, "xanchor": "left"}, margin_t=top)
+    st.plotly_chart(fig, config=plotly_config(filename, image_format()), key=f"fig_{key}")
     if caption:
         st.caption(caption)
     download(df, filename, key=f"csv_{key}")
@@ -107,3 +213,8 @@ def need(cond: bool, msg: str) -> bool:
 
 def k_text(k) -> str:
     return "" if k is None or pd.isna(k) else f", k = {int(k)}"
+
+
+def table(df: pd.DataFrame, **kw) -> None:
+    """st.dataframe with missing values shown as '–' (never 'None'/'nan'); numbers keep their type (sorting)."""
+    st.dataframe(df.style.format(na_rep="–", precision=4), hide_index=True, **kw)

@@ -446,3 +446,55 @@ def test_figure_labels_tag_the_source_once_on_the_shipped_release():
     short = short_labels(shipped)  # the convergence scatter's compact text: the id, tagged unless it says so already
     assert short["orb-v3-conservative-inf-random-init"] == "orb-v3-conservative-inf-random-init"
     assert short["mace-qm9-n200-c16"] == "mace-qm9-n200-c16 [trained here]" and short["ani1x"] == "ani1x"
+
+
+# ---------------------------------------------------------------------------------------------- issue 15
+def test_models_picked_one_by_one(app, release):
+    at = app("heatmap", dataset="qm9", metric="cka", models=["mace_a", "soap"])
+    _ok(at)
+    assert not _warnings(at)
+    ms = at.multiselect(key="models")
+    assert ms.value == ["mace_a", "soap"]
+    # the label is "name · id · family": the multiselect's search finds a model by any of the three
+    meta = queries.list_models(release).set_index("model_id")
+    assert f"{meta.at['soap', 'display_name']} · soap · SOAP" in ms.options
+    assert len(ms.options) == len(meta)
+    res = queries.matrix(release, "qm9", "cka", models=["mace_a", "soap"])
+    z = np.array(_trace(_charts(at)[0], "heatmap")["z"], dtype=float)
+    assert z.shape == (2, 2) and sorted(res.order) == ["mace_a", "soap"]
+    assert any("2 of 5" in c.value and "3 hidden by the filters" in c.value and "models" in c.value for c in at.caption)
+    assert at.query_params["models"] == ["mace_a", "soap"]
+    # combined with a family filter (AND), and an unknown id is ignored with a warning
+    at = app("heatmap", dataset="qm9", metric="cka", models=["mace_a", "soap", "nope"], family=["MACE"])
+    assert any("“nope”" in w and "model id" in w for w in _warnings(at))
+    assert any("1 of 5" in c.value for c in at.caption)
+
+
+def test_controls_that_do_nothing_are_hidden_but_kept(app):
+    at = app("overview", dataset="offeq", metric="cka", family=["MACE"])
+    _ok(at)
+    keys = {s.key for s in at.sidebar.selectbox} | {m.key for m in at.sidebar.multiselect}
+    assert not keys & {"dataset", "metric", "k", "family", "models"}, keys
+    # the hidden values stay in the URL and the session: the next page shows them
+    assert at.query_params["dataset"] == "offeq" and at.query_params["family"] in (["MACE"], "MACE")
+    at.switch_page("pages_/heatmap.py").run()
+    _ok(at)
+    assert at.selectbox(key="dataset").value == "offeq" and at.multiselect(key="family").value == ["MACE"]
+    at.switch_page("pages_/intrinsic_dimension.py").run()
+    keys = {s.key for s in at.sidebar.selectbox}
+    assert "dataset" in keys and "metric" not in keys and "k" not in keys
+    at = app("model_cards")
+    assert "dataset" not in {s.key for s in at.sidebar.selectbox} and at.multiselect(key="family") is not None
+
+
+def test_dataset_cards_have_their_own_picker(app):
+    at = app("dataset_cards", dataset="offeq")
+    _ok(at)
+    assert "dataset" not in {s.key for s in at.sidebar.selectbox}
+    pick = at.selectbox(key="dataset_card_pick")
+    assert pick.value == "offeq" and "OFFEQ" in at.header[0].value
+    pick.set_value("qm9").run()
+    _ok(at)
+    assert at.header[0].value.startswith("QM9") and "dataset" not in at.query_params  # the default
+    at.selectbox(key="dataset_card_pick").set_value("offeq").run()
+    assert "OFFEQ" in at.header[0].value and at.query_params["dataset"] == "offeq"

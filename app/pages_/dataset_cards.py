@@ -3,14 +3,24 @@
 import streamlit as st
 
 from app.data import q
-from app.ui import csv_name, ctx, download, need
+from app.ui import csv_name, ctx, download, need, table
 
 c = ctx()
 r, f = c.release, c.f
 st.title("Dataset cards")
 ds = q(r, "list_datasets")
-st.dataframe(ds, hide_index=True)
-download(ds, csv_name(c, "datasets"), key="csv_datasets", label="Download the dataset table (CSV)")
+
+
+def _pick() -> None:  # the page's picker drives the sidebar's (hidden here) dataset value, kept in the URL
+    st.session_state["dataset"] = st.session_state["dataset_card_pick"]
+
+
+ids = list(ds["dataset_id"])
+if ids and f.dataset in ids:
+    st.selectbox(
+        "Dataset", ids, index=ids.index(f.dataset), key="dataset_card_pick", on_change=_pick,
+        format_func=lambda d: f"{c.ds_name(d)} ({d})",
+    )  # fmt: skip
 if need(f.dataset is not None, "This release has no datasets."):
     card = q(r, "dataset_card", f.dataset).iloc[0]
     st.header(f"{card['display_name']} (`{card['dataset_id']}`)")
@@ -34,14 +44,16 @@ if need(f.dataset is not None, "This release has no datasets."):
         ("Metrics", ", ".join(card["metrics"]) or "none"),
     ]
     st.markdown("\n".join(f"- **{k}**: {v}" for k, v in fields))
-    st.caption("Choose the dataset in the sidebar.")
     st.subheader("Models on this dataset")
     models = q(r, "list_models", dataset=f.dataset)
     models = models[models["model_id"].isin(f.models)]
     cols = ["model_id", "display_name", "family", "source", "training_sets", "in_distribution"]
-    st.dataframe(models[cols], hide_index=True)
+    table(models[cols])
     download(models, csv_name(c, "models-on", f.dataset), key="csv_ds_models", label="Download this table (CSV)")
     samples = q(r, "list_samples", f.dataset, 20, 0)
     if not samples.empty:
         st.subheader("First samples (embedding order)")
-        st.dataframe(samples, hide_index=True)
+        table(samples)
+st.subheader("Every dataset of the release")
+table(ds)
+download(ds, csv_name(c, "datasets"), key="csv_datasets", label="Download the dataset table (CSV)")

@@ -1,10 +1,13 @@
 """Model cards, generated from the release's models table and every number the release holds for the model."""
 
+import re
+
+import pandas as pd
 import streamlit as st
 
 from app.data import SOURCE_LABELS, q
 from app.state import control
-from app.ui import csv_name, ctx, download, need
+from app.ui import csv_name, ctx, download, need, table
 
 c = ctx()
 r, f = c.release, c.f
@@ -17,10 +20,65 @@ catalogue = q(
     training_set=f.training_set or None,
     source=f.source or None,
 )
+if f.chosen:
+    catalogue = catalogue[catalogue["model_id"].isin(f.chosen)]
 st.caption(f"{len(catalogue)} model(s) pass the model filters (on any dataset).")
-cols = ["model_id", "display_name", "family", "modality", "source", "training_sets", "params", "embedding_dim"]
-st.dataframe(catalogue[cols], hide_index=True)
+cols = [
+    "model_id",
+    "display_name",
+    "family",
+    "modality",
+    "source",
+    "training_sets",
+    "params",
+    "embedding_dim",
+    "license",
+]
+table(
+    catalogue[cols],
+    column_config={
+        "params": st.column_config.NumberColumn("parameters", format="%d"),
+        "embedding_dim": st.column_config.NumberColumn("embedding (dims)"),
+        "license": "licence",
+    },
+)
 download(catalogue, csv_name(c, "models"), key="csv_models", label="Download the model table (CSV)")
+
+
+def _text(v) -> str:
+    return "—" if v is None or (isinstance(v, float) and v != v) or v == "" else str(v)
+
+
+def paper_link(citation) -> str:
+    """A link to the paper from the card's citation: its DOI or arXiv id when it names one, else a search."""
+    cit = _text(citation)
+    if cit == "—":
+        return "—"
+    doi = re.search(r"\b(10\.\d{4,9}/[^\s,;]+[^\s,;.)])", cit)
+    if doi:
+        return f"[doi:{doi.group(1)}](https://doi.org/{doi.group(1)})"
+    arx = re.search(r"arXiv:\s*(\d{4}\.\d{4,5})", cit)
+    if arx:
+        return f"[arXiv:{arx.group(1)}](https://arxiv.org/abs/{arx.group(1)})"
+    return f"[search the citation](https://scholar.google.com/scholar?q={re.sub(r'[^A-Za-z0-9]+', '+', cit)[:200]})"
+
+
+def code_link(checkpoint) -> str:
+    """Where the weights and code come from, from the card's checkpoint: a URL, a Hugging Face repo id or a
+    `pkg://<package>/…` path inside a Python package (linked to its PyPI page)."""
+    ck = _text(checkpoint)
+    if ck == "—":
+        return "—"
+    if ck.startswith(("https://", "http://")):
+        return f"[{ck.split('/')[2]}]({ck})"
+    if ck.startswith("pkg://"):
+        pkg = ck.removeprefix("pkg://").split("/")[0]
+        return f"Python package [`{pkg}`](https://pypi.org/project/{pkg.replace('_', '-')}/) (`{ck}`)"
+    if re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", ck):
+        return f"[huggingface.co/{ck}](https://huggingface.co/{ck})"
+    return f"`{ck}` (local to the pipeline)"
+
+
 ids = list(catalogue["model_id"])
 if need(bool(ids), "No model passes the filters."):
     m = control("model", "Model", ids, ids[0], where=st, format_func=c.labels.get, what="model")
@@ -39,6 +97,7 @@ if need(bool(ids), "No model passes the filters."):
         st.info("**Descriptor**: a fixed, untrained featurisation.")
     else:
         st.success("**Pretrained**: the published weights.")
+    params = card["params"]
     fields = [
         ("Source", f"`{src}`: {SOURCE_LABELS[src]}"),
         ("Family", card["family"]),
@@ -47,21 +106,34 @@ if need(bool(ids), "No model passes the filters."):
         ("Training sets", ", ".join(card["training_sets"]) or "(none)"),
         ("Equivariance", card["equivariance"]),
         ("Force head", card["force_head"]),
+        ("Parameters", "unknown" if params is None or pd.isna(params) else f"{int(params):,} (trainable weights)"),
         (
-            "Parameters",
-            "unknown" if card["params"] is None or card["params"] != card["params"] else f"{int(card['params']):,}",
+            "Embedding",
+            f"{card['embedding_dim']} dimensions (unitless features) from layer `{card['layer']}`, pooling: "
+            f"{card['pooling']}",
         ),
-        ("Embedding", f"{card['embedding_dim']} dims from layer `{card['layer']}`, pooling: {card['pooling']}"),
         (
             "Checkpoint" if src != "random_init" else "Checkpoint (not used here: what a user with the weights loads)",
-            card["checkpoint"] or "—",
+            _text(card["checkpoint"]),
         ),
-        ("Licence", card.get("license") or "—"),
-        ("Citation", card["citation"] or "—"),
+        ("Code and weights", code_link(card["checkpoint"])),
+        ("Licence", _text(card.get("license"))),
+        ("Citation", _text(card["citation"])),
+        ("Paper", paper_link(card["citation"])),
         ("Datasets with results", ", ".join(c.ds_name(d) for d in card["datasets"]) or "none"),
     ]
     st.markdown("\n".join(f"- **{k}**: {v}" for k, v in fields))
     prof = q(r, "model_profile", m)
     st.subheader("Every number for this model")
-    st.dataframe(prof, hide_index=True)
+    st.caption(
+        "Units: similarities and information imbalance are unitless; `intrinsic_dim:*` in dimensions; "
+        "`energy_mae_per_atom` in eV/atom (the `mae (meV/atom)` column: × 1000); n: samples."
+    )
+    shown = prof.copy()
+    if "metric" in shown and "value" in shown:
+        mae = shown["metric"].astype(str).str.startswith("energy_mae")
+        shown.insert(
+            shown.columns.get_loc("value") + 1, "mae (meV/atom)", shown["value"].where(mae) * 1000.0
+        )  # fmt: skip
+    table(shown)
     download(prof, csv_name(c, f"model-{m}"), key="csv_profile", label="Download this model's numbers (CSV)")
