@@ -1,0 +1,194 @@
+"""Score a new embedding against every model of a release, exactly as the analysis would.
+
+For a user embedding U of the dataset's N samples (rows in `samples.position` order) and each release model M:
+
+- CKNNA(U, M; k) and CKNNA(M, U; k) (docs/METRICS.md): M's side is its cosine k-lists with their similarities
+  K_ij from `neighbours` + `neighbour_similarity`; U's side is U's own exact cosine cache after the same kernel
+  preprocessing as the release (its manifest's clip quantile and normalisation). Sparse unbiased HSIC needs only
+  the entries inside the k-lists, so both orders are exact for every k <= the shipped list length.
+- mutual kNN(U, M; k) from the two index lists.
+- information imbalance Δ(M -> U; k) = 2/(N² k) Σ_i Σ_{j in N_k^M(i)} rank_U(i, j), from M's Euclidean lists
+  (`neighbours_euclidean`) and U's raw Euclidean distances. Δ(U -> M) needs M's distances: not computable.
+- CKA, unbiased CKA, IDCor: need M's embeddings: not computable from a release; a row says so, nothing is
+  approximated.
+
+Null: the rows of U permuted (seeded), by re-indexing U's cache (O(N·k) per permutation); p-value
+(1 + #{null >= observed}) / (P + 1).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from backend.release import Release
+from precompute.metrics.cknna import masked_entries, self_hsic
+from precompute.metrics.hsic import sparse_hsic_unbiased
+from precompute.metrics.information_imbalance import imbalance_from_ranks, ranks_in
+from precompute.metrics.neighbours import NeighbourCache, build_neighbour_cache
+from precompute.metrics.preprocess import KernelPreprocessing, kernel_features
+
+from .inputs import ScoringInputError, align_to_samples, duplicate_rows
+from .zoo import ScoringDataError, zoo_lists
+
+NOT_COMPUTABLE = {
+    "cka": "needs the release model's embeddings, which a release does not hold",
+    "cka_unbiased": "needs the release model's embeddings, which a release does not hold",
+    "idcor": "needs the release model's embeddings, which a release does not hold",
+}
+II_REVERSE_NOTE = "Δ(new -> model) needs the release model's distances, which a release does not hold"
+COLUMNS = ["dataset_id", "metric", "k", "model_a", "model_b", "value", "ci_low", "ci_high", "p_value", "n",
+           "null_mean", "null_std", "null_q95", "n_permutations", "seed", "note"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """The score table and what went into it."""
+
+    table: pd.DataFrame
+    dataset_id: str
+    name: str
+    n: int
+    n_duplicates: int
+    ks_knn: tuple[int, ...]
+    ks_ii: tuple[int, ...]
+    seconds: float
+
+
+def dataset_samples(release: Release, dataset: str) -> list[str]:
+    """The dataset's sample ids in embedding order (`samples.position`)."""
+    df = release.query("SELECT position, sample_id FROM samples WHERE dataset_id = ? ORDER BY position", [dataset])
+    if not len(df):
+        raise ScoringDataError(f"release {release.release_id} has no samples table rows for dataset {dataset!r}")
+    if not np.array_equal(df["position"].to_numpy(), np.arange(len(df))):
+        raise ScoringDataError(f"samples of {dataset!r} do not cover positions 0..{len(df) - 1}")
+    return df["sample_id"].tolist()
+
+
+def _settings(release: Release, dataset: str) -> dict:
+    s = (release.manifest.get("settings") or {}).get(dataset)
+    if not isinstance(s, dict) or "ks_knn" not in s:
+        raise ScoringDataError(f"release {release.release_id}: no analysis settings recorded for {dataset!r}")
+    return s
+
+
+def _permuted(cache: NeighbourCache, perm: np.ndarray) -> NeighbourCache:
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size)
+    return NeighbourCache(inv[cache.indices[perm]], cache.scores[perm], cache.kind, cache.options)
+
+
+def _pair_values(u: NeighbourCache, m: NeighbourCache, k: int, h_u: float, h_m: float | None) -> tuple:
+    """(CKNNA(U, M), CKNNA(M, U), mutual kNN) at k; the CKNNAs are None when M has no similarities (h_m None)."""
+    n = u.n
+    rows, cols, x, y = masked_entries(u, m, k)
+    mutual = rows.size / (n * k)
+    if h_m is None:
+        return None, None, mutual
+    denom = np.sqrt(h_u * h_m)
+    return sparse_hsic_unbiased(rows, cols, x, y, n) / denom, sparse_hsic_unbiased(rows, cols, y, x, n) / denom, mutual
+
+
+def score_embeddings(
+    release: Release,
+    dataset: str,
+    X: np.ndarray,
+    name: str,
+    *,
+    sample_ids: list[str] | None = None,
+    label: str = "embeddings",
+    permutations: int = 20,
+    seed: int = 0,
+    models: list[str] | None = None,
+) -> ScoreResult:
+    """Score X (N rows; with `sample_ids`, any order) against every model of `dataset` in the release."""
+    t0 = time.perf_counter()
+    if not isinstance(name, str) or not name.strip():
+        raise ScoringInputError("the model needs a name")
+    if permutations < 0:
+        raise ScoringInputError(f"permutations must be >= 0, got {permutations}")
+    order = dataset_samples(release, dataset)
+    n = len(order)
+    X = align_to_samples(np.asarray(X, dtype=np.float64), sample_ids, order, label, dataset)
+    zoo = zoo_lists(release, dataset, n)
+    if models is not None:
+        unknown = sorted(set(models) - set(zoo))
+        if unknown:
+            raise ScoringInputError(f"model(s) {unknown} have no scoring data on {dataset!r}")
+        zoo = {m: zoo[m] for m in models}
+    if name in zoo:
+        raise ScoringInputError(f"name {name!r} is already a model of the release; choose another")
+    s = _settings(release, dataset)
+    prep = KernelPreprocessing(s.get("clip_quantile"), bool(s.get("normalize", True)))
+    k_cos = min(z.cosine_indices.shape[1] for z in zoo.values())
+    ks_knn = tuple(k for k in s["ks_knn"] if k <= k_cos and n > k + 1)
+    if not ks_knn:
+        raise ScoringInputError(f"dataset {dataset!r} (N = {n}) has no k the release's lists allow")
+    user = build_neighbour_cache(kernel_features(X, prep, name), max(ks_knn), "cosine", name=name, duplicates="keep")
+    rng = np.random.default_rng(seed)
+    perms = [rng.permutation(n) for _ in range(permutations)]
+    rows: list[dict] = []
+    base = {"dataset_id": dataset, "n": n, "ci_low": None, "ci_high": None}
+    caches = {
+        m: NeighbourCache(
+            z.cosine_indices,
+            z.cosine_similarity if z.cosine_similarity is not None else np.zeros(z.cosine_indices.shape),
+            "cosine",
+        )
+        for m, z in zoo.items()
+    }
+    for k in ks_knn:
+        h_u = self_hsic(user, k)  # a permutation relabels rows: the self term of U[perm] is the same
+        permuted = [_permuted(user, p) for p in perms]
+        for m, z in zoo.items():
+            h_m = self_hsic(caches[m], k) if z.cosine_similarity is not None else None
+            ab, ba, mutual = _pair_values(user, caches[m], k, h_u, h_m)
+            null = np.array([_pair_values(pc, caches[m], k, h_u, h_m) for pc in permuted], dtype=float).reshape(-1, 3)
+            if h_m is not None:
+                for a, b, v, col in ((name, m, ab, 0), (m, name, ba, 1)):
+                    rows.append({**base, "metric": "cknna", "k": k, "model_a": a, "model_b": b, "value": float(v),
+                                 **_null(v, null[:, col], seed)})  # fmt: skip
+            rows.append({**base, "metric": "mutual_knn", "k": k, "model_a": name, "model_b": m, "value": mutual,
+                         **_null(mutual, null[:, 2], seed)})  # fmt: skip
+    with_euclid = {m: z.euclidean_indices for m, z in zoo.items() if z.euclidean_indices is not None}
+    ks_ii: tuple[int, ...] = ()
+    if with_euclid:
+        k_euc = min(e.shape[1] for e in with_euclid.values())
+        ks_ii = tuple(k for k in s.get("ks_ii", ()) if k <= k_euc and n > k + 1)
+    if ks_ii:
+        lists = {m: e[:, : max(ks_ii)].astype(np.int64) for m, e in with_euclid.items()}
+        ranks = ranks_in(X, lists)
+        for m, r in ranks.items():
+            for k in ks_ii:
+                rows.append({**base, "metric": "info_imbalance", "k": k, "model_a": m, "model_b": name,
+                             "value": imbalance_from_ranks(r, k), **_no_null(), "note": None})  # fmt: skip
+    for metric, why in NOT_COMPUTABLE.items():
+        rows.append({**base, "metric": metric, "k": None, "model_a": name, "model_b": None, "value": None,
+                     **_no_null(), "note": why})  # fmt: skip
+    rows.append({**base, "metric": "info_imbalance", "k": None, "model_a": name, "model_b": None, "value": None,
+                 **_no_null(), "note": II_REVERSE_NOTE})  # fmt: skip
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["k"] = table["k"].astype("Int64")
+    return ScoreResult(table, dataset, name, n, duplicate_rows(X), ks_knn, ks_ii, time.perf_counter() - t0)
+
+
+def _null(value: float, null: np.ndarray, seed: int) -> dict:
+    if null.size == 0:
+        return {**_no_null(), "note": None}
+    return {
+        "p_value": float((1 + np.sum(null >= value)) / (null.size + 1)),
+        "null_mean": float(null.mean()),
+        "null_std": float(null.std()),
+        "null_q95": float(np.quantile(null, 0.95)),
+        "n_permutations": int(null.size),
+        "seed": seed,
+        "note": None,
+    }
+
+
+def _no_null() -> dict:
+    return {"p_value": None, "null_mean": None, "null_std": None, "null_q95": None, "n_permutations": None,
+            "seed": None}  # fmt: skip

@@ -1,0 +1,157 @@
+"""Score your own model (issue 13): a zoo model's own embeddings, scored against a release as if new, reproduce the
+release's values; permuted rows score at null level; every bad file gets its message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backend import Release
+from backend.scoring import ScoringInputError, read_embeddings, score_embeddings
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ["morgan-fp", "coulomb-spectrum", "ani1x-m0"]
+N = 120
+
+
+def _cli(*args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "precompute.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def scored_release(tmp_path_factory):
+    """A real release (QM9 molecules, three offline models) and each model's analysed embedding rows."""
+    tmp = tmp_path_factory.mktemp("score")
+    store, work, out = tmp / "store", tmp / "work", tmp / "releases"
+    _cli("extract", "--dataset", "qm9", "--n", str(N), "--seed", "0", "--models", ",".join(MODELS),
+         "--store", str(store))  # fmt: skip
+    _cli("analyze", "--dataset", "qm9", "--n", str(N), "--seed", "0", "--store", str(store), "--work", str(work),
+         "--jobs", "1", "--ks", "5,10,25", "--ks-ii", "1,5", "--idcor-n", "60", "--idcor-permutations", "2",
+         "--null-permutations", "3", "--bootstrap", "10")  # fmt: skip
+    analysis = work / f"qm9_n{N}_seed0"
+    _cli("release", "--analyses", str(analysis), "--out", str(out))
+    feats = {m: np.load(analysis / "features" / f"{m}.npy") for m in MODELS}
+    return Release.open(out / (out / "latest").read_text().strip()), feats
+
+
+def test_a_release_model_scored_as_new_reproduces_its_release_values(scored_release):
+    release, feats = scored_release
+    pw = release.query("SELECT metric, k, model_a, model_b, value FROM pairwise WHERE dataset_id = 'qm9'")
+    look = {(r.metric, None if pd.isna(r.k) else int(r.k), r.model_a, r.model_b): r.value for r in pw.itertuples()}
+    checked = 0
+    for m in MODELS:
+        others = [z for z in MODELS if z != m]
+        res = score_embeddings(release, "qm9", feats[m], "mine", models=others, permutations=0)
+        assert res.ks_knn == (5, 10, 25) and res.ks_ii == (1, 5)
+        for r in res.table.dropna(subset=["value"]).itertuples():
+            key = (r.metric, int(r.k), m if r.model_a == "mine" else r.model_a, m if r.model_b == "mine" else r.model_b)
+            if key not in look and r.metric == "mutual_knn":  # stored once per unordered pair
+                key = (r.metric, int(r.k), key[3], key[2])
+            assert r.value == pytest.approx(look[key], abs=1e-6), (key, r.value, look[key])
+            checked += 1
+    assert checked == 3 * 2 * (3 * 3 + 2)  # 3 models x 2 others x (3 k x (2 CKNNA + mutual) + 2 II)
+
+
+def test_rows_given_by_sample_id_in_any_order_give_the_same_scores(scored_release):
+    release, feats = scored_release
+    ids = release.query("SELECT sample_id FROM samples WHERE dataset_id = 'qm9' ORDER BY position").sample_id.tolist()
+    perm = np.random.default_rng(1).permutation(len(ids))
+    a = score_embeddings(release, "qm9", feats["ani1x-m0"], "x", models=["morgan-fp"], permutations=0).table
+    b = score_embeddings(release, "qm9", feats["ani1x-m0"][perm], "x", sample_ids=[ids[i] for i in perm],
+                         models=["morgan-fp"], permutations=0).table  # fmt: skip
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_permuted_rows_score_at_null_level_and_real_rows_above_it(scored_release):
+    release, feats = scored_release
+    X = feats["coulomb-spectrum"]
+    real = score_embeddings(release, "qm9", X, "x", models=["ani1x-m0"], permutations=30, seed=3).table
+    n = X.shape[0]  # the analysed samples: every model embedded them (one QM9 molecule fails for some models)
+    shuffled = X[np.random.default_rng(0).permutation(n)]
+    null = score_embeddings(release, "qm9", shuffled, "x", models=["ani1x-m0"], permutations=30, seed=3).table
+    for t in (real, null):
+        assert t.loc[t.metric.isin(["cknna", "mutual_knn"]), "n_permutations"].eq(30).all()
+    ck = lambda t: t[(t.metric == "cknna") & (t.k == 10) & (t.model_a == "x")].iloc[0]  # noqa: E731
+    assert ck(real).value > ck(real).null_q95 and ck(real).p_value == pytest.approx(1 / 31)
+    # CKNNA's null is far from 0 at this N (the inflation calibration corrects): judge against the null itself
+    z = lambda r: (r.value - r.null_mean) / r.null_std  # noqa: E731
+    assert abs(z(ck(null))) < 3 < z(ck(real))
+    mk = null[(null.metric == "mutual_knn") & (null.k == 10)].iloc[0]
+    assert mk.null_mean == pytest.approx(10 / (n - 1), rel=0.5)  # the null's mean is near k / (N - 1)
+
+
+def test_metrics_a_release_cannot_score_say_so(scored_release):
+    release, feats = scored_release
+    t = score_embeddings(release, "qm9", feats["ani1x-m0"], "x", permutations=0).table
+    notes = t[t.value.isna()]
+    assert set(notes.metric) == {"cka", "cka_unbiased", "idcor", "info_imbalance"}
+    assert notes.note.str.contains("embeddings|distances").all()
+    assert t.dropna(subset=["value"]).note.isna().all()
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda X, ids: X[:-1], r"\d+ rows, but dataset 'qm9' has \d+ samples"),
+        (lambda X, ids: np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X), r"sample 'qm9:\d+'.*feature 7"),
+        (lambda X, ids: np.ones_like(X), "every row is identical"),
+    ],
+)
+def test_bad_arrays_are_named(scored_release, make, match):
+    release, feats = scored_release
+    X = feats["ani1x-m0"]
+    with pytest.raises(ScoringInputError, match=match):
+        score_embeddings(release, "qm9", make(X, None), "x", permutations=0)
+
+
+def test_bad_sample_ids_are_named(scored_release):
+    release, feats = scored_release
+    ids = release.query("SELECT sample_id FROM samples WHERE dataset_id = 'qm9' ORDER BY position").sample_id.tolist()
+    X = feats["ani1x-m0"]
+    with pytest.raises(ScoringInputError, match="row 3: sample id 'qm9:nope'"):
+        score_embeddings(release, "qm9", X, "x", sample_ids=ids[:3] + ["qm9:nope"] + ids[4:])
+    with pytest.raises(ScoringInputError, match=f"rows 0 and 1 both give sample {ids[0]!r}"):
+        score_embeddings(release, "qm9", X, "x", sample_ids=[ids[0]] + ids[:-1])
+    with pytest.raises(ScoringInputError, match="already a model of the release"):
+        score_embeddings(release, "qm9", X, "ani1x-m0")
+
+
+def test_file_formats_read_without_pickle(tmp_path):
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    ids = [f"s{i}" for i in range(5)]
+    np.save(tmp_path / "a.npy", X)
+    np.savez(tmp_path / "b.npz", embeddings=X, sample_id=np.array(ids))
+    pd.DataFrame(X, columns=list("abc")).assign(sample_id=ids).to_parquet(tmp_path / "c.parquet")
+    pd.DataFrame(X, columns=list("abc")).assign(sample_id=ids).to_csv(tmp_path / "d.csv", index=False)
+    assert np.array_equal(read_embeddings(tmp_path / "a.npy")[0], X)
+    for f in ("b.npz", "c.parquet", "d.csv"):
+        got, got_ids = read_embeddings(tmp_path / f)
+        assert np.allclose(got, X, rtol=1e-15) and got_ids == ids, f
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    bad = {
+        "obj.npy": "not a readable .npy file",
+        "e.npy": "the file is empty",
+        "x.pkl": "unsupported format",
+        "t.csv": "column 'b' is not numeric \\(row 1: 'oops'\\)",
+        "v.npy": "shape \\(5,\\)",
+        "m.npz": "name the embedding array 'embeddings'",
+    }
+    (tmp_path / "e.npy").write_bytes(b"")
+    (tmp_path / "x.pkl").write_bytes(b"\x80\x04.")
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n3,oops\n")
+    np.save(tmp_path / "v.npy", X[:, 0])
+    np.savez(tmp_path / "m.npz", one=X, two=X)
+    for f, match in bad.items():
+        with pytest.raises(ScoringInputError, match=match):
+            read_embeddings(tmp_path / f)
+    with pytest.raises(ScoringInputError, match="r.csv: not a readable .csv"):
+        read_embeddings(b"\xff\xfe\x00garbage", name="r.csv")
+    from_bytes, _ = read_embeddings((tmp_path / "a.npy").read_bytes(), name="upload.npy")  # the dashboard's path
+    assert np.array_equal(from_bytes, X)
