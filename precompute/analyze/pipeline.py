@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .executor import Task, run_tasks
+from .scoring_tables import neighbour_similarity_table, neighbours_euclidean_table, shipped_cosine_k
 from .settings import AnalysisSettings
 from .tasks import (
     task_caches,
@@ -187,8 +188,11 @@ def collect_tables(work: Path, dataset_id: str) -> dict[str, pd.DataFrame]:
         for method, newick in trees_from_similarity(models, S).items():
             trees.append({"dataset_id": dataset_id, "metric": "cknna", "k": settings.tree_k, "method": method,
                           "newick": newick})  # fmt: skip
+    k_ship = shipped_cosine_k(int(pairwise["n"].max()))
     return {"pairwise": pairwise, "pairwise_null": null_df, "intrinsic_dim": intrinsic, "trees": pd.DataFrame(trees),
-            "neighbours": neighbours_table(work, dataset_id, models)}  # fmt: skip
+            "neighbours": neighbours_table(work, dataset_id, models, k_ship),
+            "neighbour_similarity": neighbour_similarity_table(work, dataset_id, models, k_ship),
+            "neighbours_euclidean": neighbours_euclidean_table(work, dataset_id, models)}  # fmt: skip
 
 
 SHIPPED_NEIGHBOURS_K = 10
