@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -183,8 +184,8 @@ def _tail(path: Path, n: int = 15) -> str:
     return "\n".join(lines[-n:])
 
 
-def run_one(job: Job, args: argparse.Namespace, key: DatasetKey, store: EmbeddingStore, progress: Progress) -> Outcome:
-    """Skip, or run the worker for one model in its environment; never raises for a model's failure."""
+def prepare_job(job: Job, args: argparse.Namespace, key: DatasetKey, store: EmbeddingStore, progress: Progress):
+    """The model's card and environment name, or the Outcome that settles it (bad card, complete in the store)."""
     if job.card is None:
         try:
             from_file = is_card_file(job.spec)
@@ -209,23 +210,17 @@ def run_one(job: Job, args: argparse.Namespace, key: DatasetKey, store: Embeddin
             progress.note(f"[{job.model_id}] stored entry is {st.state} ({st.reason}); recomputing")
     environment = str(card.get("environment") or "zoo")
     try:
-        python = env_python(environment)
+        env_python(environment)
     except KeyError:
         return Outcome(
             job.model_id, "failed", f"card names unknown environment {environment!r} (known: {', '.join(ENVIRONMENTS)})"
         )
-    if args.dry_run:
-        state = "exists" if python.exists() else f"MISSING, create it with: {create_command(environment)}"
-        return Outcome(job.model_id, "planned", f"would run in environment {environment!r}: {python} ({state})")
-    if not python.exists():
-        return Outcome(
-            job.model_id,
-            "failed",
-            f"environment {environment!r} is missing ({python} not found); create it with: {create_command(environment)}"
-            f" (or point MATTER_ALIGN_PY_{environment.upper()} at its python)",
-        )
+    return environment
 
-    cmd = [str(python), "-m", "precompute.extract.worker", "--dataset", key.dataset_id, "--seed", str(key.seed)]
+
+def worker_args(job: Job, args: argparse.Namespace, key: DatasetKey, store: EmbeddingStore) -> list[str]:
+    """The worker's command-line arguments for one model (also those of a shard, plus --shard/--shards)."""
+    cmd = ["--dataset", key.dataset_id, "--seed", str(key.seed)]
     if key.n is not None:
         cmd += ["--n", str(key.n)]
     if key.path is not None:
@@ -237,6 +232,27 @@ def run_one(job: Job, args: argparse.Namespace, key: DatasetKey, store: Embeddin
     cmd += ["--batch-size", str(args.batch_size)]
     if args.force:
         cmd.append("--force")
+    return cmd
+
+
+def run_one(job: Job, args: argparse.Namespace, key: DatasetKey, store: EmbeddingStore, progress: Progress) -> Outcome:
+    """Skip, or run the worker for one model in its environment; never raises for a model's failure."""
+    environment = prepare_job(job, args, key, store, progress)
+    if isinstance(environment, Outcome):
+        return environment
+    python = env_python(environment)
+    if args.dry_run:
+        state = "exists" if python.exists() else f"MISSING, create it with: {create_command(environment)}"
+        return Outcome(job.model_id, "planned", f"would run in environment {environment!r}: {python} ({state})")
+    if not python.exists():
+        return Outcome(
+            job.model_id,
+            "failed",
+            f"environment {environment!r} is missing ({python} not found); create it with: {create_command(environment)}"
+            f" (or point MATTER_ALIGN_PY_{environment.upper()} at its python)",
+        )
+
+    cmd = [str(python), "-m", "precompute.extract.worker", *worker_args(job, args, key, store)]
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
@@ -334,6 +350,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="show what would be skipped or run, and where; run nothing")
     p.add_argument("--summary-json", default=None, metavar="PATH", help="also write the summary as JSON to PATH")
+    p.add_argument("--shards", type=int, default=8, help="with --cluster: shards per model (contiguous chunk ranges)")
+    from precompute.cluster import add_cluster_arguments
+
+    add_cluster_arguments(p)
 
 
 def _checkpoints(values: list[str], specs: list[str]) -> dict[str, str]:
@@ -374,6 +394,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"extract {key.dataset_id} (n={key.n or 'all'}, seed={key.seed}) -> {store.folder(key)}", file=sys.stderr)
 
     outcomes: list[Outcome] = []
+    if getattr(args, "cluster", None) or getattr(args, "cluster_config", None):
+        if not args.dry_run:
+            return _finish(run_on_cluster(jobs, args, key, store, progress), args, key, store)
     try:
         if args.jobs == 1:
             outcomes = [run_one(j, args, key, store, progress) for j in jobs]
@@ -386,6 +409,12 @@ def run(args: argparse.Namespace) -> int:
                 proc.terminate()
         print("\nmatter-align extract: interrupted; finished chunks are kept, rerun to resume", file=sys.stderr)
         return 130
+    return _finish(outcomes, args, key, store)
+
+
+def _finish(outcomes: list[Outcome] | int, args: argparse.Namespace, key: DatasetKey, store: EmbeddingStore) -> int:
+    if isinstance(outcomes, int):
+        return outcomes
     print_summary(outcomes, key)
     if args.summary_json:
         from dataclasses import asdict
@@ -397,6 +426,80 @@ def run(args: argparse.Namespace) -> int:
             {"dataset_key": key.to_dict(), "store": str(store.root.resolve()), "models": [asdict(o) for o in outcomes]},
         )
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def run_on_cluster(jobs: list[Job], args: argparse.Namespace, key: DatasetKey, store: EmbeddingStore,
+                   progress: Progress) -> list[Outcome] | int:  # fmt: skip
+    """Every (model, shard) as a Dask task in the model's environment, then one merge task per model
+    (precompute/extract/shards.py). GPU shards request the resource GPU=1 when the cluster has GPU workers."""
+    from distributed import as_completed
+
+    from precompute.cluster import DaskSession, spec_from_args
+    from precompute.extract import shards as sh
+
+    if args.shards < 1:
+        print("matter-align extract: --shards must be positive", file=sys.stderr)
+        return 2
+    try:
+        spec = spec_from_args(args)
+    except (OSError, ValueError) as e:
+        print(f"matter-align extract: {e}", file=sys.stderr)
+        return 2
+    outcomes: dict[str, Outcome] = {}
+    with DaskSession(spec) as session:
+        session.check_shared(store.root)
+        gpu_ok = session.has_gpus and args.device != "cpu"
+        merges, shard_of, trackers, done_n, pending = {}, {}, {}, {}, []
+        for job in jobs:
+            environment = prepare_job(job, args, key, store, progress)
+            if isinstance(environment, Outcome):
+                outcomes[job.model_id] = environment
+                continue
+            if args.force:
+                store.remove(key, job.model_id)
+                shutil.rmtree(sh.shards_dir(store, key, job.model_id), ignore_errors=True)
+            card, argv = job.card or {}, worker_args(job, args, key, store)
+            gpu = gpu_ok and card.get("source") != "descriptor"  # descriptors never use a GPU
+            futures = []
+            for s in range(args.shards):
+                path = sh.shard_path(store, key, job.model_id, s, args.shards)
+                log = store.log_path(key, job.model_id).with_suffix(f".shard-{s:04d}.log")
+                fut = session.submit(sh.run_shard_task, str(card.get("environment") or "zoo"),
+                                     [*argv, "--shard", str(s), "--shards", str(args.shards)], str(path), str(log),
+                                     gpu=gpu, key=f"shard-{job.model_id}-{s}")  # fmt: skip
+                shard_of[fut.key] = job.model_id
+                futures.append(fut)
+            pending += futures
+            meta = {k: card.get(k) for k in ("display_name", "family", "environment", "source", "layer", "pooling")}
+            merges[job.model_id] = session.submit(sh.merge_shards, str(store.root.resolve()), key.to_dict(),
+                                                  job.model_id, args.shards, meta, *futures,
+                                                  key=f"merge-{job.model_id}")  # fmt: skip
+            trackers[job.model_id] = progress.tracker(job.model_id, progress.slot())
+            done_n[job.model_id] = 0
+        model_of = {f.key: m for m, f in merges.items()}
+        for fut in as_completed(pending + list(merges.values())):
+            m = shard_of.get(fut.key) or model_of[fut.key]
+            if fut.status != "finished":
+                if fut.key in model_of:  # the merge carries the first shard failure
+                    exc = fut.exception()
+                    trackers[m]({"event": "error"})
+                    outcomes[m] = Outcome(m, "failed", f"{type(exc).__name__}: {exc}")
+                continue
+            res = fut.result()
+            if fut.key in model_of:
+                trackers[m]({"event": "done"})
+                outcomes[m] = Outcome(m, "done", "", res["n_ok"], res["n_failed"], res["seconds"],
+                                      res["samples_per_s"], res["path"])  # fmt: skip
+            elif "n_total" in res:  # a shard finished: the bar moves by its samples (lines: one line per shard)
+                done_n[m] += res["n_shard"]
+                if progress.mode == "bar":
+                    if done_n[m] == res["n_shard"]:
+                        trackers[m]({"event": "start", "n_total": res["n_total"], "n_done": 0, "device": "dask"})
+                    trackers[m]({"event": "chunk", "n_done": done_n[m]})
+                else:
+                    progress.note(f"[{m}] shard {res['shard']} {'skipped (done before)' if res.get('skipped') else 'done'}"
+                                  f": {done_n[m]}/{res['n_total']} samples")  # fmt: skip
+    return [outcomes[j.model_id] for j in jobs if j.model_id in outcomes]
 
 
 def print_summary(outcomes: list[Outcome], key: DatasetKey) -> None:
