@@ -155,3 +155,41 @@ def test_file_formats_read_without_pickle(tmp_path):
         read_embeddings(b"\xff\xfe\x00garbage", name="r.csv")
     from_bytes, _ = read_embeddings((tmp_path / "a.npy").read_bytes(), name="upload.npy")  # the dashboard's path
     assert np.array_equal(from_bytes, X)
+
+
+def test_score_command_writes_the_table_and_derives_a_release(scored_release, tmp_path):
+    release, feats = scored_release
+    np.save(tmp_path / "mine.npy", feats["ani1x-m0"])
+    before = {p.name: p.read_bytes() for p in release.path.iterdir()}
+    proc = subprocess.run(
+        [sys.executable, "-m", "precompute.cli", "score", "--release", str(release.path), "--dataset", "qm9",
+         "--embeddings", str(tmp_path / "mine.npy"), "--name", "My Model", "--out", str(tmp_path / "s.csv"),
+         "--permutations", "5", "--derive", str(tmp_path / "derived")],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "my-model on qm9" in proc.stdout and "nearest release models by CKNNA at k = 10" in proc.stdout
+    assert "not computable from a release" in proc.stdout
+    table = pd.read_csv(tmp_path / "s.csv")
+    assert {"value", "null_mean", "p_value", "note"} <= set(table.columns)
+    # the ani1x-m0 rows of the score equal its self-pair: CKNNA of a model with itself is 1
+    self_rows = table[(table.metric == "cknna") & (table.model_b == "ani1x-m0")]
+    assert np.allclose(self_rows.value, 1.0, atol=1e-6)
+    assert {p.name: p.read_bytes() for p in release.path.iterdir()} == before  # the parent is untouched
+    derived = [p for p in (tmp_path / "derived").iterdir() if p.is_dir()]
+    assert len(derived) == 1
+    d = Release.open(derived[0])
+    assert d.manifest["parent_release"] == release.release_id
+    assert d.manifest["derived"]["upload_sha256"] == __import__("hashlib").sha256(
+        (tmp_path / "mine.npy").read_bytes()).hexdigest()  # fmt: skip
+    m = d.query("SELECT source, embedding_dim FROM models WHERE model_id = 'my-model'")
+    assert m.source.tolist() == ["user"] and m.embedding_dim.tolist() == [feats["ani1x-m0"].shape[1]]
+    pw = d.query("SELECT * FROM pairwise WHERE model_a = 'my-model' AND metric = 'cknna' AND k = 10")
+    assert len(pw) == 3
+    # the derived release can be scored against in turn: its lists for my-model reproduce the scored values
+    again = score_embeddings(d, "qm9", feats["coulomb-spectrum"], "x", models=["my-model"], permutations=0).table
+    ref = score_embeddings(release, "qm9", feats["coulomb-spectrum"], "x", models=["ani1x-m0"], permutations=0).table
+    assert np.allclose(again.dropna(subset=["value"]).value, ref.dropna(subset=["value"]).value, atol=1e-6)
+    assert d.query("SELECT count(*) AS n FROM intrinsic_dim WHERE model_id = 'my-model'").n.iloc[0] == 1
+    trees = d.query("SELECT newick FROM trees WHERE dataset_id = 'qm9'").newick
+    assert len(trees) == 2 and trees.str.contains("my-model").all()  # rebuilt with the user's model (k = 25 scored)

@@ -19,7 +19,7 @@ Null: the rows of U permuted (seeded), by re-indexing U's cache (O(N·k) per per
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,8 @@ class ScoreResult:
     ks_knn: tuple[int, ...]
     ks_ii: tuple[int, ...]
     seconds: float
+    features: np.ndarray = field(repr=False)  # the embedding, rows in sample order (as scored)
+    cosine: NeighbourCache | None = field(default=None, repr=False)  # its cosine cache after the preprocessing
 
 
 def dataset_samples(release: Release, dataset: str) -> list[str]:
@@ -172,7 +174,8 @@ def score_embeddings(
                  **_no_null(), "note": II_REVERSE_NOTE})  # fmt: skip
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["k"] = table["k"].astype("Int64")
-    return ScoreResult(table, dataset, name, n, duplicate_rows(X), ks_knn, ks_ii, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    return ScoreResult(table, dataset, name, n, duplicate_rows(X), ks_knn, ks_ii, seconds, X, user)
 
 
 def _null(value: float, null: np.ndarray, seed: int) -> dict:

@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 # ----------------------------------------------------------------------------------------------------------------
 # Vocabularies (contract: docs/notes/TEAM.md and ../shared/DESIGN.md)
 # ----------------------------------------------------------------------------------------------------------------
-SOURCES = ("pretrained", "random_init", "trained_here", "descriptor")
+SOURCES = ("pretrained", "random_init", "trained_here", "descriptor", "user")  # user: an uploaded embedding (derived release)
 MODALITIES = ("structure", "smiles", "selfies", "sequence", "text", "descriptor")
 INPUT_KINDS = ("molecule", "crystal", "protein_structure", "protein_sequence", "smiles")
 EQUIVARIANCE = ("invariant", "equivariant", "none")
