@@ -1,0 +1,225 @@
+"""Pairs of models: information imbalance both ways with CKNNA and IDCor, permutation nulls, one model's profile,
+two models side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from precompute.release.schema import METRICS
+
+from ..release import Release
+from ._common import _dataset, _meta_maps, _metric_k, _model, _models_arg, k_values
+from .matrix import _cells
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# local vs global: information imbalance, CKNNA, IDCor
+# ----------------------------------------------------------------------------------------------------------------
+def _pair_lookup(release: Release, dataset: str, metric: str, k: int | None) -> dict[tuple[str, str], pd.Series]:
+    cells = _cells(release, dataset, metric, k, None)
+    return {(a, b): row for a, b, (_, row) in zip(cells["model_a"], cells["model_b"], cells.iterrows(), strict=True)}
+
+
+def information_imbalance_pairs(
+    release: Release,
+    dataset: str,
+    k: int | None = None,
+    cknna_k: int | None = None,
+    models: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Information imbalance in both directions per unordered pair, with the pair's CKNNA and IDCor.
+
+    k: information-imbalance k (default smallest). cknna_k: CKNNA's k (default: k if CKNNA has it, else the smallest
+    CKNNA k). Columns: model_a, model_b (model_a < model_b), family_a, family_b, k, delta_ab (A -> B), delta_ba
+    (B -> A), cknna, cknna_k, idcor, idcor_p_value, n. cknna/idcor are NaN where not computed.
+    """
+    _dataset(release, dataset)
+    _, k = _metric_k(release, dataset, "info_imbalance", k)
+    ms = _models_arg(release, models)
+    ii = _cells(release, dataset, "info_imbalance", k, ms)
+    fwd = {(a, b): v for a, b, v in zip(ii["model_a"], ii["model_b"], ii["value"], strict=True)}
+    nn = {(a, b): v for a, b, v in zip(ii["model_a"], ii["model_b"], ii["n"], strict=True)}
+    ck, ck_k = {}, None
+    try:
+        cks = k_values(release, dataset, "cknna")
+    except ValueError:
+        cks = []
+    if cknna_k is not None:
+        _, ck_k = _metric_k(release, dataset, "cknna", cknna_k)
+    elif cks:
+        ck_k = k if k in cks else cks[0]
+    if ck_k is not None:
+        c = _cells(release, dataset, "cknna", ck_k, ms)
+        ck = {(a, b): v for a, b, v in zip(c["model_a"], c["model_b"], c["value"], strict=True)}
+    idc, idp = {}, {}
+    try:
+        k_values(release, dataset, "idcor")
+        c = _cells(release, dataset, "idcor", None, ms)
+        idc = {(a, b): v for a, b, v in zip(c["model_a"], c["model_b"], c["value"], strict=True)}
+        idp = {(a, b): v for a, b, v in zip(c["model_a"], c["model_b"], c["p_value"], strict=True)}
+    except ValueError:
+        pass
+    _, fam = _meta_maps(release)
+    pairs = sorted({tuple(sorted(p)) for p in fwd if p[0] != p[1]})
+    rows = []
+    for a, b in pairs:
+        rows.append(
+            {
+                "model_a": a,
+                "model_b": b,
+                "family_a": fam[a],
+                "family_b": fam[b],
+                "k": k,
+                "delta_ab": fwd.get((a, b), np.nan),
+                "delta_ba": fwd.get((b, a), np.nan),
+                "cknna": ck.get((a, b), np.nan),
+                "cknna_k": ck_k,
+                "idcor": idc.get((a, b), np.nan),
+                "idcor_p_value": idp.get((a, b), np.nan),
+                "n": nn.get((a, b), nn.get((b, a))),
+            }
+        )
+    cols = ["model_a", "model_b", "family_a", "family_b", "k", "delta_ab", "delta_ba", "cknna", "cknna_k", "idcor"]
+    out = pd.DataFrame(rows, columns=[*cols, "idcor_p_value", "n"])
+    for c in ("k", "cknna_k", "n"):
+        out[c] = pd.array([None if v is None or pd.isna(v) else int(v) for v in out[c]], dtype="Int64")
+    return out
+
+
+def cknna_vs_idcor(release: Release, dataset: str, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """CKNNA at every stored k against IDCor, per unordered pair (model_a < model_b).
+
+    Columns: model_a, model_b, family_a, family_b, k, cknna, idcor, idcor_p_value, n.
+    """
+    _dataset(release, dataset)
+    ms = _models_arg(release, models)
+    ks = k_values(release, dataset, "cknna")
+    k_values(release, dataset, "idcor")
+    ic = _cells(release, dataset, "idcor", None, ms)
+    idc = {(a, b): (v, p) for a, b, v, p in zip(ic["model_a"], ic["model_b"], ic["value"], ic["p_value"], strict=True)}
+    _, fam = _meta_maps(release)
+    rows = []
+    for kk in ks:
+        c = _cells(release, dataset, "cknna", kk, ms)
+        c = c[c["model_a"] < c["model_b"]]
+        for a, b, v, n in zip(c["model_a"], c["model_b"], c["value"], c["n"], strict=True):
+            iv, ip = idc.get((a, b), (np.nan, np.nan))
+            rows.append(
+                {
+                    "model_a": a,
+                    "model_b": b,
+                    "family_a": fam[a],
+                    "family_b": fam[b],
+                    "k": kk,
+                    "cknna": v,
+                    "idcor": iv,
+                    "idcor_p_value": ip,
+                    "n": int(n),
+                }
+            )
+    cols = ["model_a", "model_b", "family_a", "family_b", "k", "cknna", "idcor", "idcor_p_value", "n"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def pairwise_null(
+    release: Release, dataset: str, metric: str, k: int | None = None, models: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Permutation-null baselines joined with the observed value (empty if the release has no pairwise_null).
+
+    Columns: model_a, model_b, value, null_mean, null_std, null_q95, z (= (value - null_mean) / null_std),
+    n_permutations, seed, n, k.
+    """
+    _dataset(release, dataset)
+    metric, k = _metric_k(release, dataset, metric, k)
+    ms = _models_arg(release, models)
+    params: list = [dataset, metric, k]
+    sql = (
+        "SELECT z.model_a, z.model_b, p.value, z.null_mean, z.null_std, z.null_q95, "
+        "CASE WHEN z.null_std > 0 THEN (p.value - z.null_mean) / z.null_std END AS z, z.n_permutations, z.seed, z.n, "
+        "z.k FROM pairwise_null z LEFT JOIN pairwise p ON p.dataset_id = z.dataset_id AND p.metric = z.metric AND "
+        "p.k IS NOT DISTINCT FROM z.k AND p.model_a = z.model_a AND p.model_b = z.model_b "
+        "WHERE z.dataset_id = ? AND z.metric = ? AND z.k IS NOT DISTINCT FROM ?"
+    )
+    if ms is not None:
+        sql += " AND list_contains(?, z.model_a) AND list_contains(?, z.model_b)"
+        params += [ms, ms]
+    return release.query(sql + " ORDER BY z.model_a, z.model_b", params)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one model, two models
+# ----------------------------------------------------------------------------------------------------------------
+_PROFILE_COLS = ["dataset_id", "metric", "k", "scope", "other_model", "value", "ci_low", "ci_high", "p_value", "n"]
+
+
+def model_profile(release: Release, model_id: str) -> pd.DataFrame:
+    """Every number about one model on every dataset.
+
+    scope "pair": one row per pairwise row where the model is model_a (other_model = model_b; for directional
+    metrics, e.g. information imbalance, value = model -> other) plus mirrored rows of mirror_fill metrics where only
+    the other orientation is stored. scope "model": intrinsic dimension (metric = "intrinsic_dim:<estimator>") and
+    energy (metric = "energy_mae_per_atom", n = n_test), other_model null.
+    Columns: dataset_id, metric, k, scope, other_model, value, ci_low, ci_high, p_value, n.
+    """
+    _model(release, model_id)
+    pair = release.query(
+        "SELECT dataset_id, metric, k, model_b AS other_model, value, ci_low, ci_high, p_value, n FROM pairwise "
+        "WHERE model_a = ?",
+        [model_id],
+    )
+    mirr = release.query(
+        "SELECT p.dataset_id, p.metric, p.k, p.model_a AS other_model, p.value, p.ci_low, p.ci_high, p.p_value, p.n "
+        "FROM pairwise p WHERE p.model_b = ? AND list_contains(?, p.metric) AND NOT EXISTS (SELECT 1 FROM pairwise q "
+        "WHERE q.dataset_id = p.dataset_id AND q.metric = p.metric AND q.k IS NOT DISTINCT FROM p.k AND "
+        "q.model_a = p.model_b AND q.model_b = p.model_a)",
+        [model_id, [m for m, d in METRICS.items() if d.mirror_fill]],
+    )
+    ids = release.query(
+        "SELECT dataset_id, 'intrinsic_dim:' || estimator AS metric, value, ci_low, ci_high, n FROM intrinsic_dim "
+        "WHERE model_id = ?",
+        [model_id],
+    )
+    en = release.query(
+        "SELECT dataset_id, 'energy_mae_per_atom' AS metric, mae_per_atom AS value, n_test AS n FROM energy "
+        "WHERE model_id = ?",
+        [model_id],
+    )
+    parts = [pair.assign(scope="pair"), mirr.assign(scope="pair"), ids.assign(scope="model"), en.assign(scope="model")]
+    out = pd.concat([p.reindex(columns=_PROFILE_COLS) for p in parts if not p.empty], ignore_index=True)
+    out = out.reindex(columns=_PROFILE_COLS)
+    out["k"] = pd.array([None if pd.isna(v) else int(v) for v in out["k"]], dtype="Int64")
+    out["n"] = pd.array([None if pd.isna(v) else int(v) for v in out["n"]], dtype="Int64")
+    return out.sort_values(["dataset_id", "scope", "metric", "k", "other_model"], na_position="first").reset_index(
+        drop=True
+    )
+
+
+def compare_models(release: Release, model_a: str, model_b: str) -> pd.DataFrame:
+    """Two models side by side on every dataset.
+
+    scope "pair": every pairwise metric of the pair: value_ab (row model_a -> model_b), value_ba (the reverse row;
+    the same number for mirror_fill metrics when only one orientation is stored), ci_low, ci_high, p_value, n of the
+    a -> b row. scope "model": intrinsic dimension per estimator and energy MAE, value_a and value_b.
+    Columns: dataset_id, metric, k, scope, value_ab, value_ba, value_a, value_b, ci_low, ci_high, p_value, n.
+    """
+    _model(release, model_a)
+    _model(release, model_b)
+    pa_ = model_profile(release, model_a)
+    pb_ = model_profile(release, model_b)
+    ab = pa_[(pa_["scope"] == "pair") & (pa_["other_model"] == model_b)]
+    ba = pb_[(pb_["scope"] == "pair") & (pb_["other_model"] == model_a)]
+    key = ["dataset_id", "metric", "k"]
+    pair = ab.merge(ba[[*key, "value"]].rename(columns={"value": "value_ba"}), on=key, how="outer")
+    pair = pair.rename(columns={"value": "value_ab"}).assign(scope="pair")
+    ma = pa_[pa_["scope"] == "model"][[*key, "value"]].rename(columns={"value": "value_a"})
+    mb = pb_[pb_["scope"] == "model"][[*key, "value"]].rename(columns={"value": "value_b"})
+    per = ma.merge(mb, on=key, how="outer").assign(scope="model")
+    cols = ["dataset_id", "metric", "k", "scope", "value_ab", "value_ba", "value_a", "value_b"]
+    cols += ["ci_low", "ci_high", "p_value", "n"]
+    out = pd.concat([pair.reindex(columns=cols), per.reindex(columns=cols)], ignore_index=True)
+    out["k"] = pd.array([None if pd.isna(v) else int(v) for v in out["k"]], dtype="Int64")
+    out["n"] = pd.array([None if pd.isna(v) else int(v) for v in out["n"]], dtype="Int64")
+    return out.sort_values(["dataset_id", "scope", "metric", "k"], na_position="first").reset_index(drop=True)
