@@ -10,6 +10,7 @@ PAGES = [
     ("convergence.py", "Convergence", ":material/trending_up:"),
     ("local_vs_global.py", "Local vs global", ":material/scatter_plot:"),
     ("compare.py", "Compare two models", ":material/difference:"),
+    ("score.py", "Score your model", ":material/upload_file:"),
     ("model_cards.py", "Model cards", ":material/badge:"),
     ("dataset_cards.py", "Dataset cards", ":material/dataset:"),
 ]

@@ -263,6 +263,7 @@ PAGE_CONTROLS: dict[str, frozenset[str]] = {
     "compare": frozenset({"dataset", "metric", "models"}),
     "model_cards": frozenset({"models"}),
     "dataset_cards": frozenset({"models"}),  # the dataset picker is on the page itself
+    "score": frozenset(),  # its dataset picker and upload are on the page itself
 }
 
 

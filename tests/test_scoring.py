@@ -193,3 +193,27 @@ def test_score_command_writes_the_table_and_derives_a_release(scored_release, tm
     assert d.query("SELECT count(*) AS n FROM intrinsic_dim WHERE model_id = 'my-model'").n.iloc[0] == 1
     trees = d.query("SELECT newick FROM trees WHERE dataset_id = 'qm9'").newick
     assert len(trees) == 2 and trees.str.contains("my-model").all()  # rebuilt with the user's model (k = 25 scored)
+
+
+def test_scores_equal_the_dense_restatement_of_the_fixture_release(tmp_path):
+    """tests/_release_fixture.py computes CKNNA, mutual kNN and II with the slow dense formulas of DESIGN.md; the
+    scores of its models' embeddings, computed from the shipped lists only, equal them."""
+    from tests._release_fixture import embeddings, write_test_release
+
+    release = Release.open(write_test_release(tmp_path))
+    emb = embeddings()
+    pw = release.query("SELECT dataset_id, metric, k, model_a, model_b, value FROM pairwise")
+    look = {(r.dataset_id, r.metric, r.k, r.model_a, r.model_b): r.value for r in pw.itertuples()}
+    n_checked, seen = 0, set()
+    for ds, models in emb.items():
+        for m, X in models.items():
+            t = score_embeddings(release, ds, X, "me", models=[z for z in models if z != m], permutations=0).table
+            for r in t.dropna(subset=["value"]).itertuples():
+                key = (ds, r.metric, r.k, m if r.model_a == "me" else r.model_a, m if r.model_b == "me" else r.model_b)
+                if key not in look:
+                    key = (ds, r.metric, r.k, key[4], key[3])  # symmetric metrics are stored once
+                if key in look:
+                    assert r.value == pytest.approx(look[key], abs=1e-6), key
+                    n_checked += 1
+                    seen.add(r.metric)
+    assert n_checked > 100 and seen == {"cknna", "mutual_knn", "info_imbalance"}, seen

@@ -7,6 +7,7 @@ release's `pairwise` table plus the permutation null, computed exactly as the an
 
 from .compute import COLUMNS, NOT_COMPUTABLE, ScoreResult, dataset_samples, score_embeddings
 from .inputs import FORMATS, MAX_UPLOAD_BYTES, ScoringInputError, read_embeddings
+from .views import intrinsic_dim_with_user, matrix_with_user, p_text, ranked, scorable_datasets, tree_with_user
 from .zoo import ScoringDataError, ZooLists, zoo_lists
 
 __all__ = [
@@ -19,6 +20,12 @@ __all__ = [
     "ScoringInputError",
     "ZooLists",
     "dataset_samples",
+    "intrinsic_dim_with_user",
+    "matrix_with_user",
+    "p_text",
+    "ranked",
+    "scorable_datasets",
+    "tree_with_user",
     "read_embeddings",
     "score_embeddings",
     "zoo_lists",
