@@ -50,6 +50,7 @@ PAGES = [  # url path, title on the page, plotly charts expected at least
     ("compare", "Compare two models", 1),
     ("model_cards", "Model cards", 0),
     ("dataset_cards", "Dataset cards", 0),
+    ("score", "Score your model", 0),
 ]
 
 TIMINGS: dict = {}
@@ -259,5 +260,40 @@ def test_filter_url_and_csv(server, browser, release_root):
     page.get_by_text("CKA (linear, biased) on QM9").first.wait_for(timeout=20_000)
     _no_exception(page, "deep link")
     page.screenshot(path=str(ARTIFACTS / "heatmap_deeplink.png"), full_page=True)
+    assert not watch.errors, watch.errors
+    page.close()
+
+
+def test_score_your_model_upload_in_the_browser(server, browser, tmp_path):
+    """Upload a fixture model's embedding (.npy) on the score page: the ranked table puts the model itself first
+    (CKNNA 1), and the heatmap, tree and intrinsic-dimension figures are drawn."""
+    import numpy as np
+
+    from tests._release_fixture import embeddings
+
+    emb = embeddings()
+    ds = sorted(emb)[0]
+    model = sorted(emb[ds])[0]
+    np.save(tmp_path / "mine.npy", emb[ds][model])
+    page = browser.new_page()
+    watch = Watch(page)
+    page.goto(f"{server}/score")
+    _settle(page, "Score your model", 0)
+    page.get_by_text("Dataset", exact=True).first.wait_for()
+    box = page.locator("[data-testid=stSelectbox]").filter(has_text="Dataset").first
+    if ds not in box.inner_text():
+        box.click()
+        page.get_by_role("option").filter(has_text=f"({ds})").first.click()
+        _settle(page, "Score your model", 0)
+    page.locator("input[type=file]").set_input_files(str(tmp_path / "mine.npy"))
+    page.get_by_role("heading", name="Nearest release models").wait_for(timeout=60_000)
+    _settle(page, "Score your model", 3)
+    _no_exception(page, "score")
+    grid = page.locator("[data-testid=stDataFrame]").first
+    assert model in grid.inner_text() or page.get_by_text(model).count() > 0
+    assert page.locator(".js-plotly-plot").count() >= 3
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    page.screenshot(path=str(ARTIFACTS / "score-upload.png"), full_page=True)
     assert not watch.errors, watch.errors
     page.close()
