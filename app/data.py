@@ -7,8 +7,10 @@ All numbers come from `backend.queries`; this module only resolves which release
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import streamlit as st
@@ -138,3 +140,19 @@ def family_colours(release: Release) -> dict[str, str]:
     from .figures import family_colours as fc
 
     return fc(q(release, "filter_options")["family"])
+
+
+@st.cache_data(show_spinner="Packing the release…", max_entries=2)
+def _zip(path: str, cache_key: tuple) -> bytes:
+    buf = io.BytesIO()
+    root = Path(path)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:  # Parquet is compressed already
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                z.write(p, Path(root.name) / p.relative_to(root))
+    return buf.getvalue()
+
+
+def release_zip(release: Release):
+    """A callable for st.download_button: the release folder as one zip (built on click, then cached)."""
+    return lambda: _zip(str(release.path), release.cache_key)

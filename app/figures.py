@@ -10,6 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .figures_matrix import NAN_COLOUR, dendrogram_segments, diff_heatmap, family_block, heatmap  # noqa: F401
+
 PALETTE = [
     "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC",
     "#1F77B4", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F", "#BCBD22", "#17BECF", "#393B79",
@@ -50,163 +52,6 @@ def _fmt(v, digits=3) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-def dendrogram_segments(link: np.ndarray, n: int) -> tuple[list, list]:
-    """Line coordinates (x = leaf position 0..n-1 in leaves order, y = merge height) of a scipy linkage, None breaks."""
-    link = np.asarray(link, dtype=float)
-    children = {n + i: (int(a), int(b)) for i, (a, b, *_rest) in enumerate(link)}
-
-    def leaves(node):  # leaf order of the dendrogram = scipy's leaves_list
-        stack, out = [node], []
-        while stack:
-            x = stack.pop()
-            if x < n:
-                out.append(x)
-            else:
-                a, b = children[x]
-                stack += [b, a]
-        return out
-
-    order = leaves(n + len(link) - 1) if len(link) else list(range(n))
-    pos = {leaf: i for i, leaf in enumerate(order)}
-    height = dict.fromkeys(range(n), 0.0)
-    xs, ys = [], []
-    for i, (a, b, h, _c) in enumerate(link):
-        a, b = int(a), int(b)
-        node = n + i
-        pos[node] = (pos[a] + pos[b]) / 2
-        height[node] = h
-        xs += [pos[a], pos[a], pos[b], pos[b], None]
-        ys += [height[a], h, h, height[b], None]
-    return xs, ys
-
-
-def heatmap(
-    res, mdef: pd.Series, labels: dict[str, str], *, family_lines: bool = True, null: pd.DataFrame | None = None
-) -> go.Figure:
-    """The matrix of a backend MatrixResult: z = res.matrix (rows = model_a), fixed colour range of the metric,
-    hover with value, n, k, CI, p and (if given, from backend.pairwise_null) the permutation-null mean, sd and z;
-    a dendrogram above when the result carries a linkage."""
-    order = list(res.order)
-    n = len(order)
-    z = res.matrix.loc[order, order].to_numpy(dtype=float)
-    c = res.cells
-    extra = np.full((n, n, 5), np.nan)
-    if len(c):
-        r, col = c["row"].to_numpy(int), c["col"].to_numpy(int)
-        for j, name in enumerate(("n", "ci_low", "ci_high", "p_value")):
-            extra[r, col, j] = pd.to_numeric(c[name], errors="coerce").to_numpy(dtype=float)
-        extra[r, col, 4] = c["mirrored"].to_numpy(dtype=float)
-    nulls: dict[tuple[int, int], str] = {}
-    if null is not None and len(null):
-        pos = {m: i for i, m in enumerate(order)}
-        for a, b, mu, sd, zz, npm in zip(null["model_a"], null["model_b"], null["null_mean"], null["null_std"],
-                                         null["z"], null["n_permutations"], strict=True):  # fmt: skip
-            if a in pos and b in pos:
-                nulls[pos[a], pos[b]] = f"<br>null ({npm} perm.): {_fmt(mu)} ± {_fmt(sd)}, z = {_fmt(zz, 1)}"
-    ticks = [labels.get(m, m) for m in order]
-    kk = res.k if res.k is not None else "–"
-    text = [
-        [
-            f"A: {ticks[i]}<br>B: {ticks[j]}<br>n = {int(extra[i, j, 0]) if np.isfinite(extra[i, j, 0]) else '–'}, "
-            f"k = {kk}<br>CI: "
-            + (f"[{_fmt(extra[i, j, 1])}, {_fmt(extra[i, j, 2])}]" if np.isfinite(extra[i, j, 1]) else "not computed")
-            + f"<br>p: {_fmt(extra[i, j, 3])}"
-            + nulls.get((i, j), "")
-            + ("<br>(mirrored from B→A)" if extra[i, j, 4] == 1 else "")
-            for j in range(n)
-        ]
-        for i in range(n)
-    ]
-    hm = go.Heatmap(
-        z=z,
-        x=list(range(n)),
-        y=list(range(n)),
-        zmin=float(mdef["value_min"]),
-        zmax=float(mdef["value_max"]),
-        colorscale=_scale(bool(mdef["higher_is_aligned"])),
-        colorbar={"title": {"text": str(mdef["display_name"])}},
-        text=text,
-        hovertemplate="%{text}<br>value: %{z:.4f}<extra></extra>",
-        hoverongaps=False,
-        name="matrix",
-    )
-    axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": ticks, "showgrid": False}
-    size = max(420, min(1400, 20 * n + 260))
-    if res.linkage is not None and n >= 2:
-        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.18, 0.82], vertical_spacing=0.01)
-        xs, ys = dendrogram_segments(res.linkage, n)
-        fig.add_trace(
-            go.Scatter(x=xs, y=ys, mode="lines", line={"color": "#555", "width": 1}, hoverinfo="skip",
-                       name="dendrogram", showlegend=False),
-            row=1, col=1,
-        )  # fmt: skip
-        fig.add_trace(hm, row=2, col=1)
-        fig.update_xaxes(**axis, row=2, col=1, tickangle=-45)
-        fig.update_xaxes(showticklabels=False, showgrid=False, row=1, col=1)
-        fig.update_yaxes(**axis, autorange="reversed", row=2, col=1)
-        fig.update_yaxes(title_text="distance", showgrid=False, row=1, col=1)
-        size += 120
-    else:
-        fig = go.Figure(hm)
-        fig.update_xaxes(**axis, tickangle=-45)
-        fig.update_yaxes(**axis, autorange="reversed")
-        if family_lines and len(c):  # white lines between family blocks, one trace (add_shape per line is slow)
-            fams = c.drop_duplicates("model_a").set_index("model_a")["family_a"].reindex(order).tolist()
-            xs, ys = [], []
-            for i in range(1, n):
-                if fams[i] != fams[i - 1]:
-                    xs += [i - 0.5, i - 0.5, None, -0.5, n - 0.5, None]
-                    ys += [-0.5, n - 0.5, None, i - 0.5, i - 0.5, None]
-            if xs:
-                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "white", "width": 1.5},
-                                         hoverinfo="skip", showlegend=False, name="family boundaries"))  # fmt: skip
-    fig.update_layout(height=size, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title=None)
-    return fig
-
-
-def family_block(df: pd.DataFrame, mdef: pd.Series) -> go.Figure:
-    """Family x family means (backend.family_block_matrix), same fixed colour range as the full matrix."""
-    fams = list(dict.fromkeys(df["family_a"]))
-    piv = df.pivot(index="family_a", columns="family_b", values="value_mean").reindex(index=fams, columns=fams)
-    npairs = df.pivot(index="family_a", columns="family_b", values="n_pairs").reindex(index=fams, columns=fams)
-    std = df.pivot(index="family_a", columns="family_b", values="value_std").reindex(index=fams, columns=fams)
-    text = [[f"pairs: {int(npairs.iat[i, j])}, sd: {_fmt(std.iat[i, j])}" for j in range(len(fams))]
-            for i in range(len(fams))]  # fmt: skip
-    fig = go.Figure(
-        go.Heatmap(
-            z=piv.to_numpy(dtype=float),
-            x=fams,
-            y=fams,
-            zmin=float(mdef["value_min"]),
-            zmax=float(mdef["value_max"]),
-            colorscale=_scale(bool(mdef["higher_is_aligned"])),
-            text=text,
-            hovertemplate="%{y} → %{x}<br>mean: %{z:.4f}<br>%{text}<extra></extra>",
-            colorbar={"title": {"text": str(mdef["display_name"])}},
-            hoverongaps=False,
-        )
-    )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=max(360, 60 * len(fams) + 160), margin={"l": 10, "r": 10, "t": 30, "b": 10})
-    return fig
-
-
-def diff_heatmap(diff: pd.DataFrame, labels: dict[str, str], title: str) -> go.Figure:
-    z = diff.to_numpy(dtype=float)
-    lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
-    ticks = [labels.get(m, m) for m in diff.index]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z, x=ticks, y=ticks, zmid=0, zmin=-lim, zmax=lim, colorscale="RdBu",
-            hovertemplate="A: %{y}<br>B: %{x}<br>difference: %{z:.4f}<extra></extra>", hoverongaps=False,
-        )
-    )  # fmt: skip
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title=title, height=max(380, 30 * len(ticks) + 200), margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------------------------
 def tree_layout(newick: str) -> tuple[pd.DataFrame, list, list]:
     """Leaf table (model_id, x = distance from the root, y) and rectangular branch lines from a Biopython parse."""
     from Bio import Phylo
@@ -240,16 +85,20 @@ def tree_layout(newick: str) -> tuple[pd.DataFrame, list, list]:
     return leaf_df, xs_l, ys_l
 
 
-def tree_figure(leaf_df: pd.DataFrame, xs: list, ys: list, colour_col: str) -> go.Figure:
+def tree_figure(
+    leaf_df: pd.DataFrame, xs: list, ys: list, colour_col: str, colours: dict[str, str] | None = None
+) -> go.Figure:
+    """Leaves as markers with their label, coloured by `colour_col`; `colours` (family -> colour, the app's one
+    map) is used when colouring by family so a family has the same colour as in every other view."""
     fig = go.Figure(
         go.Scatter(x=xs, y=ys, mode="lines", line={"color": "#666", "width": 1.2}, hoverinfo="skip", showlegend=False)
     )
-    cmap = colour_map(leaf_df[colour_col])
+    cmap = colours if colour_col == "family" and colours else colour_map(leaf_df[colour_col])
     for val, g in leaf_df.groupby(colour_col, sort=True):
         fig.add_trace(
             go.Scatter(
                 x=g["x"], y=g["y"], mode="markers+text", name=str(val),
-                marker={"size": 11, "color": cmap[val], "line": {"width": 1, "color": "#333"}},
+                marker={"size": 11, "color": cmap.get(val, "#777"), "line": {"width": 1, "color": "#333"}},
                 text=g["label"], textposition="middle right",
                 customdata=np.stack([g["family"], g["source"], g["training"]], axis=1),
                 hovertemplate="%{text}<br>family: %{customdata[0]}<br>source: %{customdata[1]}<br>"
@@ -260,18 +109,37 @@ def tree_figure(leaf_df: pd.DataFrame, xs: list, ys: list, colour_col: str) -> g
     fig.update_xaxes(title="distance from the root (1 − similarity)", range=[-0.02 * xmax, xmax * 1.45 + 1e-9])
     fig.update_yaxes(visible=False)
     fig.update_layout(
-        height=max(380, 26 * len(leaf_df) + 120), legend_title=colour_col, margin={"l": 10, "r": 10, "t": 30, "b": 10}
+        height=max(380, 26 * len(leaf_df) + 140), legend_title=colour_col, margin={"l": 10, "r": 10, "t": 40, "b": 10}
     )
     return fig
 
 
 # ----------------------------------------------------------------------------------------------------------------
-def id_bars(df: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
-    """Intrinsic dimension per model (bars grouped and coloured by family) with the bootstrap CI as error bars."""
-    cmap = colour_map(df["family"])
+def _legend_top(n_items: int) -> dict:
+    """A horizontal legend in the figure's top band (container coordinates): every entry visible, never scrolled."""
+    return {"orientation": "h", "yref": "container", "y": 0.995, "yanchor": "top", "x": 0, "xanchor": "left",
+            "title": {"text": "family"}}  # fmt: skip
+
+
+def id_bars(
+    df: pd.DataFrame,
+    labels: dict[str, str],
+    colours: dict[str, str] | None = None,
+    titles: dict[str, str] | None = None,
+) -> go.Figure:
+    """Intrinsic dimension per model (bars grouped and coloured by family, `colours` the app's family map) with the
+    bootstrap CI as error bars; one panel per dataset (titled `titles[dataset]`), spaced in pixels so that the
+    rotated model labels of one panel never reach the next panel's title."""
+    cmap = colours or colour_map(df["family"])
     datasets = list(dict.fromkeys(df["dataset_id"]))
-    fig = make_subplots(rows=len(datasets), cols=1, subplot_titles=datasets, shared_xaxes=False,
-                        vertical_spacing=0.12 if len(datasets) > 1 else 0.0)  # fmt: skip
+    longest = max((len(labels.get(m, m)) for m in df["model_id"]), default=8)
+    label_px = int(6.5 * longest * 0.75) + 30  # the -45° tick labels below each panel
+    panel_px, legend_px = 300, 40 + 22 * int(np.ceil(df["family"].nunique() / 6))
+    total = len(datasets) * (panel_px + label_px + 40) + legend_px
+    spacing = (label_px + 40) / total if len(datasets) > 1 else 0.0
+    names = [(titles or {}).get(d, d) for d in datasets]
+    fig = make_subplots(rows=len(datasets), cols=1, subplot_titles=names if len(datasets) > 1 else None,
+                        shared_xaxes=False, vertical_spacing=spacing)  # fmt: skip
     shown = set()
     for r, ds in enumerate(datasets, start=1):
         d = df[df["dataset_id"] == ds]
@@ -281,7 +149,7 @@ def id_bars(df: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
             fig.add_trace(
                 go.Bar(
                     x=[labels.get(m, m) for m in g["model_id"]], y=g["value"], name=fam, legendgroup=fam,
-                    showlegend=fam not in shown, marker_color=cmap[fam],
+                    showlegend=fam not in shown, marker_color=cmap.get(fam, "#777"),
                     error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo, "visible": True},
                     customdata=np.stack([g["ci_low"], g["ci_high"], g["n"], g["estimator"]], axis=1),
                     hovertemplate="%{x}<br>ID: %{y:.2f}<br>CI: [%{customdata[0]:.2f}, %{customdata[1]:.2f}]<br>"
@@ -291,13 +159,19 @@ def id_bars(df: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
             )  # fmt: skip
             shown.add(fam)
         fig.update_yaxes(title_text="intrinsic dimension", row=r, col=1)
-    fig.update_layout(height=420 * len(datasets), barmode="group", margin={"l": 10, "r": 10, "t": 40, "b": 10})
+        fig.update_xaxes(tickangle=-45, automargin=True, tickfont={"size": 11}, row=r, col=1)
+    fig.update_layout(
+        height=int(total + 60), barmode="group", legend=_legend_top(len(shown)),
+        margin={"l": 10, "r": 10, "t": legend_px + 50, "b": 10},
+    )  # fmt: skip
     return fig
 
 
 def scatter_pairs(df: pd.DataFrame, x: str, y: str, colour: str, *, xlab: str, ylab: str, diagonal=False,
-                  continuous=False, cmin=None, cmax=None, hover=("model_a", "model_b"), colour_title=None) -> go.Figure:  # fmt: skip
-    """One marker per row; colour categorical (a trace per value) or continuous (one trace with a colour bar)."""
+                  continuous=False, cmin=None, cmax=None, hover=("model_a", "model_b"), colour_title=None,
+                  colours: dict[str, str] | None = None) -> go.Figure:  # fmt: skip
+    """One marker per row; colour categorical (a trace per value, `colours` for a fixed map such as the families)
+    or continuous (one trace with a colour bar from cmin to cmax)."""
     fig = go.Figure()
     lab = pd.Series([" – ".join(map(str, t)) for t in zip(*(df[h] for h in hover), strict=True)], index=df.index)
     if continuous:
@@ -312,12 +186,12 @@ def scatter_pairs(df: pd.DataFrame, x: str, y: str, colour: str, *, xlab: str, y
             )
         )  # fmt: skip
     else:
-        cmap = colour_map(df[colour].astype(str), sort=False)  # order of appearance (e.g. k ascending)
-        for val, g in df.groupby(df[colour].astype(str), sort=False):
+        cmap = colours or colour_map(df[colour].astype(str), sort=False)  # order of appearance (e.g. k ascending)
+        for val, g in df.groupby(df[colour].astype(str), sort=colours is not None):
             fig.add_trace(
                 go.Scatter(
                     x=g[x], y=g[y], mode="markers", name=val, text=lab.loc[g.index],
-                    marker={"size": 10, "color": cmap[val], "line": {"width": 0.5, "color": "#333"}},
+                    marker={"size": 10, "color": cmap.get(val, "#777"), "line": {"width": 0.5, "color": "#333"}},
                     hovertemplate=f"%{{text}}<br>{xlab}: %{{x:.4f}}<br>{ylab}: %{{y:.4f}}<extra>{val}</extra>",
                 )
             )  # fmt: skip
@@ -326,31 +200,78 @@ def scatter_pairs(df: pd.DataFrame, x: str, y: str, colour: str, *, xlab: str, y
         lo, hi = float(np.nanmin(vals)), float(np.nanmax(vals))
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dot", "color": "#888"},
                                  name="y = x", hoverinfo="skip", showlegend=not continuous))  # fmt: skip
-    fig.update_layout(xaxis_title=xlab, yaxis_title=ylab, height=520, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    fig.update_layout(xaxis_title=xlab, yaxis_title=ylab, height=520, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       legend_title=colour_title or colour, showlegend=not continuous)  # fmt: skip
     return fig
 
 
+def place_labels(xs, ys, texts, *, width_px: float = 900, height_px: float = 420, log_x: bool = True) -> list:
+    """A text position per point ('top center', ...) or None (label left out) so that no two labels overlap:
+    greedy, points taken from the top, each label tries eight places around its marker and keeps the first whose
+    box (about 6.5 px per character, 14 px high) meets no label or marker already placed."""
+    x = np.log10(np.asarray(xs, dtype=float)) if log_x else np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    out: list = [None] * len(x)
+    if not ok.any():
+        return out
+
+    def norm(v):
+        lo, hi = float(np.nanmin(v[ok])), float(np.nanmax(v[ok]))
+        return (v - lo) / (hi - lo if hi > lo else 1.0)
+
+    px, py = norm(x) * width_px, norm(y) * height_px
+    boxes = [(px[i] - 6, py[i] - 6, px[i] + 6, py[i] + 6) for i in range(len(x)) if ok[i]]  # the markers
+    places = {  # text position -> (dx, dy) of the box centre from the marker, given half width w
+        "top center": lambda w: (0, 14), "bottom center": lambda w: (0, -14),
+        "middle right": lambda w: (w + 8, 0), "middle left": lambda w: (-w - 8, 0),
+        "top right": lambda w: (w + 4, 12), "top left": lambda w: (-w - 4, 12),
+        "bottom right": lambda w: (w + 4, -12), "bottom left": lambda w: (-w - 4, -12),
+    }  # fmt: skip
+    for i in sorted(np.flatnonzero(ok), key=lambda j: -py[j]):
+        w = 3.25 * len(str(texts[i])) + 2
+        for name, d in places.items():
+            dx, dy = d(w)
+            b = (px[i] + dx - w, py[i] + dy - 7, px[i] + dx + w, py[i] + dy + 7)
+            if all(b[2] <= o[0] or b[0] >= o[2] or b[3] <= o[1] or b[1] >= o[3] for o in boxes if o is not None):
+                out[i] = name
+                boxes.append(b)
+                break
+    return out
+
+
 def convergence(
-    df: pd.DataFrame, labels: dict[str, str], ylab: str, point_text: dict[str, str] | None = None
+    df: pd.DataFrame,
+    labels: dict[str, str],
+    ylab: str,
+    point_text: dict[str, str] | None = None,
+    colours: dict[str, str] | None = None,
 ) -> go.Figure:
     """Energy MAE (x, log) against alignment to the lowest-MAE model (y) with CI; the best model starred.
 
-    `point_text` (model id -> text written next to its point; None: no text) lets the page choose short ids when
-    a dozen ensemble members crowd one corner; the hover always has the full label from `labels`."""
-    cmap = colour_map(df["family"])
+    `point_text` (model id -> text written next to its point; None: no text) lets the page choose short ids; labels
+    are placed so that none overlaps another (a crowded point's label is left out: its hover has the full label).
+    The best model has no alignment to itself, so its star is drawn at the top of the plot at its own MAE."""
+    cmap = colours or colour_map(df["family"])
     fig = go.Figure()
+    texts = [None if point_text is None else point_text.get(m, m) for m in df["model_id"]]
+    where = place_labels(df["mae_per_atom"], df["alignment"], texts) if point_text is not None else [None] * len(df)
+    pos = dict(zip(df.index, where, strict=True))
     for fam, g in df.groupby("family", sort=True):
         err = {}
         if g["ci_low"].notna().any():
             err = {"error_y": {"type": "data", "symmetric": False, "array": g["ci_high"] - g["alignment"],
                                "arrayminus": g["alignment"] - g["ci_low"]}}  # fmt: skip
+        gp = [pos[i] if isinstance(pos[i], str) else None for i in g.index]
         fig.add_trace(
             go.Scatter(
                 x=g["mae_per_atom"], y=g["alignment"], mode="markers" if point_text is None else "markers+text",
-                name=fam, text=None if point_text is None else [point_text.get(m, m) for m in g["model_id"]],
-                hovertext=[labels.get(m, m) for m in g["model_id"]], textposition="top center", cliponaxis=False,
-                marker={"size": [18 if b else 11 for b in g["is_best"]], "color": cmap[fam],
+                name=fam,
+                text=None if point_text is None else [point_text.get(m, m) if p else "" for m, p
+                                                      in zip(g["model_id"], gp, strict=True)],
+                hovertext=[labels.get(m, m) for m in g["model_id"]],
+                textposition=[p or "top center" for p in gp], cliponaxis=False,
+                marker={"size": [18 if b else 11 for b in g["is_best"]], "color": cmap.get(fam, "#777"),
                         "symbol": ["star" if b else "circle" for b in g["is_best"]],
                         "line": {"width": 0.5, "color": "#333"}},
                 customdata=np.stack([g["n_test"], g["n"].astype(float)], axis=1),
@@ -360,17 +281,27 @@ def convergence(
         )  # fmt: skip
     best = df[df["is_best"]]
     ys = df["alignment"].dropna()
-    if len(best) and len(ys):  # the best model has no alignment to itself: mark its MAE with a dashed line
+    if len(best) and len(ys):  # the best model has no alignment to itself: a star at the top, a dashed line down
         b = best.iloc[0]
         x = float(b["mae_per_atom"])
+        top = float(ys.max())
+        lab = labels.get(b["model_id"], b["model_id"])
         fig.add_trace(
-            go.Scatter(x=[x, x], y=[float(ys.min()), float(ys.max())], mode="lines", hoverinfo="skip",
-                       line={"dash": "dash", "color": "#888"},
-                       name=f"best: {labels.get(b['model_id'], b['model_id'])}")
+            go.Scatter(x=[x, x], y=[float(ys.min()), top], mode="lines", hoverinfo="skip",
+                       line={"dash": "dash", "color": "#888"}, showlegend=False, name=f"best: {lab}")
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[x], y=[top + 0.06 * (top - float(ys.min()) or 1.0)], mode="markers", name=f"★ best: {lab}",
+                marker={"symbol": "star", "size": 20, "color": cmap.get(b["family"], "#777"),
+                        "line": {"width": 1, "color": "#333"}},
+                hovertext=[f"{lab}: the lowest energy MAE ({x:.4f} eV/atom); its alignment to itself is not plotted"],
+                hovertemplate="%{hovertext}<extra></extra>", cliponaxis=False,
+            )
         )  # fmt: skip
     fig.update_xaxes(title="energy MAE (eV/atom, held-out split)", type="log")
     fig.update_yaxes(title=ylab)
-    fig.update_layout(height=520, margin={"l": 10, "r": 40, "t": 40, "b": 10}, legend_title="family")
+    fig.update_layout(height=560, margin={"l": 10, "r": 40, "t": 50, "b": 10}, legend_title="family")
     return fig
 
 
@@ -381,13 +312,15 @@ def bar_counts(df: pd.DataFrame) -> go.Figure:
     for src, g in df.groupby("source", sort=True):
         fig.add_trace(go.Bar(x=g["family"], y=g["n_models"], name=src, marker_color=colours.get(src)))
     fig.update_layout(barmode="stack", height=340, yaxis_title="models", legend_title="source",
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10})  # fmt: skip
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
     return fig
 
 
-def compare_bars(df: pd.DataFrame) -> go.Figure:
-    """Every pairwise metric of one pair (value A→B), x = metric (k), one colour per dataset."""
+def compare_bars(df: pd.DataFrame, metrics: list[str] | None = None, ylab: str = "value (A → B)") -> go.Figure:
+    """The pairwise metrics `metrics` (None: all) of one pair (value A→B), x = metric (k), one colour per dataset."""
     d = df[df["scope"] == "pair"].copy()
+    if metrics is not None:
+        d = d[d["metric"].isin(metrics)]
     d["what"] = [f"{m}" + ("" if pd.isna(k) else f" k={int(k)}") for m, k in zip(d["metric"], d["k"], strict=True)]
     cmap = colour_map(d["dataset_id"])
     fig = go.Figure()
@@ -398,6 +331,32 @@ def compare_bars(df: pd.DataFrame) -> go.Figure:
                    hovertemplate="%{x}<br>A→B: %{y:.4f}<br>B→A: %{customdata[0]:.4f}<br>n: %{customdata[1]}"
                    "<extra>%{fullData.name}</extra>")
         )  # fmt: skip
-    fig.update_layout(barmode="group", height=420, yaxis_title="value (A → B)", legend_title="dataset",
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10})  # fmt: skip
+    fig.update_layout(barmode="group", height=420, yaxis_title=ylab, legend_title="dataset",
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    return fig
+
+
+def pair_vs_k(df: pd.DataFrame, mdefs: pd.DataFrame) -> go.Figure:
+    """One pair's value against k, a line per (metric, dataset) with the CI as a band where stored (`df`: the
+    compare_models rows of the metrics with k)."""
+    d = df[(df["scope"] == "pair") & df["k"].notna()].copy()
+    fig = go.Figure()
+    cmap = colour_map(d["dataset_id"])
+    dash = dict(zip(sorted(set(d["metric"])), ["solid", "dash", "dot", "dashdot"] * 3, strict=False))
+    for (metric, ds), g in d.groupby(["metric", "dataset_id"], sort=True):
+        g = g.sort_values("k")
+        name = f"{mdefs.at[metric, 'display_name'] if metric in mdefs.index else metric} · {ds}"
+        err = {}
+        if g["ci_low"].notna().any():
+            err = {"error_y": {"type": "data", "symmetric": False, "array": g["ci_high"] - g["value_ab"],
+                               "arrayminus": g["value_ab"] - g["ci_low"]}}  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=g["k"].astype(float), y=g["value_ab"], mode="lines+markers", name=name,
+                       line={"color": cmap[ds], "dash": dash[metric]}, customdata=g["n"].astype(float),
+                       hovertemplate="k = %{x}<br>value: %{y:.4f}<br>n: %{customdata}<extra>%{fullData.name}</extra>",
+                       **err)
+        )  # fmt: skip
+    fig.update_xaxes(title="k (neighbours)", type="log")
+    fig.update_yaxes(title="value (A → B); information imbalance: lower = more aligned")
+    fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend_title="metric · dataset")
     return fig

@@ -63,13 +63,16 @@ def _matrix_key(res: MatrixResult) -> tuple:
 
 
 @st.cache_data(show_spinner=False, max_entries=300, hash_funcs={MatrixResult: _matrix_key})
-def _heatmap(cache_key: tuple, res: MatrixResult, mdef: pd.Series, labels: dict, null, family_lines: bool):
-    return figures.heatmap(res, mdef, labels, family_lines=family_lines, null=null)
+def _heatmap(cache_key: tuple, res: MatrixResult, mdef: pd.Series, labels: dict, null, family_lines: bool, zr):
+    return figures.heatmap(res, mdef, labels, family_lines=family_lines, null=null, zrange=zr)
 
 
-def heatmap_figure(c: Ctx, res: MatrixResult, mdef: pd.Series, labels: dict, *, null=None, family_lines=True):
+def heatmap_figure(
+    c: Ctx, res: MatrixResult, mdef: pd.Series, labels: dict, *, null=None, family_lines=True, zrange=None
+):
     """figures.heatmap, cached per release and matrix (building 60 x 60 hover texts costs tens of ms)."""
-    return _heatmap(c.release.cache_key, res, mdef, labels, null, family_lines)
+    zr = None if zrange is None else (float(zrange[0]), float(zrange[1]))
+    return _heatmap(c.release.cache_key, res, mdef, labels, null, family_lines, zr)
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9.-]+")
@@ -153,6 +156,15 @@ def range_control(where=None) -> str:
     )  # fmt: skip
 
 
+def range_note(zr: tuple[float, float], mdef: pd.Series, mode: str) -> str:
+    """The caption's sentence on the colour range in use."""
+    lo, hi = float(mdef["value_min"]), float(mdef["value_max"])
+    if mode == "data":
+        return f"Colour range [{zr[0]:.3g}, {zr[1]:.3g}] fits the values shown ('fixed' gives [{lo:g}, {hi:g}]). "
+    widened = " widened to show every value" if (zr[0], zr[1]) != (lo, hi) else ""
+    return f"Colour range [{zr[0]:.3g}, {zr[1]:.3g}]: the metric's range [{lo:g}, {hi:g}]{widened}. "
+
+
 def image_format_control() -> None:
     """PNG or SVG for the camera icon of every figure's modebar (rendered in the browser: no kaleido needed)."""
     st.sidebar.radio(
@@ -217,4 +229,6 @@ def k_text(k) -> str:
 
 def table(df: pd.DataFrame, **kw) -> None:
     """st.dataframe with missing values shown as '–' (never 'None'/'nan'); numbers keep their type (sorting)."""
-    st.dataframe(df.style.format(na_rep="–", precision=4), hide_index=True, **kw)
+    lists = [c for c in df.columns if df[c].dtype == object and any(isinstance(v, list | tuple) for v in df[c])]
+    fmt = {c: (lambda v: ", ".join(map(str, v)) if isinstance(v, list | tuple) else v) for c in lists}
+    st.dataframe(df.style.format(na_rep="–", precision=4).format(fmt, na_rep="–"), hide_index=True, **kw)

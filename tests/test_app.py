@@ -205,7 +205,14 @@ def test_heatmap_values_and_csv_are_the_backends(app, media, release):
     hm = _trace(_charts(at)[0], "heatmap")
     z = np.array([[np.nan if v is None else v for v in row] for row in hm["z"]], dtype=float)
     np.testing.assert_array_equal(z, res.matrix.to_numpy(dtype=float))
-    assert hm["zmin"] == 0 and hm["zmax"] == 1  # fixed colour range of CKNNA
+    # the colour range fits the data by default; `range=fixed` gives CKNNA's own [0, 1]
+    assert (hm["zmin"], hm["zmax"]) == (np.nanmin(z), np.nanmax(z)) and hm["zmax"] - hm["zmin"] < 1
+    title = _charts(at)[0]["layout"]["title"]["text"]
+    n = int(res.cells["n"].iloc[0])
+    assert title == f"QM9 · CKNNA · k = 5 · n = {n:,} samples · null: 5 permutations", title
+    fixed = app("heatmap", dataset="qm9", metric="cknna", k="5", family=["MACE", "ChemBERTa"], range="fixed")
+    hmf = _trace(_charts(fixed)[0], "heatmap")
+    assert (hmf["zmin"], hmf["zmax"]) == (0, 1) and fixed.radio(key="range").value == "fixed"
     # the permutation null (stored for CKNNA at k = 5) is in the hover and in the CSV
     null = queries.pairwise_null(release, "qm9", "cknna", 5, models=models)
     assert len(null) and any("null (5 perm.)" in t for row in hm["text"] for t in row)
@@ -275,6 +282,10 @@ def test_convergence_and_missing_energy(app, media, release):
     _ok(at)
     df = queries.alignment_vs_mae(release, "qm9", "cknna", 10)
     traces = _charts(at)[0]["data"]
+    star = next(t for t in traces if str(t.get("name", "")).startswith("★ best:"))  # drawn on the plot, at the top
+    assert star["marker"]["symbol"] == "star" and star["y"][0] > df["alignment"].max()
+    assert star["x"][0] == df.loc[df["is_best"], "mae_per_atom"].iloc[0]
+    traces = [t for t in traces if not str(t.get("name", "")).startswith("★")]
     xs = sorted(v for t in traces if not str(t.get("name", "")).startswith("best:") for v in t["x"])
     np.testing.assert_allclose(xs, sorted(df["mae_per_atom"]))
     best = next(t for t in traces if str(t.get("name", "")).startswith("best:"))
@@ -282,15 +293,16 @@ def test_convergence_and_missing_energy(app, media, release):
     assert _download(at, media)[1] == queries.to_csv(df)
     points = [t for t in traces if not str(t.get("name", "")).startswith("best:")]
     short = short_labels(release)  # ids by default, tagged when not the published weights
-    assert sorted(v for t in points for v in t["text"]) == sorted(short[m] for m in df["model_id"])
+    drawn = df.loc[df["alignment"].notna(), "model_id"]  # the best model has no point (no alignment to itself)
+    assert sorted(v for t in points for v in t["text"] if v) == sorted(short[m] for m in drawn)
     sources = queries.list_models(release).set_index("model_id")["source"]
     assert all(("[" in short[m]) == (sources[m] in ("random_init", "trained_here")) for m in sources.index)
     assert all(t["mode"] == "markers+text" and t["cliponaxis"] is False for t in points)
     at.radio(key="convergence_labels").set_value("name").run()
-    points = [t for t in _charts(at)[0]["data"] if not str(t.get("name", "")).startswith("best:")]
-    assert sorted(v for t in points for v in t["text"]) == sorted(labels(release)[m] for m in df["model_id"])
+    points = [t for t in _charts(at)[0]["data"] if not str(t.get("name", "")).startswith(("best:", "★"))]
+    assert sorted(v for t in points for v in t["text"] if v) == sorted(labels(release)[m] for m in drawn)
     at.radio(key="convergence_labels").set_value("none").run()
-    points = [t for t in _charts(at)[0]["data"] if not str(t.get("name", "")).startswith("best:")]
+    points = [t for t in _charts(at)[0]["data"] if not str(t.get("name", "")).startswith(("best:", "★"))]
     assert points and all(t["mode"] == "markers" for t in points)
     assert sorted(v for t in points for v in t["hovertext"]) == sorted(labels(release)[m] for m in df["model_id"])
     at = app("convergence", dataset="offeq")
@@ -322,15 +334,28 @@ def test_compare_two_models(app, media, release):
     at = app("compare", model_a="mace_a", model_b="soap")
     _ok(at)
     df = queries.compare_models(release, "mace_a", "soap")
-    assert _download(at, media)[1] == queries.to_csv(df)
+    # similarities (higher = more aligned) and information imbalance (lower = more aligned) in separate figures
+    sims = df[(df["scope"] == "model") | ((df["scope"] == "pair") & (df["metric"] != "info_imbalance"))]
+    assert _download(at, media)[1] == queries.to_csv(sims)
+    assert _download(at, media, index=1)[1] == queries.to_csv(df[df["metric"] == "info_imbalance"])
+    figs = _charts(at)
+    assert "higher = more aligned" not in figs[0]["layout"]["yaxis"]["title"]["text"]
+    assert "lower = more aligned" in figs[1]["layout"]["yaxis"]["title"]["text"]
+    assert {t["x"][0].split()[0] for t in figs[1]["data"]} == {"info_imbalance"}
+    assert "info_imbalance" not in {x.split()[0] for t in figs[0]["data"] for x in t["x"]}
+    # the pair against k: one line per (metric with k, dataset), the values the backend's
+    vs_k = figs[2]
+    pk = df[(df["scope"] == "pair") & df["k"].notna()]
+    assert len(vs_k["data"]) == pk.groupby(["metric", "dataset_id"]).ngroups
+    np.testing.assert_allclose(sorted(v for t in vs_k["data"] for v in t["y"]), sorted(pk["value_ab"]))
     assert at.selectbox(key="model_a").value == "mace_a"
     # how A and B see the other models on the sidebar's dataset/metric/k (qm9, cknna, k = 10 by default)
     res = queries.matrix(release, "qm9", "cknna", 10)
-    pts = [t for t in _charts(at)[1]["data"] if t.get("mode") == "markers"]
+    pts = [t for t in _charts(at)[3]["data"] if t.get("mode") == "markers"]
     xs = sorted(v for t in pts for v in t["x"])
     want = sorted(res.matrix.at["mace_a", m] for m in res.order if m not in ("mace_a", "soap"))
     np.testing.assert_allclose(xs, want)
-    rows = pd.read_csv(io.BytesIO(_download(at, media, index=1)[1]))
+    rows = pd.read_csv(io.BytesIO(_download(at, media, index=3)[1]))
     assert sorted(rows["other_model"]) == ["bert_a", "bert_b", "mace_b"]
 
 
@@ -498,3 +523,164 @@ def test_dataset_cards_have_their_own_picker(app):
     assert at.header[0].value.startswith("QM9") and "dataset" not in at.query_params  # the default
     at.selectbox(key="dataset_card_pick").set_value("offeq").run()
     assert "OFFEQ" in at.header[0].value and at.query_params["dataset"] == "offeq"
+
+
+def _score_upload(app, release, tmp_path, X, name="upload.npy"):
+    import io
+
+    at = app("score")
+    _ok(at)
+    buf = io.BytesIO()
+    np.save(buf, X)
+    at.file_uploader(key="score_file").upload(name, buf.getvalue()).run()
+    return at
+
+
+def test_score_page_ranks_an_upload_like_the_backend(app, media, release, tmp_path):
+    """A release model's own embedding, uploaded as new, is ranked first with CKNNA 1 against itself, and the table
+    shown is backend.scoring's; the page says the file stays in memory."""
+    from backend import scoring
+    from tests._release_fixture import embeddings
+
+    emb = embeddings()
+    ds = scoring.scorable_datasets(release)["dataset_id"].iloc[0]
+    model = sorted(emb[ds])[0]
+    at = _score_upload(app, release, tmp_path, emb[ds][model])
+    _ok(at)
+    assert any("never written to disk" in i.value for i in at.info)
+    shown = at.dataframe[0].value
+    ref = scoring.ranked(release, scoring.score_embeddings(release, ds, emb[ds][model], "my-model"), 10)
+    assert shown["model_id"].tolist() == ref["model_id"].tolist()
+    assert shown["model_id"].iloc[0] == model and shown["cknna"].iloc[0] == pytest.approx(1.0, abs=1e-6)
+    assert len(_charts(at)) == 3  # heatmap with your row and column, the tree, the intrinsic-dimension bars
+
+
+def test_score_page_names_a_bad_upload(app, release, tmp_path):
+    at = _score_upload(app, release, tmp_path, np.ones((7, 3)))
+    _ok(at)
+    assert any("rows, but dataset" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def _colours_by_name(fig: dict) -> dict[str, str]:
+    return {
+        str(t["name"]): t["marker"]["color"] for t in fig["data"] if isinstance(t.get("marker", {}).get("color"), str)
+    }
+
+
+def test_one_colour_per_family_on_every_view(app, release):
+    from app.figures import family_colours
+
+    want = family_colours(queries.filter_options(release)["family"])
+    assert len(set(want.values())) == len(want)  # distinct families, distinct colours
+    views = {
+        "id one dataset": _charts(app("intrinsic_dimension", dataset="qm9"))[0],
+        "id every dataset": _charts(app("intrinsic_dimension", scope="all"))[0],
+        "id, MACE only": _charts(app("intrinsic_dimension", dataset="qm9", family=["MACE"]))[0],
+        "convergence": _charts(app("convergence", dataset="qm9", metric="cka"))[0],
+        "tree": _charts(app("tree", dataset="qm9", metric="cka"))[0],
+        "compare (others)": _charts(app("compare", model_a="bert_a", model_b="soap", metric="cka"))[3],
+    }
+    for view, fig in views.items():
+        got = {k: v for k, v in _colours_by_name(fig).items() if k in want}
+        assert got, view
+        assert all(want[fam] == col for fam, col in got.items()), (view, got)
+    assert _colours_by_name(views["id, MACE only"])["MACE"] == _colours_by_name(views["tree"])["MACE"]
+    # the legend is a horizontal band at the top of the figure: every family visible, none scrolled away
+    legend = views["id every dataset"]["layout"]["legend"]
+    assert legend["orientation"] == "h" and legend["yref"] == "container"
+
+
+def test_k_large_for_n_is_warned(app):
+    at = app("heatmap", dataset="qm9", metric="cknna", k="10")  # the fixture: n = 60, so k = 10 > n/10
+    assert any("k = 10 is large for n = 60" in w for w in _warnings(at))
+    assert not any("is large for n" in w for w in _warnings(app("heatmap", dataset="qm9", metric="cknna", k="5")))
+    assert not any("is large for n" in w for w in _warnings(app("overview", k="10")))  # k does nothing there
+
+
+def test_k_warning_on_the_shipped_pdb_chains(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MATTER_ALIGN_RELEASES", str(ROOT / "data" / "releases"))
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    for key, val in {"dataset": "pdb", "metric": "cknna", "k": "100"}.items():
+        at.query_params[key] = val
+    at.switch_page("pages_/heatmap.py").run()
+    _ok(at)
+    assert any("k = 100 is large for n = 111" in w.value for w in at.warning)
+    title = _charts(at)[0]["layout"]["title"]["text"]
+    assert "RCSB PDB chains · CKNNA · k = 100 · n = 111 samples" in title
+
+
+def test_idcor_above_one_is_shown_and_explained(app, release):
+    from app.state import metric_help
+    from app.ui import zrange
+
+    md = queries.metric_definitions(release).set_index("metric")
+    assert zrange([0.2, 1.12], md.loc["idcor"], "fixed") == (0.0, 1.12)  # widened, not clipped at 1
+    assert zrange([0.2, 0.65], md.loc["cknna"], "data") == (0.2, 0.65)
+    assert zrange([0.2, 0.65], md.loc["cknna"], "fixed") == (0.0, 1.0)
+    assert "exceed 1" in metric_help(md.loc[["idcor"]])
+    at = app("heatmap", dataset="qm9", metric="idcor")
+    assert "exceed 1" in at.selectbox(key="metric").help
+
+
+def test_difference_map_blank_diagonal_is_grey_and_tables_show_no_none(app):
+    from app.figures import NAN_COLOUR
+
+    at = app("id_vs_ood", dataset="qm9", dataset_b="offeq", metric="cknna", k="5")
+    diff = _charts(at)[2]
+    z = diff["data"][0]["z"]
+    assert all(z[i][i] is None or np.isnan(z[i][i]) for i in range(len(z)))
+    assert diff["layout"]["plot_bgcolor"] == NAN_COLOUR
+    assert "Grey: no value" in " ".join(c.value for c in at.caption)
+    # "N models shown" counts the models a page really shows (here: those with values on both datasets)
+    from app.state import Filters, hidden_line
+
+    f = Filters([], [], [], [], "qm9", "cknna", 5, ["a", "b", "c", "d"], 5, ["family"])
+    line = hidden_line(f, "QM9", 3, " (values on both offeq and A)")
+    assert "**3 of 5**" in line and "1 hidden by the filters (family)" in line and "1 without values here" in line
+    import pyarrow as pa
+
+    for page in ("compare", "dataset_cards", "model_cards", "id_vs_ood"):
+        at = app(page)
+        for d in at.dataframe:
+            shown = pa.ipc.open_stream(d.proto.arrow_data.styler.display_values).read_all().to_pandas()
+            cells = {str(v) for v in shown.to_numpy().ravel()}
+            assert not cells & {"None", "nan", "<NA>", "NaN"}, (page, cells & {"None", "nan", "<NA>", "NaN"})
+
+
+def test_downloads_keep_their_context(app, media, release):
+    from app.data import _zip
+
+    at = app("heatmap", dataset="qm9", metric="cka", family=["MACE", "SOAP"], source=["pretrained", "descriptor"])
+    url, _ = _download(at, media)
+    name = media[-1].get_file(url.rsplit("/", 1)[-1]).filename
+    want = f"matter-align_{release.release_id}_matrix_qm9_cka_family-MACE-SOAP_source-pretrained-descriptor.csv"
+    assert name == want, name
+    cfg = json.loads(at.get("plotly_chart")[0].proto.config)
+    assert cfg["toImageButtonOptions"]["format"] == "png" and cfg["toImageButtonOptions"]["filename"] == name[:-4]
+    at.radio(key="_image_format").set_value("svg").run()
+    assert json.loads(at.get("plotly_chart")[0].proto.config)["toImageButtonOptions"]["format"] == "svg"
+    # the tree as Newick (.nwk), the stored one byte for byte
+    at = app("tree", dataset="qm9", metric="cknna", k="10")
+    url, data = _download(at, media, label_contains="Newick")
+    assert media[-1].get_file(url.rsplit("/", 1)[-1]).filename.endswith("_tree-nj_qm9_cknna_k10.nwk")
+    assert data.decode().strip() == queries.tree(release, "qm9", "cknna", 10, "nj").strip()
+    # the whole release as one archive: every file of the folder
+    import zipfile
+
+    z = zipfile.ZipFile(io.BytesIO(_zip(str(release.path), release.cache_key)))
+    want = sorted(str(p.relative_to(release.path.parent)) for p in release.path.rglob("*") if p.is_file())
+    assert sorted(z.namelist()) == want and f"{release.release_id}/manifest.json" in want
+    assert any("whole release" in b.proto.label for b in app("overview").get("download_button"))
+
+
+def test_family_block_cells_show_value_and_pairs(app, release):
+    at = app("heatmap", dataset="qm9", metric="cknna", k="10", view="family_block")
+    hm = _trace(_charts(at)[0], "heatmap")
+    fb = queries.family_block_matrix(release, "qm9", "cknna", 10)
+    fams = list(dict.fromkeys(fb["family_a"]))
+    row = fb[(fb["family_a"] == "MACE") & (fb["family_b"] == "ChemBERTa")].iloc[0]
+    i, j = fams.index("MACE"), fams.index("ChemBERTa")
+    assert hm["text"][i][j] == f"{row['value_mean']:.3f}<br>{int(row['n_pairs'])} pairs"
+    assert hm["texttemplate"] == "%{text}"

@@ -6,7 +6,7 @@ import streamlit as st
 from app import figures
 from app.data import SOURCE_LABELS, q
 from app.state import control
-from app.ui import csv_name, ctx, figure, need
+from app.ui import about, csv_name, ctx, figure, need, table
 
 c = ctx()
 r, f = c.release, c.f
@@ -25,17 +25,50 @@ if need(len(models) >= 2, "Comparing needs at least two models; the filters leav
         st.subheader(f"{c.labels[a]} vs {c.labels[b]}")
         pair = df[df["scope"] == "pair"]
         if need(not pair.empty, "These two models share no pairwise value on any dataset."):
+            sims = [m for m in dict.fromkeys(pair["metric"]) if m != "info_imbalance"]
+            st.markdown("**Similarities** (higher = more aligned; unitless, 1 = identical geometry)")
             figure(
-                figures.compare_bars(df),
-                df,
-                csv_name(c, f"compare-{a}-{b}"),
+                figures.compare_bars(df, sims, "similarity A → B (unitless)"),
+                df[(df["scope"] == "model") | df["metric"].isin(sims)],
+                csv_name(c, f"compare-{a}-{b}-similarities"),
                 key="compare",
-                caption="Bars: A → B (for directional metrics, information imbalance, B → A is in the hover and "
-                "the table). Every metric is a similarity (higher = more aligned) except information imbalance "
-                "(lower = more informative).",
+                title=f"{c.labels[a]} vs {c.labels[b]} · similarities on every dataset · "
+                + about(c, "all", n=pair.loc[pair["metric"].isin(sims), "n"]),
+                caption="Bars: A → B; for CKNNA B → A is in the hover and the table.",
             )
-        st.markdown("**Every number** (scope `model`: each model's own intrinsic dimension and energy MAE)")
-        st.dataframe(df, hide_index=True)
+            ii = pair[pair["metric"] == "info_imbalance"]
+            if not ii.empty:
+                st.markdown(
+                    "**Information imbalance** (lower = more aligned; unitless, ≈ 0: A's neighbours predict B's, "
+                    "≈ 1: unrelated)"
+                )
+                figure(
+                    figures.compare_bars(df, ["info_imbalance"], "Δ(A → B) (unitless, lower = more aligned)"),
+                    df[df["metric"] == "info_imbalance"],
+                    csv_name(c, f"compare-{a}-{b}-information-imbalance"),
+                    key="compare_ii",
+                    title=f"{c.labels[a]} vs {c.labels[b]} · information imbalance Δ(A → B) · "
+                    + about(c, "all", n=ii["n"]),
+                    caption="Bars: Δ(A → B); Δ(B → A) is in the hover and the table.",
+                )
+            with_k = pair[pair["k"].notna()]
+            if with_k.groupby(["metric", "dataset_id"])["k"].nunique().max() > 1:
+                st.markdown("**Against k** (every metric with a neighbourhood size)")
+                mdefs = q(r, "metric_definitions").set_index("metric")
+                figure(
+                    figures.pair_vs_k(df, mdefs),
+                    with_k,
+                    csv_name(c, f"compare-{a}-{b}-vs-k"),
+                    key="compare_k",
+                    title=f"{c.labels[a]} vs {c.labels[b]} against k · " + about(c, "all", n=with_k["n"]),
+                    caption="One line per metric (dash) and dataset (colour); error bars: the stored interval where "
+                    "there is one. Information imbalance: lower = more aligned; the others: higher.",
+                )
+        st.markdown(
+            "**Every number** (scope `model`: each model's own intrinsic dimension in dimensions and energy MAE in "
+            "eV/atom; pairwise values are unitless)"
+        )
+        table(df)
         # How A and B see every other model on the sidebar's dataset and metric
         if f.dataset is not None and f.metric is not None:
             res = q(r, "matrix", f.dataset, f.metric, f.k, models=f.model_filter)
@@ -68,10 +101,13 @@ if need(len(models) >= 2, "Comparing needs at least two models; the filters leav
                             ylab=f"{c.labels[b]} → other",
                             hover=("label",),
                             colour_title="family of the other model",
+                            colours=c.colours,
                         ),
                         rows.drop(columns=["label"]),
                         csv_name(c, f"compare-{a}-{b}-others", f.dataset, f.metric, f.k),
                         key="compare_others",
+                        title=f"How {c.labels[a]} and {c.labels[b]} see the others · "
+                        + about(c, f.dataset, f.metric, f.k, res.cells["n"]),
                         caption="One point per other model: its value with A (x) and with B (y). On the diagonal: A "
                         "and B relate to the rest of the zoo alike.",
                     )

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import figures
 from app.data import q, short_labels
-from app.ui import csv_name, ctx, figure, k_text, need
+from app.ui import about, csv_name, ctx, figure, k_text, need
 
 c = ctx()
 r, f = c.release, c.f
@@ -37,10 +37,14 @@ elif need(f.dataset is not None and f.metric is not None, "This release has no p
         shown = st.radio("Point labels", list(texts), horizontal=True, key="convergence_labels",
                          help="Model ids are short; names are the cards' display names. Hover shows the name.")  # fmt: skip
         figure(
-            figures.convergence(df, c.labels, f"{c.metric_name(f.metric)} to the best model", texts[shown]),
+            figures.convergence(df, c.labels, f"{c.metric_name(f.metric)} to the best model", texts[shown], c.colours),
             df,
             csv_name(c, "alignment-vs-mae", f.dataset, f.metric, f.k),
             key="convergence",
-            caption="Star: the lowest-MAE model (its own alignment is blank unless a diagonal is stored). "
-            "Error bars: confidence interval where the release has one.",
+            title=about(c, f.dataset, f.metric, f.k, df["n"])
+            + " · energy MAE on n_test = "
+            + "/".join(sorted({f"{int(v):,}" for v in df["n_test"].dropna()})),
+            caption="Star (top, on the dashed line): the lowest-MAE model, drawn at its MAE above the others (it has "
+            "no alignment to itself). Error bars: confidence interval where the release has one. Labels that would "
+            "overlap another are left out; hover a point for its name.",
         )

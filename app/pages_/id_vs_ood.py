@@ -4,8 +4,8 @@ import streamlit as st
 
 from app import figures
 from app.data import q
-from app.state import control
-from app.ui import csv_name, ctx, figure, heatmap_figure, k_text, need
+from app.state import control, hidden_line
+from app.ui import about, csv_name, ctx, figure, heatmap_figure, k_text, need, range_control, range_note, table, zrange
 from backend import queries
 
 c = ctx()
@@ -18,7 +18,9 @@ st.markdown(
 )
 others = [d for d in q(r, "filter_options")["dataset"] if d != f.dataset]
 if need(f.metric is not None and bool(others), "This comparison needs a metric with values on two datasets."):
-    dsb = control("dataset_b", "Dataset B", others, others[0], where=st, what="second dataset", format_func=c.ds_name)
+    col1, col2 = st.columns(2)
+    dsb = control("dataset_b", "Dataset B", others, others[0], where=col1, what="second dataset", format_func=c.ds_name)
+    rng = range_control(col2)
     try:
         md = q(r, "matrix_difference", f.dataset, dsb, f.metric, f.k, models=f.model_filter)
     except ValueError as e:
@@ -32,31 +34,42 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
         la = {m: f"{c.labels.get(m, m)} ({tag(ida, m)})" for m in md.order}
         lb = {m: f"{c.labels.get(m, m)} ({tag(idb, m)})" for m in md.order}
         kt = k_text(md.k)
+        if c.line is not None:  # this page shows only the models with values on both datasets
+            c.line.caption(hidden_line(f, c.ds_name(f.dataset), len(md.order), f" (values on both {dsb} and A)"))
+        both = list(md.a.matrix.to_numpy(dtype=float).ravel()) + list(md.b.matrix.to_numpy(dtype=float).ravel())
+        zr = zrange(both, mdef, rng)
         st.subheader(f"{c.metric_name(f.metric)}{kt}: {c.ds_name(f.dataset)} (A) and {c.ds_name(dsb)} (B)")
+        st.caption(range_note(zr, mdef, rng) + "The same colour range on A and B.")
         left, right = st.columns(2)
         with left:
             st.markdown(f"**A: {c.ds_name(f.dataset)}** (labels: ID/OOD on A)")
             figure(
-                heatmap_figure(c, md.a, mdef, la),
+                heatmap_figure(c, md.a, mdef, la, zrange=zr),
                 queries.matrix_table(md.a),
                 csv_name(c, "matrix-a", f.dataset, f.metric, md.k),
                 key="mat_a",
+                title="A · " + about(c, f.dataset, f.metric, md.k, md.a.cells["n"]),
             )
         with right:
             st.markdown(f"**B: {c.ds_name(dsb)}** (labels: ID/OOD on B)")
             figure(
-                heatmap_figure(c, md.b, mdef, lb),
+                heatmap_figure(c, md.b, mdef, lb, zrange=zr),
                 queries.matrix_table(md.b),
                 csv_name(c, "matrix-b", dsb, f.metric, md.k),
                 key="mat_b",
+                title="B · " + about(c, dsb, f.metric, md.k, md.b.cells["n"]),
             )
         st.subheader("Difference B − A")
         diff_tab = md.cells.assign(dataset_a=f.dataset, dataset_b=dsb, metric=f.metric, k=md.k)
         figure(
-            figures.diff_heatmap(md.difference, c.labels, f"{c.ds_name(dsb)} − {c.ds_name(f.dataset)}"),
+            figures.diff_heatmap(md.difference, c.labels),
             diff_tab,
             csv_name(c, f"difference-{dsb}-minus", f.dataset, f.metric, md.k),
             key="diff",
+            title=f"{c.ds_name(dsb)} − {c.ds_name(f.dataset)} · {c.metric_name(f.metric)}{kt} · "
+            f"A: {about(c, f.dataset, n=md.a.cells['n'])}; B: {about(c, dsb, n=md.b.cells['n'])}",
+            caption="Red: higher on B, blue: higher on A (for a similarity, red = more aligned on B). Grey: no value "
+            "(a model with itself), not a difference of zero.",
         )
         st.subheader("Each pair: value on A against value on B")
         pairs = q(r, "id_vs_ood", f.dataset, dsb, f.metric, md.k, models=f.model_filter)
@@ -80,9 +93,11 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
                 pairs.drop(columns=["label_a", "label_b"]),
                 csv_name(c, f"pairs-vs-{dsb}", f.dataset, f.metric, md.k),
                 key="pairs",
+                title=f"Each pair on A and B · {c.metric_name(f.metric)}{kt} · A: {c.ds_name(f.dataset)}, "
+                f"B: {c.ds_name(dsb)} · {len(pairs)} pairs",
                 caption="Colour: the pair's class on A (both_id: both models in-distribution on A; mixed; "
                 "both_ood). Points above the dotted line are more aligned on B (for similarities).",
             )
         summary = q(r, "id_ood_summary", f.metric, md.k, models=f.model_filter)
         st.markdown("**Mean value per pair class on every dataset**")
-        st.dataframe(summary, hide_index=True)
+        table(summary)

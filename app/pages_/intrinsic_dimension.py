@@ -5,7 +5,7 @@ import streamlit as st
 from app import figures
 from app.data import q
 from app.state import control
-from app.ui import csv_name, ctx, figure, need
+from app.ui import about, csv_name, ctx, figure, need
 
 c = ctx()
 r, f = c.release, c.f
@@ -37,10 +37,12 @@ if need(bool(opts["estimator"]), "This release has no intrinsic-dimension values
         where = c.ds_name(f.dataset) if scope == "dataset" else "every dataset"
         st.subheader(f"{est} intrinsic dimension on {where}")
         figure(
-            figures.id_bars(df, c.labels),
+            figures.id_bars(df, c.labels, c.colours, {d: c.ds_name(d) for d in df["dataset_id"]}),
             df,
             csv_name(c, f"intrinsic-dim-{est}", f.dataset if scope == "dataset" else "all"),
             key="id_bars",
+            title=f"{est} intrinsic dimension · "
+            + about(c, f.dataset if scope == "dataset" else "all", None, None, df["n"]),
             caption="Bars: estimate on all n samples (after removing duplicates); error bars: seeded bootstrap "
-            "interval. Colour: family.",
+            "interval. Colour: family (the same colour on every page).",
         )

@@ -5,7 +5,7 @@ import streamlit as st
 from app import figures
 from app.data import q
 from app.state import control
-from app.ui import csv_name, ctx, figure, need
+from app.ui import about, csv_name, ctx, figure, need, range_control, range_note, zrange
 
 c = ctx()
 r, f = c.release, c.f
@@ -36,6 +36,9 @@ if need({"cknna", "idcor"} <= have, "This dataset needs both CKNNA and IDCor val
             cv.drop(columns=["label_a", "label_b", "k_label"]),
             csv_name(c, "cknna-vs-idcor", f.dataset, "cknna"),
             key="cknna_idcor",
+            title="CKNNA (every k) vs IDCor · "
+            + about(c, f.dataset, n=cv["n"] if "n" in cv else None)
+            + f" · {cv[['model_a', 'model_b']].drop_duplicates().shape[0]} pairs",
             caption="One point per pair of models and k. A pair can share its global geometry (high IDCor) while "
             "its local neighbourhoods differ (low CKNNA at small k), and vice versa.",
         )
@@ -43,10 +46,11 @@ if need({"cknna", "idcor"} <= have, "This dataset needs both CKNNA and IDCor val
 st.subheader("Information imbalance plane")
 if need("info_imbalance" in have, "This dataset has no information-imbalance values."):
     ks = q(r, "k_values", f.dataset, "info_imbalance")
-    col1, col2 = st.columns(2)
+    col1, col2, col3 = st.columns(3)
     iik = control("ii_k", "k of the information imbalance", ks, ks[0], where=col1, what="information-imbalance k")
     colour_opts = [m for m in ("cknna", "idcor") if m in have] or ["none"]
     ic = control("ii_colour", "Colour by", colour_opts, colour_opts[0], where=col2, widget="radio", what="colouring")
+    rng = range_control(col3) if colour_opts != ["none"] else "data"
     ck_k = f.k if f.metric == "cknna" else None
     ii = q(r, "information_imbalance_pairs", f.dataset, iik, cknna_k=ck_k, models=f.model_filter)
     if need(not ii.empty, "No pair of the filtered models has information-imbalance values."):
@@ -57,7 +61,7 @@ if need("info_imbalance" in have, "This dataset has no information-imbalance val
         lo, hi = (None, None)
         if cont:
             md = c.mdef(ic)
-            lo, hi = float(md["value_min"]), float(md["value_max"])
+            lo, hi = zrange(ii[ic], md, rng)
         figure(
             figures.scatter_pairs(
                 ii,
@@ -71,13 +75,17 @@ if need("info_imbalance" in have, "This dataset has no information-imbalance val
                 xlab="Δ(A → B)",
                 ylab="Δ(B → A)",
                 colour_title=c.metric_name(ic) if cont else "family of A",
+                colours=None if cont else c.colours,
                 hover=("label_a", "label_b"),
             ),
             ii.drop(columns=["label_a", "label_b"]),
             csv_name(c, "information-imbalance", f.dataset, "info_imbalance", iik),
             key="ii_plane",
-            caption="Δ ≈ 0: A's neighbours predict B's; ≈ 1: unrelated. Below the diagonal, A is more informative "
-            f"about B than B about A. Colour: {ic}"
-            + (f" (CKNNA at k = {ii['cknna_k'].iloc[0]})" if ic == "cknna" and len(ii) else "")
-            + ", fixed colour range.",
+            title="Information imbalance · "
+            + about(c, f.dataset, None, iik, ii["n"] if "n" in ii else None)
+            + (f" · colour: CKNNA at k = {ii['cknna_k'].iloc[0]}" if ic == "cknna" and len(ii) else "")
+            + (" · colour: IDCor" if ic == "idcor" else ""),
+            caption="Δ ≈ 0: A's neighbours predict B's; ≈ 1: unrelated (lower = more informative). Below the "
+            f"diagonal, A is more informative about B than B about A. Colour: {ic}. "
+            + (range_note((lo, hi), c.mdef(ic), rng) if cont else ""),
         )

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from app import figures
-from app.data import SOURCE_LABELS, q
-from app.ui import csv_name, ctx, download, figure
+from app.data import SOURCE_LABELS, q, release_zip
+from app.ui import csv_name, ctx, download, figure, table
 
 c = ctx()
 r = c.release
@@ -21,14 +21,19 @@ st.markdown(
     f"**Release** `{s.release_id}` · **created** {s.created.replace('T', ' ').removesuffix('Z')} UTC · "
     f"**code** `{s.code_version}`"
 )
-a, b = st.columns(2)
+a, b, z = st.columns(3)
 a.metric("Models", s.n_models)
 b.metric("Datasets", s.n_datasets)
+z.download_button(
+    "Download the whole release (.zip)", data=release_zip(r), file_name=f"matter-align_{r.release_id}.zip",
+    mime="application/zip", key="zip_release", on_click="ignore", icon=":material/folder_zip:",
+    help="Every table (Parquet), the manifest and its checksums, as one archive: what this dashboard shows.",
+)  # fmt: skip
 
 st.subheader("Datasets")
 ds = s.datasets.copy()
 ds["origin"] = [("generated (recipe recorded)" if o == "generated" else o) for o in ds["origin"]]
-st.dataframe(ds, hide_index=True, column_config={"n": st.column_config.NumberColumn("n (largest, analysed)")})
+table(ds, column_config={"n": st.column_config.NumberColumn("n (largest, analysed)")})
 download(s.datasets, csv_name(c, "datasets"), key="csv_datasets")
 
 st.subheader("Models by family and source")

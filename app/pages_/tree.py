@@ -6,7 +6,7 @@ import streamlit as st
 from app import figures
 from app.data import q
 from app.state import control
-from app.ui import csv_name, ctx, download, figure, k_text, need
+from app.ui import about, csv_name, ctx, figure, k_text, need
 
 c = ctx()
 r, f = c.release, c.f
@@ -63,17 +63,18 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
         leaves.insert(3, "method", method)
         name = "neighbour joining" if method == "nj" else "UPGMA"
         st.subheader(f"{name} tree of {c.metric_name(f.metric)} on {c.ds_name(f.dataset)}{k_text(f.k)}")
+        nres = q(r, "matrix", f.dataset, f.metric, f.k, models=f.model_filter)
         figure(
-            figures.tree_figure(leaves, xs, ys, colour),
+            figures.tree_figure(leaves, xs, ys, colour, c.colours),
             leaves,
             csv_name(c, f"tree-{method}", f.dataset, f.metric, f.k),
             key="tree",
+            title=f"{name} tree · " + about(c, f.dataset, f.metric, f.k, nres.cells["n"]),
             caption=f"Source: {origin}. Distance 1 − (S(A,B) + S(B,A))/2. Neighbour joining gives an unrooted "
             "tree; it is drawn from the root Biopython chose. Branch lengths are drawn to scale.",
         )
-        download(
-            pd.DataFrame({"newick": [newick]}),
-            csv_name(c, f"newick-{method}", f.dataset, f.metric, f.k),
-            key="csv_newick",
-            label="Download the Newick string (CSV)",
-        )
+        st.download_button(
+            "Download the tree (Newick, .nwk)", data=newick.strip() + "\n",
+            file_name=csv_name(c, f"tree-{method}", f.dataset, f.metric, f.k, ext="nwk"), mime="text/plain",
+            key="nwk_tree", on_click="ignore", icon=":material/download:",
+        )  # fmt: skip

@@ -1,0 +1,221 @@
+"""Matrix figures (heatmap, family blocks, difference map), pure functions of backend tables (no Streamlit).
+
+Sizing: cells are square (the y axis is anchored to the x axis) and the figure's height is the cells plus the
+room the rotated labels need, so a 4 x 4 matrix is as readable as a 40 x 40 one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+NAN_COLOUR = "#c8c8c8"  # cells without a value (the difference map's diagonal): grey, never a data colour
+
+
+def _scale(higher_is_aligned: bool) -> str:
+    return "Viridis" if higher_is_aligned else "Viridis_r"
+
+
+def _fmt(v, digits=3) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):  # None, pd.NA
+        return "–"
+    return f"{f:.{digits}f}" if np.isfinite(f) else "–"
+
+
+def cell_px(n: int) -> int:
+    """Pixels per cell: large for a few models, at least 16 for many."""
+    return int(max(16, min(56, 760 // max(n, 1))))
+
+
+def matrix_height(n: int, labels: list[str]) -> int:
+    """Cells + the rotated (-45°) x labels below + a title band above."""
+    longest = max((len(t) for t in labels), default=4)
+    return int(cell_px(n) * n + 6.5 * longest * 0.75 + 110)
+
+
+def _range(z: np.ndarray, mdef: pd.Series, zrange) -> tuple[float, float]:
+    if zrange is not None:
+        return float(zrange[0]), float(zrange[1])
+    return float(mdef["value_min"]), float(mdef["value_max"])
+
+
+def dendrogram_segments(link: np.ndarray, n: int) -> tuple[list, list]:
+    """Line coordinates (x = leaf position 0..n-1 in leaves order, y = merge height) of a scipy linkage, None breaks."""
+    link = np.asarray(link, dtype=float)
+    children = {n + i: (int(a), int(b)) for i, (a, b, *_rest) in enumerate(link)}
+
+    def leaves(node):  # leaf order of the dendrogram = scipy's leaves_list
+        stack, out = [node], []
+        while stack:
+            x = stack.pop()
+            if x < n:
+                out.append(x)
+            else:
+                a, b = children[x]
+                stack += [b, a]
+        return out
+
+    order = leaves(n + len(link) - 1) if len(link) else list(range(n))
+    pos = {leaf: i for i, leaf in enumerate(order)}
+    height = dict.fromkeys(range(n), 0.0)
+    xs, ys = [], []
+    for i, (a, b, h, _c) in enumerate(link):
+        a, b = int(a), int(b)
+        node = n + i
+        pos[node] = (pos[a] + pos[b]) / 2
+        height[node] = h
+        xs += [pos[a], pos[a], pos[b], pos[b], None]
+        ys += [height[a], h, h, height[b], None]
+    return xs, ys
+
+
+def heatmap(
+    res,
+    mdef: pd.Series,
+    labels: dict[str, str],
+    *,
+    family_lines: bool = True,
+    null: pd.DataFrame | None = None,
+    zrange: tuple[float, float] | None = None,
+) -> go.Figure:
+    """The matrix of a backend MatrixResult: z = res.matrix (rows = model_a); colour range `zrange` (default: the
+    metric's range); hover with value, n, k, CI, p and (if given, from backend.pairwise_null) the permutation-null
+    mean, sd and z; a dendrogram above when the result carries a linkage."""
+    order = list(res.order)
+    n = len(order)
+    z = res.matrix.loc[order, order].to_numpy(dtype=float)
+    c = res.cells
+    extra = np.full((n, n, 5), np.nan)
+    if len(c):
+        r, col = c["row"].to_numpy(int), c["col"].to_numpy(int)
+        for j, name in enumerate(("n", "ci_low", "ci_high", "p_value")):
+            extra[r, col, j] = pd.to_numeric(c[name], errors="coerce").to_numpy(dtype=float)
+        extra[r, col, 4] = c["mirrored"].to_numpy(dtype=float)
+    nulls: dict[tuple[int, int], str] = {}
+    if null is not None and len(null):
+        pos = {m: i for i, m in enumerate(order)}
+        for a, b, mu, sd, zz, npm in zip(null["model_a"], null["model_b"], null["null_mean"], null["null_std"],
+                                         null["z"], null["n_permutations"], strict=True):  # fmt: skip
+            if a in pos and b in pos:
+                nulls[pos[a], pos[b]] = f"<br>null ({npm} perm.): {_fmt(mu)} ± {_fmt(sd)}, z = {_fmt(zz, 1)}"
+    ticks = [labels.get(m, m) for m in order]
+    kk = res.k if res.k is not None else "–"
+    text = [
+        [
+            f"A: {ticks[i]}<br>B: {ticks[j]}<br>n = {int(extra[i, j, 0]) if np.isfinite(extra[i, j, 0]) else '–'}, "
+            f"k = {kk}<br>CI: "
+            + (f"[{_fmt(extra[i, j, 1])}, {_fmt(extra[i, j, 2])}]" if np.isfinite(extra[i, j, 1]) else "not computed")
+            + f"<br>p: {_fmt(extra[i, j, 3])}"
+            + nulls.get((i, j), "")
+            + ("<br>(mirrored from B→A)" if extra[i, j, 4] == 1 else "")
+            for j in range(n)
+        ]
+        for i in range(n)
+    ]
+    hm = go.Heatmap(
+        z=z,
+        x=list(range(n)),
+        y=list(range(n)),
+        zmin=_range(z, mdef, zrange)[0],
+        zmax=_range(z, mdef, zrange)[1],
+        colorscale=_scale(bool(mdef["higher_is_aligned"])),
+        colorbar={"title": {"text": str(mdef["display_name"])}, "len": 0.9},
+        text=text,
+        hovertemplate="%{text}<br>value: %{z:.4f}<extra></extra>",
+        hoverongaps=False,
+        name="matrix",
+    )
+    axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": ticks, "showgrid": False}
+    size = matrix_height(n, ticks)
+    if res.linkage is not None and n >= 2:
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.18, 0.82], vertical_spacing=0.01)
+        xs, ys = dendrogram_segments(res.linkage, n)
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines", line={"color": "#555", "width": 1}, hoverinfo="skip",
+                       name="dendrogram", showlegend=False),
+            row=1, col=1,
+        )  # fmt: skip
+        fig.add_trace(hm, row=2, col=1)
+        fig.update_xaxes(**axis, row=2, col=1, tickangle=-45)
+        fig.update_xaxes(showticklabels=False, showgrid=False, row=1, col=1)
+        fig.update_yaxes(**axis, autorange="reversed", row=2, col=1)
+        fig.update_yaxes(title_text="distance", showgrid=False, row=1, col=1)
+        size += 120
+    else:
+        fig = go.Figure(hm)
+        fig.update_xaxes(**axis, tickangle=-45)
+        fig.update_yaxes(**axis, autorange="reversed", scaleanchor="x", constrain="domain")
+        fig.update_xaxes(constrain="domain")
+        if family_lines and len(c):  # white lines between family blocks, one trace (add_shape per line is slow)
+            fams = c.drop_duplicates("model_a").set_index("model_a")["family_a"].reindex(order).tolist()
+            xs, ys = [], []
+            for i in range(1, n):
+                if fams[i] != fams[i - 1]:
+                    xs += [i - 0.5, i - 0.5, None, -0.5, n - 0.5, None]
+                    ys += [-0.5, n - 0.5, None, i - 0.5, i - 0.5, None]
+            if xs:
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "white", "width": 1.5},
+                                         hoverinfo="skip", showlegend=False, name="family boundaries"))  # fmt: skip
+    fig.update_layout(height=size, margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title=None)
+    return fig
+
+
+def family_block(df: pd.DataFrame, mdef: pd.Series, zrange: tuple[float, float] | None = None) -> go.Figure:
+    """Family x family means (backend.family_block_matrix); each cell shows its mean and its number of pairs."""
+    fams = list(dict.fromkeys(df["family_a"]))
+    piv = df.pivot(index="family_a", columns="family_b", values="value_mean").reindex(index=fams, columns=fams)
+    npairs = df.pivot(index="family_a", columns="family_b", values="n_pairs").reindex(index=fams, columns=fams)
+    std = df.pivot(index="family_a", columns="family_b", values="value_std").reindex(index=fams, columns=fams)
+    z = piv.to_numpy(dtype=float)
+    nf = len(fams)
+    text = [
+        ["" if not np.isfinite(z[i, j]) else f"{z[i, j]:.3f}<br>{int(npairs.iat[i, j])} pairs" for j in range(nf)]
+        for i in range(nf)
+    ]
+    hover = [[f"pairs: {_fmt(npairs.iat[i, j], 0)}, sd: {_fmt(std.iat[i, j])}" for j in range(nf)] for i in range(nf)]
+    lo, hi = _range(z, mdef, zrange)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=fams, y=fams, zmin=lo, zmax=hi, colorscale=_scale(bool(mdef["higher_is_aligned"])),
+            text=text, texttemplate="%{text}", textfont={"size": 11}, customdata=hover,
+            hovertemplate="%{y} → %{x}<br>mean: %{z:.4f}<br>%{customdata}<extra></extra>",
+            colorbar={"title": {"text": str(mdef["display_name"])}}, hoverongaps=False,
+        )
+    )  # fmt: skip
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_xaxes(constrain="domain", tickangle=-45)
+    cell = max(60, min(110, 900 // max(nf, 1)))
+    fig.update_layout(
+        height=int(cell * nf + 6.5 * max(len(x) for x in fams) * 0.75 + 130),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
+    return fig
+
+
+def diff_heatmap(diff: pd.DataFrame, labels: dict[str, str], title: str | None = None) -> go.Figure:
+    """B − A per pair, diverging colours centred on 0; cells without a value (the diagonal) in grey, so a blank is
+    never read as a difference of zero."""
+    z = diff.to_numpy(dtype=float)
+    lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    ticks = [labels.get(m, m) for m in diff.index]
+    n = len(ticks)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=list(range(n)), y=list(range(n)), zmid=0, zmin=-lim, zmax=lim, colorscale="RdBu",
+            customdata=[[f"A: {ticks[i]}<br>B: {ticks[j]}" for j in range(n)] for i in range(n)],
+            hovertemplate="%{customdata}<br>difference: %{z:.4f}<extra></extra>", hoverongaps=False,
+            colorbar={"title": {"text": "B − A"}},
+        )
+    )  # fmt: skip
+    axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": ticks, "showgrid": False, "zeroline": False}
+    fig.update_xaxes(**axis, tickangle=-45, constrain="domain")
+    fig.update_yaxes(**axis, autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_layout(
+        title=title, height=matrix_height(n, ticks), plot_bgcolor=NAN_COLOUR,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )  # fmt: skip
+    return fig
