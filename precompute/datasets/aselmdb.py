@@ -24,6 +24,10 @@ import numpy as np
 from precompute.datasets.base import DatasetError, Label, Sample
 
 SUFFIX = ".aselmdb"
+_RESERVED_KEYS = (b"nextid", b"deleted_ids", b"metadata")  # ase_db_backends' non-row keys
+# mm_txnid in an LMDB meta page (64-bit build): page header 16 + magic, version 8 + address, mapsize 16
+# + two MDB_db records 96 + mm_last_pg 8.
+_META_TXNID_OFFSET = 144
 
 
 def find_files(path: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[Path, list[Path]]:
@@ -59,13 +63,54 @@ def _connect(path: Path) -> Any:
     import lmdb
 
     try:
-        lmdb.open(str(path), subdir=False, readonly=True, lock=False).close()
+        env = lmdb.open(str(path), subdir=False, readonly=True, lock=False)
     except lmdb.Error as exc:
         raise DatasetError(f"{path}: not a readable .aselmdb (LMDB) file ({exc})") from None
     try:
-        return ase.db.connect(str(path), type="aselmdb", use_lock_file=False, readonly=True)
+        # LMDB maps the file: a page past the end of a truncated file is a SIGBUS (a crash) or reads as zeros (rows
+        # silently missing). LMDB refuses pages past last_pgno, so a file holding every page up to it is safe.
+        # Only the meta pages (read by lmdb.open) may be touched before this check.
+        psize = int(env.stat()["psize"])
+        need = (int(env.info()["last_pgno"]) + 1) * psize
+        size = path.stat().st_size
+        if size < need:
+            raise DatasetError(f"{path}: truncated .aselmdb (LMDB) file ({size} bytes, its pages need {need})")
+        _check_meta_pages(path, psize)
+        with env.begin() as txn:
+            n_reserved = sum(txn.get(k) is not None for k in _RESERVED_KEYS)
+        n_records = int(env.stat()["entries"]) - n_reserved
+    except lmdb.Error as exc:
+        raise DatasetError(f"{path}: not a readable .aselmdb (LMDB) file ({exc})") from None
+    finally:
+        env.close()
+    try:
+        db = ase.db.connect(str(path), type="aselmdb", use_lock_file=False, readonly=True)
+        n_ids = len(db.ids)
     except Exception as exc:  # lmdb.Error, ValueError, ... : name the file
         raise DatasetError(f"{path}: cannot open as .aselmdb ({type(exc).__name__}: {exc})") from None
+    # Row ids come from the stored "nextid" and "deleted_ids", not from the records: a damaged index key would list
+    # no rows (or too few) without any error, so it must agree with the number of row records in the file.
+    if n_ids != n_records:
+        db.close()
+        raise DatasetError(
+            f"{path}: corrupt .aselmdb index (it lists {n_ids} row ids, the file holds {n_records} rows)"
+        )
+    return db
+
+
+def _check_meta_pages(path: Path, psize: int) -> None:
+    """LMDB keeps two meta pages and commit N writes meta page N % 2, so their txn ids differ by exactly 1; LMDB
+    opens the one with the larger id. A damaged id would silently open the older snapshot (fewer or no rows)."""
+    import struct
+
+    with open(path, "rb") as fh:
+        ids = []
+        for page in (0, 1):
+            fh.seek(page * psize + _META_TXNID_OFFSET)
+            raw = fh.read(8)
+            ids.append(struct.unpack("<Q", raw)[0] if len(raw) == 8 else -1)
+    if abs(ids[0] - ids[1]) != 1 or ids[ids[1] > ids[0]] % 2 != int(ids[1] > ids[0]):
+        raise DatasetError(f"{path}: corrupt .aselmdb (LMDB) meta pages (transaction ids {ids[0]} and {ids[1]})")
 
 
 def _row_to_sample(row: Any, dataset_id: str, rel: str, molecular: bool) -> Sample:

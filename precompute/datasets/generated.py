@@ -124,8 +124,11 @@ def _read_cache(folder: Path) -> tuple[dict[str, Any] | None, list[Sample]]:
         return None, []
     import ase.io
 
-    state = json.loads(recipe_path.read_text())
-    k = int(state["n_generated"])
+    try:
+        state = json.loads(recipe_path.read_text())
+        k = int(state["n_generated"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{recipe_path}: unreadable generated-set recipe ({type(exc).__name__}: {exc})") from None
     if k == 0:
         return state, []
     try:
@@ -136,18 +139,29 @@ def _read_cache(folder: Path) -> tuple[dict[str, Any] | None, list[Sample]]:
     if len(frames) != k or len(rows) != k:
         raise DatasetError(f"{folder}: cache holds {len(frames)} structures / {len(rows)} rows, recipe says {k}")
     samples = []
-    for atoms, row in zip(frames, rows, strict=True):
-        if atoms.info.get("sample_id") != row["sample_id"]:
-            raise DatasetError(f"{folder}: structure/row order mismatch at {row['sample_id']}")
-        if len(atoms) == 0 or not np.isfinite(atoms.positions).all() or (atoms.numbers <= 0).any():
+    for j, (atoms, row) in enumerate(zip(frames, rows, strict=True)):
+        try:
+            sid = row["sample_id"]
+            labels = {name: Label(float(v), str(u)) for name, (v, u) in row["labels"].items()}
+            meta = dict(row["meta"])
+            smiles = row.get("smiles")
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise DatasetError(
-                f"{row['sample_id']} ({folder / 'structures.extxyz'}): empty structure, non-finite positions "
-                "or unknown element in the cache"
-            )
+                f"{folder / 'samples.jsonl'}: malformed row {j + 1} ({type(exc).__name__}: {exc})"
+            ) from None
+        if atoms.info.get("sample_id") != sid:
+            raise DatasetError(f"{folder}: structure/row order mismatch at {sid}")
+        where = f"{sid} ({folder / 'structures.extxyz'})"
+        if len(atoms) == 0 or not np.isfinite(atoms.positions).all() or (atoms.numbers <= 0).any():
+            raise DatasetError(f"{where}: empty structure, non-finite positions or unknown element in the cache")
+        if not np.isfinite(atoms.cell.array).all():
+            raise DatasetError(f"{where}: non-finite cell in the cache")
+        bad = [name for name, lab in labels.items() if not np.isfinite(lab.value)]
+        if bad:
+            raise DatasetError(f"{sid} ({folder / 'samples.jsonl'}): non-finite label {bad[0]} in the cache")
         atoms.info.pop("sample_id", None)
         atoms.calc = None
-        labels = {name: Label(float(v), u) for name, (v, u) in row["labels"].items()}
-        samples.append(Sample(row["sample_id"], atoms=atoms, smiles=row.get("smiles"), labels=labels, meta=row["meta"]))
+        samples.append(Sample(sid, atoms=atoms, smiles=smiles, labels=labels, meta=meta))
     return state, samples
 
 

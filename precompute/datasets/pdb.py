@@ -30,6 +30,7 @@ import os
 import re
 import tarfile
 import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,10 @@ def _parse(path: Path) -> Any:
         raw = gzip.open(path, "rt") if name.endswith(".gz") else open(path)  # noqa: SIM115
         with raw as fh:
             text = fh.read()
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:  # zlib.error: a damaged .gz stream
         raise DatasetError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    if not is_cif:
+        _check_coordinate_columns(text, path)
     parser = MMCIFParser(QUIET=True) if is_cif else PDBParser(QUIET=True)
     try:
         with warnings.catch_warnings():
@@ -118,6 +121,32 @@ def _parse(path: Path) -> Any:
     model = models[0]
     model.xtra["bad_elements"] = bad_elements
     return model
+
+
+def _check_coordinate_columns(text: str, path: Path) -> None:
+    """An atom record must reach column 54 (the end of z): a file cut inside a coordinate ("  -6.5" of "  -6.504")
+    would otherwise give a wrong atom position without an error."""
+    for k, line in enumerate(text.splitlines(), 1):
+        if line.startswith(("ATOM  ", "HETATM")) and len(line.rstrip()) < 54:
+            raise DatasetError(
+                f"{path}: line {k}: atom record {line[6:11].strip() or '?'} ends at column {len(line.rstrip())}, "
+                "before the end of its coordinates (column 54); truncated or malformed file"
+            )
+
+
+def _check_model_blocks(model_nums: list[str], path: Path) -> None:
+    """The atoms of each model form one block. A damaged model number (1 -> 9 on one atom) would otherwise start
+    a new model there, and the first model, the one we read, would silently end at that atom."""
+    seen: set[str] = set()
+    prev = None
+    for k, m in enumerate(model_nums):
+        if m != prev:
+            if m in seen:
+                raise DatasetError(
+                    f"{path}: the atoms of model {m} are not one block (atom site {k + 1}); damaged model numbers"
+                )
+            seen.add(m)
+            prev = m
 
 
 def _valid_element(el: str) -> bool:
@@ -140,6 +169,7 @@ def _bad_element_atoms(text: str, is_cif: bool, path: Path) -> dict[str, str]:
         els = d.get("_atom_site.type_symbol") or []
         chains = d.get("_atom_site.auth_asym_id") or d.get("_atom_site.label_asym_id") or [""] * len(els)
         names = d.get("_atom_site.label_atom_id") or [""] * len(els)
+        _check_model_blocks(d.get("_atom_site.pdbx_PDB_model_num") or [], path)
         for el, ch, nm in zip(els, chains, names, strict=False):
             if not _valid_element(el.strip()):
                 bad.setdefault(ch, f"atom {nm!r} has element {el!r}")
@@ -153,8 +183,10 @@ def _bad_element_atoms(text: str, is_cif: bool, path: Path) -> dict[str, str]:
                 # "1HB " hydrogen; this is the only case we derive (Biopython applies the same rule here).
                 el = name[1]
             if not _valid_element(el):
-                bad.setdefault(line[21:22].strip(), f"atom {line[12:16].strip()!r} (serial {line[6:11].strip()}) "
-                               f"has element column {line[76:78]!r}")
+                bad.setdefault(
+                    line[21:22].strip(),
+                    f"atom {line[12:16].strip()!r} (serial {line[6:11].strip()}) has element column {line[76:78]!r}",
+                )
     return bad
 
 

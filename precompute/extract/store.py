@@ -284,8 +284,13 @@ def _check_counts(npz_path: Any, meta: dict[str, Any], ids: list[str], emb: np.n
     n_rows = int(emb.shape[0]) if emb.ndim >= 1 else -1
     if len(ids) != n_rows:
         raise StoreError(f"{npz_path}: {len(ids)} ids but {n_rows} embedding rows; the file is corrupt: rerun")
+    for name in ("n_ok", "n_failed", "n_total"):  # finalize always writes them: a missing one is damage
+        if type(meta.get(name)) is not int or meta[name] < 0:
+            raise StoreError(f"{npz_path}: metadata {name}={meta.get(name)!r} is missing or not a count")
+    if not isinstance(meta.get("failures"), dict):
+        raise StoreError(f"{npz_path}: metadata 'failures' is missing or not a mapping")
     n_ok = meta.get("n_ok")
-    if n_ok is not None and (not isinstance(n_ok, int) or isinstance(n_ok, bool) or n_ok != n_rows):
+    if n_ok != n_rows:
         raise StoreError(f"{npz_path}: metadata says n_ok={n_ok!r} but the file holds {n_rows} embeddings")
     failures = meta.get("failures")
     n_failed = meta.get("n_failed")
@@ -308,6 +313,8 @@ def read_embeddings(npz_path: str | os.PathLike[str], verify: bool = True) -> Em
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as e:
         raise StoreError(f"{meta_path}: unreadable metadata ({e})") from e
+    if not isinstance(meta, dict):
+        raise StoreError(f"{meta_path}: metadata is not a JSON object")
     try:
         arrays = load_npz(npz_path)
     except zipfile.BadZipFile as e:  # a flipped byte fails the zip member's CRC-32
@@ -414,7 +421,10 @@ class EmbeddingStore:
         """The stored entry; raises StoreError if absent, StoreChecksumError if the bytes do not match, and
         StoreError if the entry was computed on a different dataset key."""
         emb = read_embeddings(self.npz_path(key, model_id), verify=verify)
-        stored = DatasetKey.from_dict(emb.meta.get("dataset_key", {"dataset_id": "?"}))
+        try:
+            stored = DatasetKey.from_dict(emb.meta.get("dataset_key", {"dataset_id": "?"}))
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise StoreError(f"{self.meta_path(key, model_id)}: malformed dataset_key in the metadata ({e!r})") from e
         if stored.identity() != key.identity():
             raise StoreError(
                 f"{self.npz_path(key, model_id)} was computed on {stored.identity()}, not {key.identity()}"
@@ -444,7 +454,11 @@ class EmbeddingStore:
             return EntryStatus("corrupt", str(e))
         except StoreError as e:
             return EntryStatus("stale", str(e))
-        if DatasetKey.from_dict(meta["dataset_key"]).identity() != key.identity():
+        try:
+            stored = DatasetKey.from_dict(meta["dataset_key"])
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            return EntryStatus("corrupt", f"malformed dataset_key in the metadata ({e!r})")
+        if stored.identity() != key.identity():
             return EntryStatus("stale", "computed on a different dataset key", meta)
         if card_hash is not None and meta.get("card_hash") != card_hash:
             return EntryStatus("stale", f"model card changed ({meta.get('card_hash')} -> {card_hash})", meta)
