@@ -1,6 +1,7 @@
 """`matter-align analyze`: embeddings in the store -> neighbour caches -> every metric -> this dataset's tables.
 
     matter-align analyze --dataset qm9 --n 1000 --seed 0 [--models a,b,c] [--store ROOT] [--work DIR] [--jobs 2]
+        [--cluster local:N | tcp://HOST:PORT | slurm] [--cluster-config FILE]   (docs/CLUSTER.md)
 
 Resumable: rerunning skips every finished task. The tables land in <work>/<dataset key>/tables/*.parquet, ready
 for `matter-align release`.
@@ -35,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idcor-permutations", type=int, default=None, help="IDCor permutations (default 10)")
     p.add_argument("--null-permutations", type=int, default=None, help="CKNNA null permutations (default 10)")
     p.add_argument("--bootstrap", type=int, default=None, help="TwoNN bootstrap replicates (default 200)")
+    from precompute.cluster import add_cluster_arguments
+
+    add_cluster_arguments(p)
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -84,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     from precompute.analyze.energy import energy_table
     from precompute.analyze.pipeline import collect_tables, run_analysis
     from precompute.analyze.tasks import write_json_atomic
+    from precompute.cluster import spec_from_args
     from precompute.extract.store import DatasetKey, EmbeddingStore
+    from precompute.release.sample_records import sample_structures_table
 
     key = DatasetKey.build(args.dataset, args.n, args.seed, args.path)
     store = EmbeddingStore(args.store)
@@ -118,12 +124,33 @@ def run(args: argparse.Namespace) -> int:
               f"({groups}); re-extract with --force in one consistent environment", file=sys.stderr)  # fmt: skip
         return 2
     work = Path(args.work) / (key.slug + (f"_limit{args.limit}" if args.limit else ""))
-    settings = run_analysis(work, embeddings, settings_from_args(args), jobs=args.jobs, progress=True,
-                            backend=args.backend, device=args.device, limit=args.limit)  # fmt: skip
+    analysis = {
+        "jobs": args.jobs,
+        "progress": True,
+        "backend": args.backend,
+        "device": args.device,
+        "limit": args.limit,
+    }
+    try:
+        spec = spec_from_args(args)  # None: the local process pool
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if spec is None:
+        settings = run_analysis(work, embeddings, settings_from_args(args), **analysis)
+    else:  # the tasks run on the cluster's workers, reading and writing the (shared) work folder
+        from precompute.cluster import DaskSession
+
+        work = work.resolve()
+        with DaskSession(spec) as session:
+            session.check_shared(work.parent)
+            with session.executor() as ex:
+                settings = run_analysis(work, embeddings, settings_from_args(args), executor=ex, **analysis)
     tables = collect_tables(work, args.dataset)
     ids = json.loads((work / "features" / "ids.json").read_text())
     samples = analysed_samples(args.dataset, ids, args.n, args.seed, args.path)
     tables["samples"] = samples_table(args.dataset, samples)
+    tables["sample_structures"] = sample_structures_table(args.dataset, samples)
     energy_rows, energy_info = energy_table(args.dataset, samples, energies, seed=settings.seed,
                                             train_fraction=settings.energy_train_fraction)  # fmt: skip
     tables["energy"] = pd.DataFrame(energy_rows, columns=["dataset_id", "model_id", "mae_per_atom", "n_test"])

@@ -2,7 +2,9 @@
 
 A task is a top-level function, its keyword arguments (plain data and paths) and the file it writes. A task whose
 output already exists is skipped, so a killed run resumes where it stopped. Any executor with the
-`concurrent.futures.Executor` interface (e.g. a cluster engine's) can take the pool's place.
+`concurrent.futures.Executor` interface can take the pool's place: `precompute.cluster.DaskExecutor` runs the tasks
+on a Dask cluster (`matter-align analyze --cluster ...`), where every task reads and writes the shared work folder;
+a task whose worker dies is run again by the scheduler, and its atomic write means no partial file is left.
 """
 
 from __future__ import annotations
