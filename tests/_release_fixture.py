@@ -251,6 +251,7 @@ def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = Fal
         "trees": pd.DataFrame(trees),
         "pairwise_null": pd.DataFrame(null),
         "samples": pd.DataFrame(samples),
+        "sample_structures": _structures(samples),
         "neighbours": pd.DataFrame(neighbours),
         "neighbour_similarity": pd.DataFrame(similarity),
         "neighbours_euclidean": pd.DataFrame(euclid),
@@ -260,10 +261,28 @@ def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = Fal
 MANIFEST_EXTRA = {
     "inputs": [{"name": "random latent", "recipe": "numpy default_rng(seed) latent x random maps + noise", "seed": 0}],
     # per dataset, as the analysis records them (scoring reads them): l2-normalised, no clipping
-    "settings": {ds: {"ks_knn": list(K_CKNNA), "ks_ii": list(K_II), "clip_quantile": None, "normalize": True}
-                 for ds, *_ in DATASETS},  # fmt: skip
+    "settings": {
+        ds: {"ks_knn": list(K_CKNNA), "ks_ii": list(K_II), "clip_quantile": None, "normalize": True}
+        for ds, *_ in DATASETS
+    },  # fmt: skip
     "code_version": "test",
 }
+
+
+def _structures(samples: list[dict]) -> pd.DataFrame:
+    """The samples in the field's formats, written by the release code itself (chains of C atoms 1.5 Å apart)."""
+    from ase import Atoms
+
+    from precompute.datasets.base import Sample
+    from precompute.release.sample_records import sample_structures_table
+
+    parts = []
+    for ds in dict.fromkeys(r["dataset_id"] for r in samples):
+        rows = [r for r in samples if r["dataset_id"] == ds]
+        objs = [Sample(r["sample_id"], atoms=Atoms("C" * r["n_atoms"], positions=[[1.5 * i, 0, 0]
+                       for i in range(r["n_atoms"])]), smiles=r["smiles"]) for r in rows]  # fmt: skip
+        parts.append(sample_structures_table(ds, objs))
+    return pd.concat(parts, ignore_index=True)
 
 
 def write_test_release(root: Path, release_id: str | None = None, **kw) -> Path:

@@ -33,10 +33,15 @@ if need(not sd.empty, "This release carries no neighbour lists, so nothing can b
         f"{int(row.n_samples):,} samples · can be scored: {row.scorable}. Not computable from a release (they need "
         "the release models' embeddings): CKA, unbiased CKA, IDCor, information imbalance yours -> model."
     )
-    samples = r.query("SELECT position, sample_id, formula, smiles, n_atoms FROM samples WHERE dataset_id = ? "
-                      "ORDER BY position", [ds])  # fmt: skip
-    download(samples, f"matter-align_{r.release_id}_{ds}_samples.csv", key="score_samples",
-             label="Download the sample list to embed (CSV, release order)")  # fmt: skip
+    cols = st.columns(len(scoring.sample_formats(r, ds)) + 1)
+    labels_fmt = {"extxyz": "structures (extended XYZ, sample_id in each frame)", "csv": "sample list / SMILES (CSV)",
+                  "fasta": "sequences (FASTA)"}  # fmt: skip
+    for col, fmt in zip(cols, scoring.sample_formats(r, ds), strict=False):
+        col.download_button(
+            f"Samples to embed: {labels_fmt[fmt]}", scoring.samples_file(r, ds, fmt),
+            f"matter-align_{r.release_id}_{ds}_samples{scoring.SAMPLE_FORMATS[fmt]}", key=f"score_samples_{fmt}",
+            on_click="ignore", icon=":material/download:",
+        )  # fmt: skip
     name = st.text_input("Your model's name", value="my-model", max_chars=64, key="score_name")
     up = st.file_uploader("Embeddings file", type=[e.lstrip(".") for e in scoring.FORMATS], key="score_file")
     if up is not None:

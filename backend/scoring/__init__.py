@@ -7,12 +7,14 @@ release's `pairwise` table plus the permutation null, computed exactly as the an
 
 from .compute import COLUMNS, NOT_COMPUTABLE, ScoreResult, dataset_samples, score_embeddings
 from .inputs import FORMATS, MAX_UPLOAD_BYTES, ScoringInputError, read_embeddings
+from .samples_export import SAMPLE_FORMATS, sample_formats, samples_file
 from .views import intrinsic_dim_with_user, matrix_with_user, p_text, ranked, scorable_datasets, tree_with_user
 from .zoo import ScoringDataError, ZooLists, zoo_lists
 
 __all__ = [
     "COLUMNS",
     "FORMATS",
+    "SAMPLE_FORMATS",
     "MAX_UPLOAD_BYTES",
     "NOT_COMPUTABLE",
     "ScoreResult",
@@ -24,6 +26,8 @@ __all__ = [
     "matrix_with_user",
     "p_text",
     "ranked",
+    "sample_formats",
+    "samples_file",
     "scorable_datasets",
     "tree_with_user",
     "read_embeddings",

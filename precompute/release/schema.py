@@ -21,7 +21,8 @@ FORMAT_VERSION = 1
 # ----------------------------------------------------------------------------------------------------------------
 # Vocabularies (contract: docs/notes/TEAM.md and ../shared/DESIGN.md)
 # ----------------------------------------------------------------------------------------------------------------
-SOURCES = ("pretrained", "random_init", "trained_here", "descriptor", "user")  # user: an uploaded embedding (derived release)
+# user: an embedding uploaded to `matter-align score --derive` (a derived release)
+SOURCES = ("pretrained", "random_init", "trained_here", "descriptor", "user")
 MODALITIES = ("structure", "smiles", "selfies", "sequence", "text", "descriptor")
 INPUT_KINDS = ("molecule", "crystal", "protein_structure", "protein_sequence", "smiles")
 EQUIVARIANCE = ("invariant", "equivariant", "none")
@@ -391,6 +392,22 @@ TABLES: dict[str, TableSchema] = {
             "information imbalance, model -> other), up to k = 5: enough for Delta(model -> new embedding; k <= 5)",
         ),
         TableSchema(
+            "sample_structures",
+            (
+                C("dataset_id", "string"),
+                C("position", "int64", min=0, doc="row index in every embedding matrix (samples.position)"),
+                C("sample_id", "string", doc="stable sample id, also in the extxyz frame"),
+                C("extxyz", "string", nullable=True, doc="one extended-XYZ frame (ASE; Å; cell and pbc for crystals)"),
+                C("smiles", "string", nullable=True, doc="SMILES where the sample has one"),
+                C("selfies", "string", nullable=True, doc="SELFIES of the SMILES (selfies package)"),
+                C("sequence", "string", nullable=True, doc="one-letter amino-acid sequence of a protein chain"),
+            ),
+            key=("dataset_id", "position"),
+            required=False,
+            doc="every analysed sample in the field's formats, so a user can embed exactly these samples in this "
+            "order (docs/SCORING.md)",
+        ),
+        TableSchema(
             "metric_definitions",
             (
                 C("metric", "string", enum=tuple(METRICS)),
@@ -591,7 +608,7 @@ def validate_release_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pa.Tab
     per_model = ("intrinsic_dim", "energy", "neighbours", "neighbour_similarity", "neighbours_euclidean")
     for t in per_model:
         refs(t, "model_id", model_ids, "model")
-    for t in ("pairwise", "pairwise_null", "trees", "samples", *per_model):
+    for t in ("pairwise", "pairwise_null", "trees", "samples", "sample_structures", *per_model):
         refs(t, "dataset_id", dataset_ids, "dataset")
     if "samples" in tables:
         s = tables["samples"].reset_index(drop=True)
