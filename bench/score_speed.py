@@ -1,0 +1,137 @@
+"""Scoring speed (issue 13.7): an upload of N x D rows scored against a release of M models at every shipped k,
+server side (backend.scoring.score_embeddings), on a SYNTHETIC release (structured views of one latent; labelled
+synthetic, never shipped).
+
+    .venv/bin/python bench/score_speed.py                       # N = 10,000, D = 1,024, 30 models, 20 permutations
+    .venv/bin/python bench/score_speed.py --n 2000 --models 10 --permutations 0
+
+Builds the release once in a temp folder (exact neighbour caches of each synthetic model, the analysis' list
+lengths: cosine k = 10 at N > 5,000, Euclidean k = 5), then times the score of a fresh N x D embedding (wall time
+and peak memory of the process, tracemalloc for the Python heap). Target: <= 5 s and <= 1 GB with no permutations
+(the raw scores); the null's cost is printed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._synthetic import structured_views  # noqa: E402
+
+
+def build_release(root: Path, n: int, n_models: int, seed: int) -> Path:
+    from precompute.analyze.scoring_tables import EUCLIDEAN_K, shipped_cosine_k
+    from precompute.metrics.neighbours import build_neighbour_cache
+    from precompute.metrics.preprocess import KernelPreprocessing, kernel_features
+    from precompute.release.writer import write_release
+
+    views = structured_views(n, n_models, seed=seed, dim=64)
+    k = shipped_cosine_k(n)
+    prep = KernelPreprocessing(0.95, True)
+    nb, sim, euc, models, pw = [], [], [], [], []
+    for m, X in views.items():
+        cos = build_neighbour_cache(kernel_features(X, prep, m), k, "cosine", name=m, duplicates="keep")
+        e = build_neighbour_cache(X, EUCLIDEAN_K, "euclidean", name=m, duplicates="keep")
+        base = {"dataset_id": "synthetic", "model_id": m, "position": np.repeat(np.arange(n), k),
+                "rank": np.tile(np.arange(1, k + 1), n)}  # fmt: skip
+        nb.append(pd.DataFrame({**base, "neighbour": cos.indices.ravel()}))
+        sim.append(pd.DataFrame({**base, "similarity": cos.scores.ravel().astype(np.float32)}))
+        euc.append(pd.DataFrame({"dataset_id": "synthetic", "model_id": m, "position": np.repeat(np.arange(n), 5),
+                                 "rank": np.tile(np.arange(1, 6), n), "neighbour": e.indices.ravel()}))  # fmt: skip
+        models.append({"model_id": m, "display_name": m, "family": "synthetic", "architecture": "synthetic view",
+                       "modality": "descriptor", "input_kind": "molecule", "training_sets": [],
+                       "equivariance": "none", "force_head": "none", "params": None, "embedding_dim": X.shape[1],
+                       "layer": "-", "pooling": "-", "source": "descriptor", "checkpoint": None, "citation": None})  # fmt: skip
+    names = list(views)
+    for a in names:
+        for b in names:
+            if a != b:
+                pw.append({"dataset_id": "synthetic", "metric": "mutual_knn", "k": 10, "model_a": a, "model_b": b,
+                           "value": 0.5, "ci_low": None, "ci_high": None, "p_value": None, "n": n})  # fmt: skip
+    tables = {
+        "models": pd.DataFrame(models),
+        "datasets": pd.DataFrame(
+            [
+                {
+                    "dataset_id": "synthetic",
+                    "display_name": "synthetic (bench only)",
+                    "domain": "molecules",
+                    "n_samples": n,
+                    "origin": "generated",
+                    "recipe": "bench/_synthetic.structured_views",
+                    "license": None,
+                    "citation": None,
+                    "in_distribution_for": [],
+                }
+            ]
+        ),  # fmt: skip
+        "pairwise": pd.DataFrame(pw).drop_duplicates(["model_a", "model_b"]),
+        "intrinsic_dim": pd.DataFrame(
+            columns=["dataset_id", "model_id", "estimator", "value", "ci_low", "ci_high", "n", "n_duplicates"]
+        ),  # fmt: skip
+        "energy": pd.DataFrame(columns=["dataset_id", "model_id", "mae_per_atom", "n_test"]),
+        "trees": pd.DataFrame(columns=["dataset_id", "metric", "k", "method", "newick"]),
+        "samples": pd.DataFrame(
+            {
+                "dataset_id": "synthetic",
+                "position": np.arange(n),
+                "sample_id": [f"s{i:06d}" for i in range(n)],
+                "formula": None,
+                "smiles": None,
+                "n_atoms": None,
+            }
+        ),  # fmt: skip
+        "neighbours": pd.concat(nb, ignore_index=True),
+        "neighbour_similarity": pd.concat(sim, ignore_index=True),
+        "neighbours_euclidean": pd.concat(euc, ignore_index=True),
+    }
+    settings = {"synthetic": {"ks_knn": [5, 10, 25, 50, 100], "ks_ii": [1, 5, 25], "clip_quantile": 0.95,
+                              "normalize": True}}  # fmt: skip
+    return write_release(tables, {"inputs": [{"name": "synthetic", "recipe": "bench"}], "settings": settings}, root)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--d", type=int, default=1024)
+    ap.add_argument("--models", type=int, default=30)
+    ap.add_argument("--permutations", type=int, default=20)
+    args = ap.parse_args()
+    from backend import Release
+    from backend.scoring import score_embeddings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        folder = build_release(Path(tmp), args.n, args.models, seed=0)
+        print(f"synthetic release: {args.models} models x N = {args.n:,} built in {time.perf_counter() - t:.0f} s")
+        release = Release.open(folder)
+        rng = np.random.default_rng(1)
+        U = structured_views(args.n, 1, seed=0, dim=args.d)["view0"] + 0.1 * rng.normal(size=(args.n, args.d))
+        for perms in sorted({0, args.permutations}):
+            tracemalloc.start()
+            t = time.perf_counter()
+            res = score_embeddings(release, "synthetic", U, "upload", permutations=perms)
+            wall = time.perf_counter() - t
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            rows = int(res.table["value"].notna().sum())
+            print(f"score N = {args.n:,} x D = {args.d:,} vs {args.models} models, k = {list(res.ks_knn)} (II k = "
+                  f"{list(res.ks_ii)}), {perms} permutations: {wall:.2f} s, {rows} values, Python heap peak "
+                  f"{peak / 2**30:.2f} GB, process max RSS {rss:.2f} GB (target <= 5 s, <= 1 GB without permutations)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
