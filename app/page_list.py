@@ -3,6 +3,7 @@ latency benchmark, so a new page is covered by both without editing them. No str
 
 PAGES = [
     ("overview.py", "Overview", ":material/home:"),
+    ("summary.py", "Summary", ":material/table_chart:"),
     ("heatmap.py", "Alignment heatmap", ":material/grid_on:"),
     ("tree.py", "Model tree", ":material/account_tree:"),
     ("intrinsic_dimension.py", "Intrinsic dimension", ":material/bar_chart:"),

@@ -254,6 +254,7 @@ def metric_help(mdefs) -> str:
 # which sidebar controls do something on each page (the others are kept in the session and the URL, not drawn)
 PAGE_CONTROLS: dict[str, frozenset[str]] = {
     "overview": frozenset(),
+    "summary": frozenset({"dataset", "metric", "models"}),
     "heatmap": frozenset({"dataset", "metric", "models"}),
     "tree": frozenset({"dataset", "metric", "models"}),
     "intrinsic_dimension": frozenset({"dataset", "models"}),

@@ -41,6 +41,7 @@ ARGS = [
 ]
 PAGES = [  # url path, title on the page, plotly charts expected at least
     ("", "Do scientific foundation models converge", 1),
+    ("summary", "Summary: which models agree, how sure are we", 0),
     ("heatmap", "Alignment heatmap", 1),
     ("tree", "Model tree", 1),
     ("intrinsic_dimension", "Intrinsic dimension", 1),

@@ -17,6 +17,7 @@ Modules, by view (every public name is re-exported here, so `from backend import
 - `energy`: energy MAE and alignment to the lowest-MAE model
 - `ood`: in- vs out-of-distribution pairs and summaries
 - `pairs`: information imbalance, CKNNA vs IDCor, permutation nulls, model profile, two-model comparison
+- `summary`: one row per model (mean alignment with an interval, nearest model with ties, ID, energy MAE)
 - `trees`: stored and computed Newick trees
 - `export`: CSV bytes and file names
 - `_common`: vocabularies, argument checks, `k_values` (needed by the checks)
@@ -55,6 +56,7 @@ from .matrix import (
 )
 from .ood import PAIR_CLASSES, id_ood_pairs, id_ood_summary, id_vs_ood
 from .pairs import cknna_vs_idcor, compare_models, information_imbalance_pairs, model_profile, pairwise_null
+from .summary import model_summary
 from .trees import list_trees, tree, tree_for_models
 
 __all__ = [
@@ -92,6 +94,7 @@ __all__ = [
     "model_card",
     "model_counts",
     "model_profile",
+    "model_summary",
     "pairwise_null",
     "release_summary",
     "to_csv",
