@@ -433,6 +433,24 @@ def test_pdb_line_cut_inside_the_coordinates_is_refused(tmp_path, two_chain_pdb)
         _pdb(tmp_path / "cut.pdb")
 
 
+def test_mmcif_damaged_model_number_is_refused(tmp_path, two_chain_pdb):
+    """One atom's pdbx_PDB_model_num 1 -> 9 used to start a second model there: the first model (the one read)
+    silently ended at that atom, dropping the rest of chain A and all of chain E."""
+    from Bio.PDB import MMCIFIO, PDBParser
+
+    (tmp_path / "two.pdb").write_bytes(two_chain_pdb)
+    io_ = MMCIFIO()
+    io_.set_structure(PDBParser(QUIET=True).get_structure("two", str(tmp_path / "two.pdb")))
+    io_.save(str(tmp_path / "two.cif"))
+    lines = (tmp_path / "two.cif").read_text().split("\n")
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("ATOM 31 "))
+    assert lines[k].rstrip().endswith(" 1")
+    lines[k] = lines[k].rstrip()[:-1] + "9"
+    (tmp_path / "bad.cif").write_text("\n".join(lines))
+    with pytest.raises(DatasetError, match="bad.cif.*model 1 are not one block"):
+        _pdb(tmp_path / "bad.cif")
+
+
 # ---------------------------------------------------------------------------------------------------- generated set
 
 
@@ -523,6 +541,20 @@ def test_generated_extxyz_cache_nan_positions_are_refused(tmp_path, gen_cache, w
     else:
         (folder / "samples.jsonl").write_text(re.sub(r"\[-?\d+\.\d+, \"eV\"\]", '[NaN, "eV"]', rows, count=1))
     with pytest.raises(DatasetError, match=rf"{ref[0].sample_id}.*{folder_name}"):
+        load_dataset("crystals", path=str(tmp_path), **GEN_KW)
+
+
+def test_generated_cache_malformed_row_is_refused(tmp_path, gen_cache):
+    """A samples.jsonl row without its "sample_id" key used to raise a bare KeyError."""
+    root, files, _ = gen_cache
+    (folder_name,) = [p.name for p in (root / "generated").iterdir()]
+    folder = tmp_path / "generated" / folder_name
+    folder.mkdir(parents=True)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    rows = files["samples.jsonl"].decode().replace('"sample_id"', '"sample_ie"', 1)
+    (folder / "samples.jsonl").write_text(rows)
+    with pytest.raises(DatasetError, match="samples.jsonl: malformed row 1"):
         load_dataset("crystals", path=str(tmp_path), **GEN_KW)
 
 
@@ -705,3 +737,34 @@ def test_store_fuzz(tmp_path, store_entry, target):
         assert np.array_equal(emb.energies, ref.energies), str(case)
         assert emb.meta["n_ok"] == len(emb.ids), str(case)
     assert n_refused > 40
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda m: m.pop("n_ok"), "n_ok=None is missing"),
+        (lambda m: m.update(n_failed=-1), "n_failed=-1"),
+        (lambda m: m.update(failures=["toy:0003"]), "'failures' is missing or not a mapping"),
+        (lambda m: m.update(dataset_key="toy"), "malformed dataset_key"),
+        (lambda m: m["dataset_key"].update(seed=None), "malformed dataset_key"),
+    ],
+    ids=["no-n_ok", "negative-n_failed", "failures-list", "dataset_key-str", "dataset_key-seed-None"],
+)
+def test_store_metadata_without_counts_or_with_a_bad_dataset_key_is_refused(tmp_path, store_entry, edit, match):
+    """A removed n_ok used to skip the count check; a non-dict dataset_key raised AttributeError from read()."""
+    import json
+
+    from precompute.extract.store import DatasetKey, EmbeddingStore, StoreError
+
+    folder, files = store_entry
+    case_dir = tmp_path / folder.name
+    case_dir.mkdir()
+    for name, content in files.items():
+        (case_dir / name).write_bytes(content)
+    meta = json.loads(files["m1.json"])
+    edit(meta)
+    (case_dir / "m1.json").write_text(json.dumps(meta))
+    st = EmbeddingStore(tmp_path)
+    with pytest.raises(StoreError, match=match):
+        st.read(DatasetKey("toy", 10, 0), "m1")
+    assert not st.status(DatasetKey("toy", 10, 0), "m1").complete
