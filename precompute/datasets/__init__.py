@@ -22,6 +22,7 @@ _LOADERS: dict[str, tuple[str, bool]] = {
     "omol25": ("precompute.datasets.aselmdb:load_omol25", True),
     "pdb": ("precompute.datasets.pdb:load_pdb", False),
     "crystals": ("precompute.datasets.generated:load_crystals", False),
+    "crystals-real": ("precompute.datasets.crystals_real:load_crystals_real", False),
     "offeq-molecules": ("precompute.datasets.generated:load_offeq_molecules", False),
 }
 
@@ -88,6 +89,21 @@ _CARDS: dict[str, dict[str, Any]] = {
         "license": "generated here; seeds: libavogadro-data (BSD-3), pymatgen (MIT), ASE (LGPL)",
         "citation": None,
         "in_distribution_for": ["mptrj", "omat24", "salex", "alexandria"],
+    },
+    "crystals-real": {
+        "display_name": "Real crystals (COD, IZA, AFLOW, Delta)",
+        "domain": "materials",
+        "origin": "real",
+        "recipe": "ordered crystal structures shipped by packages: Debian libavogadro-data CIFs (Crystallography Open "
+        "Database and IZA zeolites), pymatgen's AFLOW prototypes, ASE's dcdft elemental crystals; parsed with pymatgen, "
+        "partial occupancy, overlapping sites and cells over 200 atoms skipped, deduplicated with pymatgen "
+        "StructureMatcher (ltol 0.2, stol 0.3, angle 5 deg, volume scaled); no energies; licence and source per "
+        "structure in meta",
+        "license": "per structure: COD and IZA public domain; ASE dcdft LGPL-2.1-or-later; pymatgen AFLOW prototypes MIT",
+        "citation": "Grazulis et al., J. Appl. Cryst. 42, 726 (2009); Baerlocher and McCusker, IZA-SC Database of "
+        "Zeolite Structures; Mehl et al., Comput. Mater. Sci. 136, S1 (2017); Lejaeghere et al., Science 351, aad3000 "
+        "(2016)",
+        "in_distribution_for": ["mptrj", "alexandria", "salex", "omat24", "mp-r2scan", "matpes-r2scan"],
     },
     "offeq-molecules": {
         "display_name": "Off-equilibrium molecules (generated)",
