@@ -167,9 +167,31 @@ def id_bars(
     return fig
 
 
+def quantile_scale(values, lo: float, hi: float, steps: int = 8) -> list:
+    """A Viridis colour scale over [lo, hi] whose colour stops sit at the values' quantiles, so that a skewed
+    distribution (most pairs near 0) still spans every colour; the colour bar keeps the true values."""
+    from plotly.colors import sample_colorscale
+
+    v = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 3 or hi <= lo:
+        return "Viridis"
+    qs = np.quantile(v, np.linspace(0, 1, steps + 1))
+    pos = np.clip((qs - lo) / (hi - lo), 0, 1)
+    pos[0], pos[-1] = 0.0, 1.0
+    pos = np.maximum.accumulate(pos)
+    keep = np.concatenate([[True], np.diff(pos) > 1e-6])
+    pos = pos[keep]
+    if len(pos) < 2:
+        return "Viridis"
+    pos[-1] = 1.0
+    cols = sample_colorscale("Viridis", list(np.linspace(0, 1, len(pos))))
+    return [[float(p), c] for p, c in zip(pos, cols, strict=True)]
+
+
 def scatter_pairs(df: pd.DataFrame, x: str, y: str, colour: str, *, xlab: str, ylab: str, diagonal=False,
                   continuous=False, cmin=None, cmax=None, hover=("model_a", "model_b"), colour_title=None,
-                  colours: dict[str, str] | None = None) -> go.Figure:  # fmt: skip
+                  colours: dict[str, str] | None = None, colorscale="Viridis") -> go.Figure:  # fmt: skip
     """One marker per row; colour categorical (a trace per value, `colours` for a fixed map such as the families)
     or continuous (one trace with a colour bar from cmin to cmax)."""
     fig = go.Figure()
@@ -178,7 +200,7 @@ def scatter_pairs(df: pd.DataFrame, x: str, y: str, colour: str, *, xlab: str, y
         fig.add_trace(
             go.Scatter(
                 x=df[x], y=df[y], mode="markers", text=lab,
-                marker={"size": 10, "color": df[colour], "colorscale": "Viridis", "cmin": cmin, "cmax": cmax,
+                marker={"size": 10, "color": df[colour], "colorscale": colorscale, "cmin": cmin, "cmax": cmax,
                         "colorbar": {"title": {"text": colour_title or colour}}, "line": {"width": 0.5, "color": "#333"}},
                 showlegend=False,
                 hovertemplate=f"%{{text}}<br>{xlab}: %{{x:.4f}}<br>{ylab}: %{{y:.4f}}<br>{colour}: %{{marker.color:.4f}}"
@@ -255,7 +277,17 @@ def convergence(
     cmap = colours or colour_map(df["family"])
     fig = go.Figure()
     texts = [None if point_text is None else point_text.get(m, m) for m in df["model_id"]]
-    where = place_labels(df["mae_per_atom"], df["alignment"], texts) if point_text is not None else [None] * len(df)
+    ys = df["alignment"].dropna()
+    star_y = float(ys.max()) + 0.06 * ((float(ys.max()) - float(ys.min())) or 1.0) if len(ys) else None
+    best_x = df.loc[df["is_best"], "mae_per_atom"]
+    where = [None] * len(df)
+    if point_text is not None:  # the star is an obstacle too (a point without text)
+        extra = len(best_x) and star_y is not None
+        where = place_labels(
+            list(df["mae_per_atom"]) + ([float(best_x.iloc[0])] if extra else []),
+            list(df["alignment"]) + ([star_y] if extra else []),
+            texts + ([""] if extra else []),
+        )[: len(df)]
     pos = dict(zip(df.index, where, strict=True))
     for fam, g in df.groupby("family", sort=True):
         err = {}
@@ -272,7 +304,8 @@ def convergence(
                 hovertext=[labels.get(m, m) for m in g["model_id"]],
                 textposition=[p or "top center" for p in gp], cliponaxis=False,
                 marker={"size": [18 if b else 11 for b in g["is_best"]], "color": cmap.get(fam, "#777"),
-                        "symbol": ["star" if b else "circle" for b in g["is_best"]],
+                        "symbol": ["star" if b and np.isfinite(y) else "circle"
+                                   for b, y in zip(g["is_best"], g["alignment"].astype(float), strict=True)],
                         "line": {"width": 0.5, "color": "#333"}},
                 customdata=np.stack([g["n_test"], g["n"].astype(float)], axis=1),
                 hovertemplate="%{hovertext}<br>MAE: %{x:.4f} eV/atom (n_test %{customdata[0]})<br>alignment: %{y:.4f} "
@@ -280,7 +313,6 @@ def convergence(
             )
         )  # fmt: skip
     best = df[df["is_best"]]
-    ys = df["alignment"].dropna()
     if len(best) and len(ys):  # the best model has no alignment to itself: a star at the top, a dashed line down
         b = best.iloc[0]
         x = float(b["mae_per_atom"])
@@ -292,7 +324,7 @@ def convergence(
         )  # fmt: skip
         fig.add_trace(
             go.Scatter(
-                x=[x], y=[top + 0.06 * (top - float(ys.min()) or 1.0)], mode="markers", name=f"★ best: {lab}",
+                x=[x], y=[star_y], mode="markers", name=f"★ best: {lab}",
                 marker={"symbol": "star", "size": 20, "color": cmap.get(b["family"], "#777"),
                         "line": {"width": 1, "color": "#333"}},
                 hovertext=[f"{lab}: the lowest energy MAE ({x:.4f} eV/atom); its alignment to itself is not plotted"],

@@ -26,15 +26,16 @@ def _fmt(v, digits=3) -> str:
     return f"{f:.{digits}f}" if np.isfinite(f) else "–"
 
 
-def cell_px(n: int) -> int:
-    """Pixels per cell: large for a few models, at least 16 for many."""
-    return int(max(16, min(56, 760 // max(n, 1))))
+def cell_px(n: int, width_px: int = 620) -> int:
+    """Pixels per cell so that n cells fit the plot width the page gives (`width_px`, the width left after the
+    labels and the colour bar): at most 48, at least 12."""
+    return int(max(12, min(48, width_px // max(n, 1))))
 
 
-def matrix_height(n: int, labels: list[str]) -> int:
+def matrix_height(n: int, labels: list[str], width_px: int = 620) -> int:
     """Cells + the rotated (-45°) x labels below + a title band above."""
     longest = max((len(t) for t in labels), default=4)
-    return int(cell_px(n) * n + 6.5 * longest * 0.75 + 110)
+    return int(cell_px(n, width_px) * n + 6.5 * longest * 0.72 + 100)
 
 
 def _range(z: np.ndarray, mdef: pd.Series, zrange) -> tuple[float, float]:
@@ -81,6 +82,7 @@ def heatmap(
     family_lines: bool = True,
     null: pd.DataFrame | None = None,
     zrange: tuple[float, float] | None = None,
+    width_px: int = 620,
 ) -> go.Figure:
     """The matrix of a backend MatrixResult: z = res.matrix (rows = model_a); colour range `zrange` (default: the
     metric's range); hover with value, n, k, CI, p and (if given, from backend.pairwise_null) the permutation-null
@@ -130,7 +132,7 @@ def heatmap(
         name="matrix",
     )
     axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": ticks, "showgrid": False}
-    size = matrix_height(n, ticks)
+    size = matrix_height(n, ticks, width_px)
     if res.linkage is not None and n >= 2:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.18, 0.82], vertical_spacing=0.01)
         xs, ys = dendrogram_segments(res.linkage, n)

@@ -63,16 +63,16 @@ def _matrix_key(res: MatrixResult) -> tuple:
 
 
 @st.cache_data(show_spinner=False, max_entries=300, hash_funcs={MatrixResult: _matrix_key})
-def _heatmap(cache_key: tuple, res: MatrixResult, mdef: pd.Series, labels: dict, null, family_lines: bool, zr):
-    return figures.heatmap(res, mdef, labels, family_lines=family_lines, null=null, zrange=zr)
+def _heatmap(cache_key: tuple, res: MatrixResult, mdef: pd.Series, labels: dict, null, family_lines: bool, zr, w):
+    return figures.heatmap(res, mdef, labels, family_lines=family_lines, null=null, zrange=zr, width_px=w)
 
 
 def heatmap_figure(
-    c: Ctx, res: MatrixResult, mdef: pd.Series, labels: dict, *, null=None, family_lines=True, zrange=None
+    c: Ctx, res: MatrixResult, mdef: pd.Series, labels: dict, *, null=None, family_lines=True, zrange=None, width_px=620
 ):
     """figures.heatmap, cached per release and matrix (building 60 x 60 hover texts costs tens of ms)."""
     zr = None if zrange is None else (float(zrange[0]), float(zrange[1]))
-    return _heatmap(c.release.cache_key, res, mdef, labels, null, family_lines, zr)
+    return _heatmap(c.release.cache_key, res, mdef, labels, null, family_lines, zr, width_px)
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9.-]+")
@@ -227,8 +227,23 @@ def k_text(k) -> str:
     return "" if k is None or pd.isna(k) else f", k = {int(k)}"
 
 
+def _cell(v) -> str:
+    if isinstance(v, list | tuple | np.ndarray):
+        return ", ".join(map(str, v))
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return "–"
+    if isinstance(v, float | np.floating):
+        return f"{float(v):.4g}"
+    return str(v)
+
+
 def table(df: pd.DataFrame, **kw) -> None:
-    """st.dataframe with missing values shown as '–' (never 'None'/'nan'); numbers keep their type (sorting)."""
-    lists = [c for c in df.columns if df[c].dtype == object and any(isinstance(v, list | tuple) for v in df[c])]
-    fmt = {c: (lambda v: ", ".join(map(str, v)) if isinstance(v, list | tuple) else v) for c in lists}
-    st.dataframe(df.style.format(na_rep="–", precision=4).format(fmt, na_rep="–"), hide_index=True, **kw)
+    """st.dataframe that never prints 'None': a column holding a missing value is shown as text with '–' there
+    (Streamlit draws a null cell as 'None' whatever the formatting); complete columns keep their type (sorting)."""
+    shown = df.copy()
+    for col in shown.columns:
+        s = shown[col]
+        lists = s.dtype == object and any(isinstance(v, list | tuple | np.ndarray) for v in s)
+        if lists or s.isna().any():
+            shown[col] = [_cell(v) for v in s]
+    st.dataframe(shown, hide_index=True, **kw)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import figures
-from app.data import q
+from app.data import q, short_labels
 from app.state import control, hidden_line
 from app.ui import about, csv_name, ctx, figure, heatmap_figure, k_text, need, range_control, range_note, table, zrange
 from backend import queries
@@ -31,11 +31,19 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
         ida = q(r, "list_models", dataset=f.dataset).set_index("model_id")["in_distribution"]
         idb = q(r, "list_models", dataset=dsb).set_index("model_id")["in_distribution"]
         tag = lambda ids, m: "ID" if bool(ids.get(m, False)) else "OOD"  # noqa: E731
-        la = {m: f"{c.labels.get(m, m)} ({tag(ida, m)})" for m in md.order}
-        lb = {m: f"{c.labels.get(m, m)} ({tag(idb, m)})" for m in md.order}
+        short = short_labels(r)  # model ids: two matrices side by side leave no room for long names
+        la = {m: f"{short.get(m, m)} ({tag(ida, m)})" for m in md.order}
+        lb = {m: f"{short.get(m, m)} ({tag(idb, m)})" for m in md.order}
         kt = k_text(md.k)
         if c.line is not None:  # this page shows only the models with values on both datasets
-            c.line.caption(hidden_line(f, c.ds_name(f.dataset), len(md.order), f" (values on both {dsb} and A)"))
+            c.line.caption(
+                hidden_line(
+                    f,
+                    c.ds_name(f.dataset),
+                    len(md.order),
+                    f" (with values on both {c.ds_name(f.dataset)} and {c.ds_name(dsb)})",
+                )
+            )
         both = list(md.a.matrix.to_numpy(dtype=float).ravel()) + list(md.b.matrix.to_numpy(dtype=float).ravel())
         zr = zrange(both, mdef, rng)
         st.subheader(f"{c.metric_name(f.metric)}{kt}: {c.ds_name(f.dataset)} (A) and {c.ds_name(dsb)} (B)")
@@ -44,7 +52,7 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
         with left:
             st.markdown(f"**A: {c.ds_name(f.dataset)}** (labels: ID/OOD on A)")
             figure(
-                heatmap_figure(c, md.a, mdef, la, zrange=zr),
+                heatmap_figure(c, md.a, mdef, la, zrange=zr, width_px=200),
                 queries.matrix_table(md.a),
                 csv_name(c, "matrix-a", f.dataset, f.metric, md.k),
                 key="mat_a",
@@ -53,7 +61,7 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
         with right:
             st.markdown(f"**B: {c.ds_name(dsb)}** (labels: ID/OOD on B)")
             figure(
-                heatmap_figure(c, md.b, mdef, lb, zrange=zr),
+                heatmap_figure(c, md.b, mdef, lb, zrange=zr, width_px=200),
                 queries.matrix_table(md.b),
                 csv_name(c, "matrix-b", dsb, f.metric, md.k),
                 key="mat_b",
@@ -62,7 +70,7 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
         st.subheader("Difference B − A")
         diff_tab = md.cells.assign(dataset_a=f.dataset, dataset_b=dsb, metric=f.metric, k=md.k)
         figure(
-            figures.diff_heatmap(md.difference, c.labels),
+            figures.diff_heatmap(md.difference, short),
             diff_tab,
             csv_name(c, f"difference-{dsb}-minus", f.dataset, f.metric, md.k),
             key="diff",

@@ -76,6 +76,7 @@ if need("info_imbalance" in have, "This dataset has no information-imbalance val
                 ylab="Δ(B → A)",
                 colour_title=c.metric_name(ic) if cont else "family of A",
                 colours=None if cont else c.colours,
+                colorscale=figures.quantile_scale(ii[ic], lo, hi) if cont else "Viridis",
                 hover=("label_a", "label_b"),
             ),
             ii.drop(columns=["label_a", "label_b"]),
@@ -87,5 +88,11 @@ if need("info_imbalance" in have, "This dataset has no information-imbalance val
             + (" · colour: IDCor" if ic == "idcor" else ""),
             caption="Δ ≈ 0: A's neighbours predict B's; ≈ 1: unrelated (lower = more informative). Below the "
             f"diagonal, A is more informative about B than B about A. Colour: {ic}. "
-            + (range_note((lo, hi), c.mdef(ic), rng) if cont else ""),
+            + (range_note((lo, hi), c.mdef(ic), rng) if cont else "")
+            + (
+                "Colour stops at the values' eighths (quantiles): each colour band holds about the same number of "
+                "pairs, so a skewed distribution is not one colour; the colour bar gives the values."
+                if cont
+                else ""
+            ),
         )
