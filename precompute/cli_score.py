@@ -59,9 +59,10 @@ def summary_lines(result, top: int) -> list[str]:
             else f"  p = {r.p_value:.3g}"
             + (f" (p < 1/{int(r.n_permutations) + 1}: the floor)" if r.p_value <= 1 / (r.n_permutations + 1) else "")
         )
-        lines.append(f"  {i:2d}. {r.model_b:32s} {r.value:7.4f}{p}{above}")  # fmt: skip
+        cal = "" if r.calibrated != r.calibrated else f"  calibrated {r.calibrated:.3f}"
+        lines.append(f"  {i:2d}. {r.model_b:32s} {r.value:7.4f}{cal}{p}{above}")  # fmt: skip
     lines.append("not computable from a release (need the release models' embeddings): CKA, unbiased CKA, IDCor, "
-                 "information imbalance your model -> model")  # fmt: skip
+                 "information imbalance your model -> model, and confidence intervals (a subsample's neighbour lists)")  # fmt: skip
     if result.n_duplicates:
         lines.append(f"note: {result.n_duplicates} of your rows repeat an earlier row; ties go to the lower position, "
                      "as in the analysis")  # fmt: skip

@@ -84,6 +84,10 @@ def test_permuted_rows_score_at_null_level_and_real_rows_above_it(scored_release
     # CKNNA's null is far from 0 at this N (the inflation calibration corrects): judge against the null itself
     z = lambda r: (r.value - r.null_mean) / r.null_std  # noqa: E731
     assert abs(z(ck(null))) < 3 < z(ck(real))
+    assert ck(real).calibrated > 0 and ck(null).calibrated == 0.0  # calibrated: 0 unless above the critical value
+    ii = lambda t: t[(t.metric == "info_imbalance") & (t.k == 1)].iloc[0]  # noqa: E731
+    assert ii(real).n_permutations == 30 and ii(null).null_mean == pytest.approx(1.0, abs=0.05)  # E[Δ] = 1 (no ties)
+    assert ii(real).value < ii(real).null_q95 and ii(real).p_value == pytest.approx(1 / 31)  # lower = more aligned
     mk = null[(null.metric == "mutual_knn") & (null.k == 10)].iloc[0]
     assert mk.null_mean == pytest.approx(10 / (n - 1), rel=0.5)  # the null's mean is near k / (N - 1)
 

@@ -66,7 +66,9 @@ if need(not sd.empty, "This release carries no neighbour lists, so nothing can b
             st.caption(
                 "CKNNA: yours -> model (cknna) and model -> yours (cknna_reverse); the null: your rows permuted "
                 f"({int(result.table['n_permutations'].max() or 0)} permutations, seed 0); p at its floor reads "
-                "'< 1/(P+1)'. Mutual kNN's null mean is about k/(N-1)."
+                "'< 1/(P+1)'; cknna_calibrated: Gröger et al.'s null-calibrated score (0 unless above the null's "
+                "95% critical value). Mutual kNN's null mean is about k/(N-1). No confidence intervals: a subsample's "
+                "neighbour lists need the release models' embeddings."
                 + (
                     f" {result.n_duplicates} of your rows repeat an earlier row (ties to the lower position)."
                     if result.n_duplicates

@@ -12,8 +12,11 @@ For a user embedding U of the dataset's N samples (rows in `samples.position` or
 - CKA, unbiased CKA, IDCor: need M's embeddings: not computable from a release; a row says so, nothing is
   approximated.
 
-Null: the rows of U permuted (seeded), by re-indexing U's cache (O(N·k) per permutation); p-value
-(1 + #{null >= observed}) / (P + 1).
+Null: the rows of U permuted (seeded), by re-indexing U's cache (O(N·k) per permutation) for the kNN metrics and in
+one tiled pass over U for information imbalance; p-value (1 + #{null at least as aligned}) / (P + 1); calibrated
+score and critical value as precompute.metrics.calibrated (Gröger et al. 2026, Algorithm 1).
+Confidence intervals are not computable from a release: a subsample's neighbour lists need the release model's
+embedding wherever fewer than k of its shipped neighbours are kept; ci_low / ci_high stay empty and the outputs say so.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import numpy as np
 import pandas as pd
 
 from backend.release import Release
+from precompute.metrics.calibrated import calibrated_score
 from precompute.metrics.cknna import masked_entries, self_hsic
 from precompute.metrics.hsic import sparse_hsic_unbiased
 from precompute.metrics.information_imbalance import imbalance_from_ranks, ranks_in
 from precompute.metrics.neighbours import NeighbourCache, build_neighbour_cache
+from precompute.metrics.nulls import info_imbalance_null_values
 from precompute.metrics.preprocess import KernelPreprocessing, kernel_features
 
 from .inputs import ScoringInputError, align_to_samples, duplicate_rows
@@ -41,7 +46,7 @@ NOT_COMPUTABLE = {
 }
 II_REVERSE_NOTE = "Δ(new -> model) needs the release model's distances, which a release does not hold"
 COLUMNS = ["dataset_id", "metric", "k", "model_a", "model_b", "value", "ci_low", "ci_high", "p_value", "n",
-           "null_mean", "null_std", "null_q95", "n_permutations", "seed", "note"]  # fmt: skip
+           "null_mean", "null_std", "null_q95", "n_permutations", "seed", "calibrated", "critical_value", "note"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -163,10 +168,15 @@ def score_embeddings(
     if ks_ii:
         lists = {m: e[:, : max(ks_ii)].astype(np.int64) for m, e in with_euclid.items()}
         ranks = ranks_in(X, lists)
+        ii_null = {}
+        if permutations:  # rows of U permuted: the same permutations for every model, one pass over U
+            ii_null, _ = info_imbalance_null_values(X, lists, ks_ii, permutations, {m: seed for m in lists})
         for m, r in ranks.items():
-            for k in ks_ii:
+            for j, k in enumerate(ks_ii):
+                v = imbalance_from_ranks(r, k)
+                null = ii_null[m][:, j] if m in ii_null else np.zeros(0)
                 rows.append({**base, "metric": "info_imbalance", "k": k, "model_a": m, "model_b": name,
-                             "value": imbalance_from_ranks(r, k), **_no_null(), "note": None})  # fmt: skip
+                             "value": v, **_null(v, null, seed, higher_is_aligned=False)})  # fmt: skip
     for metric, why in NOT_COMPUTABLE.items():
         rows.append({**base, "metric": metric, "k": None, "model_a": name, "model_b": None, "value": None,
                      **_no_null(), "note": why})  # fmt: skip
@@ -178,20 +188,24 @@ def score_embeddings(
     return ScoreResult(table, dataset, name, n, duplicate_rows(X), ks_knn, ks_ii, seconds, X, user)
 
 
-def _null(value: float, null: np.ndarray, seed: int) -> dict:
+def _null(value: float, null: np.ndarray, seed: int, higher_is_aligned: bool = True) -> dict:
+    """The null summary (critical value and q95 on the aligned side), +1 p-value and the calibrated score."""
     if null.size == 0:
         return {**_no_null(), "note": None}
+    cal = calibrated_score(value, null, higher_is_aligned=higher_is_aligned)
     return {
-        "p_value": float((1 + np.sum(null >= value)) / (null.size + 1)),
+        "p_value": cal.p_value,
         "null_mean": float(null.mean()),
         "null_std": float(null.std()),
-        "null_q95": float(np.quantile(null, 0.95)),
+        "null_q95": float(np.quantile(null, 0.95 if higher_is_aligned else 0.05)),
         "n_permutations": int(null.size),
         "seed": seed,
+        "calibrated": cal.value,
+        "critical_value": cal.tau,
         "note": None,
     }
 
 
 def _no_null() -> dict:
     return {"p_value": None, "null_mean": None, "null_std": None, "null_q95": None, "n_permutations": None,
-            "seed": None}  # fmt: skip
+            "seed": None, "calibrated": None, "critical_value": None}  # fmt: skip

@@ -66,6 +66,7 @@ def ranked(release: Release, result: ScoreResult, k: int) -> pd.DataFrame:
             "family": meta.at[m, "family"] if m in meta.index else None,
             "cknna": None if f is None else f.value,
             "cknna_reverse": back.value.iloc[0] if len(back) else None,
+            "cknna_calibrated": None if f is None else f.calibrated,
             "null_q95": None if f is None else f.null_q95,
             "above_null_q95": None if f is None or pd.isna(f.null_q95) else bool(f.value > f.null_q95),
             "p_value": p_text(None if f is None else f.p_value, None if f is None else f.n_permutations),
