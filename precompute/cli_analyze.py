@@ -143,7 +143,11 @@ def run(args: argparse.Namespace) -> int:
 
         work = work.resolve()
         with DaskSession(spec) as session:
-            session.check_shared(work.parent)
+            try:
+                session.check_shared(work.parent)
+            except (RuntimeError, OSError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             with session.executor() as ex:
                 settings = run_analysis(work, embeddings, settings_from_args(args), executor=ex, **analysis)
     tables = collect_tables(work, args.dataset)

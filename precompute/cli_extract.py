@@ -184,7 +184,9 @@ def _tail(path: Path, n: int = 15) -> str:
     return "\n".join(lines[-n:])
 
 
-def prepare_job(job: Job, args: argparse.Namespace, key: DatasetKey, store: EmbeddingStore, progress: Progress):
+def prepare_job(
+    job: Job, args: argparse.Namespace, key: DatasetKey, store: EmbeddingStore, progress: Progress
+) -> str | Outcome:
     """The model's card and environment name, or the Outcome that settles it (bad card, complete in the store)."""
     if job.card is None:
         try:
@@ -445,16 +447,30 @@ def run_on_cluster(jobs: list[Job], args: argparse.Namespace, key: DatasetKey, s
     except (OSError, ValueError) as e:
         print(f"matter-align extract: {e}", file=sys.stderr)
         return 2
+    if spec is None:
+        print(
+            "matter-align extract: --cluster-config names no cluster; add cluster = ... or --cluster", file=sys.stderr
+        )
+        return 2
     outcomes: dict[str, Outcome] = {}
+    todo: list[tuple[Job, str]] = []
+    for job in jobs:  # cards and the store first: a run with nothing to do starts no cluster
+        environment = prepare_job(job, args, key, store, progress)
+        if isinstance(environment, Outcome):
+            outcomes[job.model_id] = environment
+        else:
+            todo.append((job, environment))
+    if not todo:
+        return [outcomes[j.model_id] for j in jobs]
     with DaskSession(spec) as session:
-        session.check_shared(store.root)
+        try:
+            session.check_shared(store.root)
+        except (RuntimeError, OSError) as e:
+            print(f"matter-align extract: {e}", file=sys.stderr)
+            return 2
         gpu_ok = session.has_gpus and args.device != "cpu"
         merges, shard_of, trackers, done_n, pending = {}, {}, {}, {}, []
-        for job in jobs:
-            environment = prepare_job(job, args, key, store, progress)
-            if isinstance(environment, Outcome):
-                outcomes[job.model_id] = environment
-                continue
+        for job, environment in todo:
             if args.force:
                 store.remove(key, job.model_id)
                 shutil.rmtree(sh.shards_dir(store, key, job.model_id), ignore_errors=True)
@@ -464,7 +480,7 @@ def run_on_cluster(jobs: list[Job], args: argparse.Namespace, key: DatasetKey, s
             for s in range(args.shards):
                 path = sh.shard_path(store, key, job.model_id, s, args.shards)
                 log = store.log_path(key, job.model_id).with_suffix(f".shard-{s:04d}.log")
-                fut = session.submit(sh.run_shard_task, str(card.get("environment") or "zoo"),
+                fut = session.submit(sh.run_shard_task, environment,
                                      [*argv, "--shard", str(s), "--shards", str(args.shards)], str(path), str(log),
                                      gpu=gpu, key=f"shard-{job.model_id}-{s}")  # fmt: skip
                 shard_of[fut.key] = job.model_id

@@ -68,7 +68,8 @@ class ClusterSpec:
     n_workers: int | None = None
     address: str | None = None
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
-    retries: int = 2
+    retries: int = 2  # reruns of a task that raised (a task whose worker died is rescheduled regardless)
+    start_timeout: float = 600.0  # seconds to wait for a first worker (a Slurm queue may hold the jobs)
 
 
 # -------------------------------------------------------------------------------------------------- parsing options
@@ -127,7 +128,8 @@ def parse_spec(value: str | None, config: dict[str, Any] | None = None) -> Clust
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"unknown slurm settings {unknown} (known: {sorted(known)})")
-    spec = ClusterSpec(kind="", slurm=SlurmOptions(**raw), retries=int(config.get("retries", 2)))
+    spec = ClusterSpec(kind="", slurm=SlurmOptions(**raw), retries=int(config.get("retries", 2)),
+                       start_timeout=float(config.get("start_timeout", 600)))  # fmt: skip
     value = str(value).strip()
     if value.startswith("local:") or value == "local":
         n = value.partition(":")[2] or str(os.cpu_count() or 1)
@@ -245,8 +247,8 @@ class DaskSession:
     """Starts (or connects to) the cluster, prints the dashboard address, checks the shared folder; a context
     manager that closes what it started and removes its token file."""
 
-    def __init__(self, spec: ClusterSpec, *, out: Any = None, wait_timeout: float = 600.0):
-        self.spec, self.out, self.wait_timeout = spec, out or sys.stderr, wait_timeout
+    def __init__(self, spec: ClusterSpec, *, out: Any = None):
+        self.spec, self.out = spec, out or sys.stderr
         self.cluster: Any = None
         self.client: Any = None
         self.check: tuple[str, str] | None = None
@@ -302,7 +304,11 @@ class DaskSession:
         path = folder / f"{TOKEN_PREFIX}{token[:12]}"
         path.write_text(token)
         self.check = (str(path), token)
-        self.client.wait_for_workers(1, timeout=self.wait_timeout)
+        try:
+            self.client.wait_for_workers(1, timeout=self.spec.start_timeout)
+        except TimeoutError as exc:
+            raise RuntimeError(f"no Dask worker started within {self.spec.start_timeout:.0f} s ({describe(self.spec)}); "
+                               "check the job queue and the worker logs") from exc  # fmt: skip
         res = self.client.run(read_token, str(path), token, on_error="return")
         bad = {w: r for w, r in res.items() if isinstance(r, BaseException)}
         if bad:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("distributed")
@@ -121,6 +122,20 @@ def test_sharded_extraction_equals_local_run_survives_killed_worker_and_skips_on
     before, n_calls = _files(store.root), len(read_counter(ctmp / "calls.jsonl"))
     assert cli.main(dask_args) == 0
     assert _files(store.root) == before and len(read_counter(ctmp / "calls.jsonl")) == n_calls
+
+    # `matter-align analyze --cluster` on these entries gives the tables of a local `analyze` of the local store
+    small = ["--ks", "5,10", "--ks-ii", "1,5", "--idcor-n", "20", "--idcor-permutations", "3", "--null-permutations",
+             "3", "--bootstrap", "20", "--dataset", "qm9", "--n", "30", "--seed", "0"]  # fmt: skip
+    assert cli.main(["analyze", *small, "--store", str(tmp_path / "local"), "--work", str(tmp_path / "wl")]) == 0
+    assert (
+        cli.main(["analyze", *small, "--store", str(store.root), "--work", str(tmp_path / "wd"), "--cluster", addr])
+        == 0
+    )
+    tables = sorted(p.name for p in (tmp_path / "wl" / "qm9_n30_seed0" / "tables").glob("*.parquet"))
+    assert "pairwise.parquet" in tables
+    for name in tables:
+        a, b = (pd.read_parquet(tmp_path / w / "qm9_n30_seed0" / "tables" / name) for w in ("wl", "wd"))
+        assert a.equals(b), name
 
 
 def local_ids(root: Path) -> str:

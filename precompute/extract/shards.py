@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,9 @@ def shard_path(store: EmbeddingStore, key: DatasetKey, model_id: str, shard: int
     return shards_dir(store, key, model_id) / f"shard-{shard:04d}-of-{shards:04d}.npz"
 
 
-def run_identity(key: DatasetKey, model_id: str, sample_ids: list[str], chunk_size: int, run_info: dict, shards: int):
+def run_identity(
+    key: DatasetKey, model_id: str, sample_ids: list[str], chunk_size: int, run_info: dict, shards: int
+) -> dict[str, Any]:
     """What a shard was computed for; the merge refuses shards of different identities."""
     return json.loads(json.dumps({"format": FORMAT, "model_id": model_id, "dataset_key": key.identity(),
                                   "sample_ids_sha256": sha256_ids(sample_ids), "n_total": len(sample_ids),
@@ -125,7 +128,7 @@ def read_shard(path: Path, identity: dict | None = None) -> dict[str, Any] | Non
 
 
 # --------------------------------------------------------------------------------------------------- in the family env
-def compute_shard(args: argparse.Namespace, report) -> int:
+def compute_shard(args: argparse.Namespace, report: Callable[..., None]) -> int:
     """Embed the chunks of one shard (the worker's chunk loop, without the store's ChunkRun)."""
     from precompute.datasets import load_dataset
     from precompute.extract.cards import card_hash, load_card
@@ -199,12 +202,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------------------------------------- on a Dask worker
-def _die_with_parent() -> None:
-    """In the shard subprocess: SIGKILL when the Dask worker that started it dies (no orphan keeps computing)."""
-    with contextlib.suppress(Exception):
+def _die_with_parent() -> Callable[[], None] | None:
+    """For the shard subprocess: SIGKILL it when the Dask worker that started it dies (no orphan keeps computing).
+    Linux prctl(PR_SET_PDEATHSIG); resolved here, in the parent, so the forked child runs no import."""
+    try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the shard may outlive a killed worker, its write is still atomic
+        return None
+    return lambda: prctl(1, signal.SIGKILL)
 
 
 def run_shard_task(environment: str, argv: list[str], shard_file: str, log_file: str) -> dict[str, Any]:
@@ -229,7 +236,7 @@ def run_shard_task(environment: str, argv: list[str], shard_file: str, log_file:
         log.write(f"\n=== {' '.join(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
-                                preexec_fn=_die_with_parent)  # fmt: skip
+                                preexec_fn=_die_with_parent())  # fmt: skip
         assert proc.stdout is not None
         for line in proc.stdout:
             with contextlib.suppress(ValueError):
