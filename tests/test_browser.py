@@ -228,7 +228,7 @@ def test_filter_url_and_csv(server, browser, release_root):
     page.get_by_text("on OFFEQ, k = 10").first.wait_for(timeout=20_000)
     _no_exception(page, "heatmap after filter")
     # hide one family through the model filter: the line says how many models are hidden
-    sidebar.locator("[data-testid=stMultiSelect]").filter(has_text="Family").first.click()
+    sidebar.locator("[data-testid=stMultiSelect]").filter(has=page.get_by_text("Family", exact=True)).first.click()
     page.get_by_role("option", name="MACE").click()
     page.keyboard.press("Escape")
     page.wait_for_url("**family=MACE**", timeout=20_000)
@@ -243,7 +243,10 @@ def test_filter_url_and_csv(server, browser, release_root):
     got = Path(d.path()).read_bytes()
     k = 10
     res = queries.matrix(r, "offeq", "cknna", k, order="family", models=["mace_a", "mace_b"])
-    assert d.suggested_filename == queries.csv_filename(r.release_id, "offeq", "cknna", k, "matrix")
+    # the file name carries the filter
+    assert d.suggested_filename == queries.csv_filename(r.release_id, "offeq", "cknna", k, "matrix").replace(
+        ".csv", "_family-MACE.csv"
+    )
     assert got == queries.to_csv(queries.matrix_table(res))
     rows = pd.read_csv(io.BytesIO(got))
     assert set(rows["model_a"]) == {"mace_a", "mace_b"} and len(rows) == 2
@@ -296,5 +299,61 @@ def test_score_your_model_upload_in_the_browser(server, browser, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1600, "height": 1000})
     page.screenshot(path=str(ARTIFACTS / "score-upload.png"), full_page=True)
+    assert not watch.errors, watch.errors
+    page.close()
+
+
+def test_models_search_k_warning_and_exports(server, browser, release_root):
+    """Issue 15: the model search lists only matches; the k warning is visible; a figure exports as SVG from its
+    modebar (drawn by the browser, no kaleido) under the CSV's name; the tree downloads as .nwk."""
+    from backend import Release, queries
+
+    r = Release.open(release_root / (release_root / "latest").read_text().strip())
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    watch = Watch(page)
+    page.goto(f"{server}/heatmap?dataset=qm9&metric=cknna&k=10")
+    _settle(page, "Alignment heatmap", 1)
+    page.get_by_text("k = 10 is large for n = 60").first.wait_for(timeout=20_000)
+    sidebar = page.locator("[data-testid=stSidebar]")
+    box = sidebar.locator("[data-testid=stMultiSelect]").filter(has_text="search by name").first
+    box.click()
+    page.keyboard.type("chembert")
+    page.wait_for_timeout(300)
+    opts = [o for o in page.get_by_role("option").all_inner_texts() if " · " in o]  # not "Select 2 matches"
+    assert len(opts) == 2 and all("ChemBERTa" in o for o in opts), opts  # the family matched, nothing else
+    page.get_by_role("option", name="BERT A · bert_a · ChemBERTa").click()
+    page.keyboard.press("Escape")
+    page.wait_for_url("**models=bert_a**", timeout=20_000)
+    _settle(page, "Alignment heatmap", 0)
+    page.get_by_text("1 of 5").first.wait_for(timeout=20_000)
+    page.goto(f"{server}/heatmap?dataset=qm9&metric=cknna&k=10&models=bert_a&models=bert_b")
+    _settle(page, "Alignment heatmap", 1)
+    page.get_by_text("2 of 5").first.wait_for(timeout=20_000)
+    # SVG through the modebar's camera, named like the CSV (with the filter)
+    sidebar.get_by_text("svg", exact=True).click()
+    _settle(page, "Alignment heatmap", 1)
+    page.locator(".js-plotly-plot").first.hover()
+    with page.expect_download() as dl:
+        page.locator(".js-plotly-plot .modebar-btn[data-title^='Download plot']").first.click()
+    d = dl.value
+    want = queries.csv_filename(r.release_id, "qm9", "cknna", 10, "matrix").replace(
+        ".csv", "_models-bert-a-bert-b.svg"
+    )  # "_" separates parts
+    assert d.suggested_filename == want, d.suggested_filename
+    assert Path(d.path()).read_bytes().lstrip().startswith(b"<svg")
+    # the tree as Newick
+    page.goto(f"{server}/tree?dataset=qm9&metric=cknna&k=10")
+    _settle(page, "Model tree", 1)
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download the tree (Newick, .nwk)").click()
+    assert dl.value.suggested_filename.endswith("_tree-nj_qm9_cknna_k10.nwk")
+    assert Path(dl.value.path()).read_text().strip() == queries.tree(r, "qm9", "cknna", 10, "nj").strip()
+    # every page at 1600 x 1000 for the eye (test-artifacts/browser/1600x1000_<page>.png)
+    for path, title, charts in PAGES:
+        page.goto(f"{server}/{path}")
+        _settle(page, title, charts)
+        _no_exception(page, path or "overview")
+        page.screenshot(path=str(ARTIFACTS / f"1600x1000_{path or 'overview'}.png"))
     assert not watch.errors, watch.errors
     page.close()
