@@ -1,6 +1,6 @@
 """crystals-real: the real crystal set from libavogadro-data (COD + IZA), ASE dcdft and pymatgen's AFLOW prototypes.
 
-The full-set tests read the real files; the first run parses and matches them (about 3 minutes on 2 busy cores) and
+The full-set tests read the real files; the first run parses and matches them (about 30 s on 2 busy cores) and
 caches the result under $MATTER_ALIGN_CACHE (default ~/.cache/matter-align), later runs read the cache (< 1 s).
 The rule tests build small sets in tmp_path.
 """
