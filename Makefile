@@ -32,7 +32,7 @@ PDB_DIR ?= work-cache/pdb/offline
 ANALYSIS ?= work-cache/analysis
 JOBS ?= 2
 
-.PHONY: run test env env-app env-oracle env-sevenn env-mlip env-fairchem1 chromium crystal-data lint bench extract-qm9 release clean-envs
+.PHONY: run test env env-app env-oracle env-sevenn env-mlip env-fairchem1 chromium crystal-data image-tools lint bench extract-qm9 release clean-envs
 
 # Main environment: app + backend + metrics + tests + the offline zoo that shares one environment.
 $(VENV)/.stamp: pyproject.toml
@@ -91,7 +91,12 @@ run: env
 crystal-data:
 	test -d /usr/share/avogadro2/crystals || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends libavogadro-data; }
 
-test: env env-oracle env-sevenn env-mlip env-fairchem1 chromium crystal-data
+# Debian's podman (runc as its runtime: tests/image/runc-no-rlimits wraps it) and debootstrap, for the hosted-image test
+# (tests/test_image.py builds a local bookworm base: no container registry is reachable here). About 10 s.
+image-tools:
+	command -v podman >/dev/null && command -v debootstrap >/dev/null && command -v runc >/dev/null || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update && DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends podman debootstrap runc; }
+
+test: env env-oracle env-sevenn env-mlip env-fairchem1 chromium crystal-data image-tools
 	$(VENV)/bin/ruff check .
 	MATTER_ALIGN_ORACLE_PY=$(abspath $(ORACLE))/bin/python $(VENV)/bin/python -m pytest -q
 
