@@ -205,10 +205,6 @@ class Filters:
     def hidden(self) -> int:
         return self.n_on_dataset - len(self.models)
 
-    def keep(self, ids) -> list[str]:
-        """The ids among `ids` that pass every model filter (the one-by-one choice included)."""
-        return [m for m in ids if (not self.chosen or m in self.chosen)]
-
 
 def default_metric(metrics: Sequence[str]) -> str | None:
     return "cknna" if "cknna" in metrics else (metrics[0] if metrics else None)
