@@ -27,8 +27,17 @@ st.info(
 sd = scoring.scorable_datasets(r)
 if need(not sd.empty, "This release carries no neighbour lists, so nothing can be scored against it."):
     names = dict(zip(sd["dataset_id"], sd["display_name"], strict=True))
-    ds = st.selectbox("Dataset", list(sd["dataset_id"]), format_func=lambda d: f"{names[d]} ({d})", key="score_dataset")
+    # default: the dataset with the most samples that can be scored on CKNNA (QM9 on the shipped releases)
+    ranked_ds = sd.sort_values(["has_similarity", "n_samples"], ascending=False)["dataset_id"].tolist()
+    ds = st.selectbox("Dataset", ranked_ds, format_func=lambda d: f"{names[d]} ({d})", key="score_dataset")
     row = sd.set_index("dataset_id").loc[ds]
+    if not row.has_similarity:
+        st.warning(
+            f"Release {r.release_id} was written before releases carried the neighbours' similarities, so only mutual "
+            "kNN can be scored against it here; CKNNA and information imbalance need a release written by this "
+            "version of `matter-align release` (docs/SCORING.md).",
+            icon=":material/info:",
+        )
     st.caption(
         f"{int(row.n_samples):,} samples · can be scored: {row.scorable}. Not computable from a release (they need "
         "the release models' embeddings): CKA, unbiased CKA, IDCor, information imbalance yours -> model."
