@@ -22,14 +22,18 @@ DOCKERFILE = ROOT / "Dockerfile"
 pytestmark = pytest.mark.slow
 
 
-def _dockerfile() -> tuple[list[str], str]:
+def _dockerfile() -> tuple[list[str], str, str]:
+    """The COPY sources, the snippet that lists the dependencies, and the package's own pip install target."""
     text = DOCKERFILE.read_text()
     copies = [src for m in re.finditer(r"^COPY\s+(.+)$", text, re.M) for src in m.group(1).split()[:-1]]
-    pip = re.search(r'pip install "(\.\[app\])"', text)
-    assert pip, 'the Dockerfile must install the app with pip install ".[app]"'
-    assert "FROM python:3.11-slim" in text and "USER app" in text and "/_stcore/health" in text
+    reqs = re.search(r'RUN python -c "(.+?)" > /tmp/requirements.txt', text)
+    assert reqs and "pip install -r /tmp/requirements.txt" in text, "the dependencies come first, from pyproject.toml"
+    pip = re.search(r'pip install --no-deps "(\.\[app\])"', text)
+    assert pip, 'the Dockerfile must install the app with pip install --no-deps ".[app]"'
+    assert "ARG BASE=python:3.11-slim" in text and "FROM ${BASE}" in text
+    assert "USER app" in text and "/_stcore/health" in text and "pip check" in text
     assert "torch" not in pip.group(1)
-    return copies, pip.group(1)
+    return copies, reqs.group(1), pip.group(1)
 
 
 def test_dockerignore_keeps_heavy_folders_out():
@@ -39,7 +43,7 @@ def test_dockerignore_keeps_heavy_folders_out():
 
 
 def test_docker_install_steps_in_a_fresh_venv(tmp_path):
-    copies, target = _dockerfile()
+    copies, reqs_snippet, target = _dockerfile()
     ctx = tmp_path / "context"
     ctx.mkdir()
     for src in copies:  # the build context as the Dockerfile's COPY lines see it
@@ -53,17 +57,18 @@ def test_docker_install_steps_in_a_fresh_venv(tmp_path):
     subprocess.run([base, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    r = subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", target],
-        cwd=ctx,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if r.returncode and ("Could not find a version" in r.stderr or "NewConnectionError" in r.stderr):
-        pytest.skip(f"package registry unreachable: {r.stderr[-500:]}")
-    assert r.returncode == 0, r.stderr[-3000:]
+    # the Dockerfile's two steps: the dependencies listed from pyproject.toml, then the package without them
+    reqs = subprocess.run([str(py), "-c", reqs_snippet], cwd=ctx, capture_output=True, text=True, check=True).stdout
+    assert "streamlit>=1.40" in reqs.split() and "numpy>=1.26" in reqs.split(), reqs
+    (tmp_path / "requirements.txt").write_text(reqs)
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    for step in (["-r", str(tmp_path / "requirements.txt")], ["--no-deps", target]):
+        r = subprocess.run([*pip, *step], cwd=ctx, env=env, capture_output=True, text=True, timeout=900)
+        if r.returncode and ("Could not find a version" in r.stderr or "NewConnectionError" in r.stderr):
+            pytest.skip(f"package registry unreachable: {r.stderr[-500:]}")
+        assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([str(py), "-m", "pip", "check"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
     # no torch in the image
     r = subprocess.run([str(py), "-c", "import torch"], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "No module named 'torch'" in r.stderr
