@@ -250,6 +250,21 @@ def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = Fal
         "energy": pd.DataFrame(energy),
         "trees": pd.DataFrame(trees),
         "pairwise_null": pd.DataFrame(null),
+        # synthetic calibration rows keyed like the nulls (values derived from them, not a real calibration)
+        "pairwise_calibration": pd.DataFrame(
+            [
+                {
+                    **{c: r[c] for c in ("dataset_id", "metric", "k", "model_a", "model_b", "n_permutations", "seed")},
+                    "calibrated": 0.0,
+                    "tau": r["null_q95"],
+                    "alpha": 0.05,
+                    "null_q99": r["null_q95"],
+                    "p_value": 1.0,
+                    "closed_form_mean": None,
+                }
+                for r in null
+            ]
+        ),
         "samples": pd.DataFrame(samples),
         "sample_structures": _structures(samples),
         "neighbours": pd.DataFrame(neighbours),

@@ -109,7 +109,11 @@ def test_release_tables_and_provenance(mini_release):
     trees = r.query("select method, newick from trees")
     assert set(trees.method) == {"nj", "upgma"} and all(all(mm in t for mm in MODELS) for t in trees.newick)
     null = r.query("select * from pairwise_null")
-    assert len(null) == n_models * (n_models - 1) and (null.null_std >= 0).all()
+    # a null for every pairwise value (idcor included), and a calibrated score next to each
+    assert len(null) == len(r.query("select * from pairwise")) and (null.null_std >= 0).all()
+    assert len(r.query("select * from pairwise where p_value is null")) == 0
+    cal = r.query("select * from pairwise_calibration")
+    assert len(cal) == len(null) and cal.calibrated.between(0, 1).all()
     p = r.query("select p_value from pairwise where metric = 'cknna' and k = 10")["p_value"]
     assert p.notna().all() and ((p > 0) & (p <= 1)).all()
     from backend import queries as q

@@ -157,25 +157,47 @@ def collect_tables(work: Path, dataset_id: str) -> dict[str, pd.DataFrame]:
     models = json.loads((work / "features" / "meta.json").read_text())["models"]
     rows = _json_rows(work / "pairs", "rows") + _json_rows(work / "ii", "rows")
     idcor = _json_rows(work / "idcor", "rows") if (work / "idcor").exists() else []
-    nulls = _json_rows(work / "pairs", "nulls")
+    nulls = _json_rows(work / "pairs", "nulls") + _json_rows(work / "ii", "nulls")
+    if (work / "idcor").exists():
+        nulls += _json_rows(work / "idcor", "nulls")
     pairwise = pd.DataFrame(rows + [{k: r[k] for k in ("metric", "k", "model_a", "model_b", "value", "p_value", "n")}
                                     for r in idcor])  # fmt: skip
     pairwise["dataset_id"] = dataset_id
     for col in ("ci_low", "ci_high", "p_value"):
         if col not in pairwise:
             pairwise[col] = None
-    # CKNNA p-value against its permutation null: (#{null >= observed} + 1) / (P + 1)
-    null_index = {(r["k"], r["model_a"], r["model_b"]): r["null_values"] for r in nulls}
-    pvals = []
-    for rec in pairwise.itertuples():
-        vals = null_index.get((rec.k, rec.model_a, rec.model_b)) if rec.metric == "cknna" else None
-        pvals.append(rec.p_value if vals is None else (sum(v >= rec.value for v in vals) + 1) / (len(vals) + 1))
-    pairwise["p_value"] = pvals
+    # p-value of every value with a null: (1 + #{null at least as aligned}) / (P + 1), from the task's summary
+    norm_k = lambda k: None if k is None or pd.isna(k) else int(k)  # noqa: E731  (CKA's k reads back as NaN)
+    null_index = {(r["metric"], norm_k(r["k"]), r["model_a"], r["model_b"]): r for r in nulls}
+    pairwise["p_value"] = [
+        null_index[key]["p_value"] if key in null_index else p
+        for key, p in zip(
+            zip(pairwise.metric, map(norm_k, pairwise.k), pairwise.model_a, pairwise.model_b, strict=True),
+            pairwise.p_value,
+            strict=True,
+        )  # fmt: skip
+    ]
     pairwise["k"] = pairwise["k"].astype("Int64")
     pairwise = pairwise[PAIRWISE_COLUMNS]
-    null_df = pd.DataFrame([{k: v for k, v in r.items() if k != "null_values"} for r in nulls])
-    if len(null_df):
-        null_df["dataset_id"] = dataset_id
+    null_cols = [
+        "metric",
+        "k",
+        "model_a",
+        "model_b",
+        "null_mean",
+        "null_std",
+        "null_q95",
+        "n_permutations",
+        "seed",
+        "n",
+    ]
+    cal_cols = ["metric", "k", "model_a", "model_b", "calibrated", "tau", "alpha", "null_q99", "p_value",
+                "closed_form_mean", "n_permutations", "seed"]  # fmt: skip
+    null_df = pd.DataFrame([{c: r[c] for c in null_cols} for r in nulls], columns=null_cols)
+    calibration = pd.DataFrame([{c: r[c] for c in cal_cols} for r in nulls], columns=cal_cols)
+    for df in (null_df, calibration):
+        df.insert(0, "dataset_id", dataset_id)
+        df["k"] = df["k"].astype("Int64")
     intrinsic = pd.DataFrame(_json_rows(work / "models", "rows"))
     intrinsic["dataset_id"] = dataset_id
     intrinsic = intrinsic[["dataset_id", "model_id", "estimator", "value", "ci_low", "ci_high", "n", "n_duplicates"]]
@@ -189,7 +211,7 @@ def collect_tables(work: Path, dataset_id: str) -> dict[str, pd.DataFrame]:
             trees.append({"dataset_id": dataset_id, "metric": "cknna", "k": settings.tree_k, "method": method,
                           "newick": newick})  # fmt: skip
     k_ship = shipped_cosine_k(int(pairwise["n"].max()))
-    return {"pairwise": pairwise, "pairwise_null": null_df, "intrinsic_dim": intrinsic, "trees": pd.DataFrame(trees),
+    return {"pairwise": pairwise, "pairwise_null": null_df, "pairwise_calibration": calibration, "intrinsic_dim": intrinsic, "trees": pd.DataFrame(trees),
             "neighbours": neighbours_table(work, dataset_id, models, k_ship),
             "neighbour_similarity": neighbour_similarity_table(work, dataset_id, models, k_ship),
             "neighbours_euclidean": neighbours_euclidean_table(work, dataset_id, models)}  # fmt: skip

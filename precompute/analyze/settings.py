@@ -14,7 +14,15 @@ class AnalysisSettings:
     clip_quantile: the Platonic-representation pipeline clips |x| at the 0.95 quantile before L2 normalisation.
     idcor_n / idcor_permutations: IDCor costs O(N²·D) per permutation, so it runs on a seeded subsample
         (the reference used N = 30,000 and 2 permutations); p-values cannot go below 1 / (P + 1).
-    null_ks / null_permutations: CKNNA permutation null (rows of B permuted by re-indexing its cache, O(N·k)).
+    null_ks / null_permutations: permutation nulls (rows of B permuted, seeded per pair) for CKNNA (both orders) and
+        mutual kNN at each of null_ks (default every swept k; re-indexed caches, O(N·k) each), CKA biased and
+        unbiased (feature space), information imbalance both directions at every ks_ii (one pass over B for all
+        permutations). IDCor's null is its own idcor_permutations. 0 switches the nulls and calibration off.
+    calibration_alpha: level of the calibrated score's critical value (Gröger et al. 2026, Algorithm 1).
+    resamples / resample_fraction: half-sampling confidence intervals (subsets without replacement, seeded per
+        dataset, shared by every pair) for CKNNA, mutual kNN and CKA; 0 switches them off. The cosine caches then
+        keep resampling.subsample_list_length(max(ks_knn)) neighbours so subsample lists are exact and cheap.
+    ci_level: coverage of those intervals.
     bootstrap: replicates for the TwoNN / GRIDE confidence intervals (resampling the per-point ratios mu_i).
     gride_n1: GRIDE scale (neighbours n1 and 2·n1).
     energy_train_fraction: share of the samples used to fit per-element reference energies.
@@ -25,9 +33,13 @@ class AnalysisSettings:
     clip_quantile: float | None = 0.95
     normalize: bool = True
     idcor_n: int = 2000
-    idcor_permutations: int = 10
-    null_ks: tuple[int, ...] = (10,)
-    null_permutations: int = 10
+    idcor_permutations: int = 100
+    null_ks: tuple[int, ...] = (5, 10, 25, 50, 100)
+    null_permutations: int = 100
+    calibration_alpha: float = 0.05
+    resamples: int = 50
+    resample_fraction: float = 0.5
+    ci_level: float = 0.95
     bootstrap: int = 200
     gride_n1: int = 8
     energy_train_fraction: float = 0.5

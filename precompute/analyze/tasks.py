@@ -3,9 +3,9 @@
 Work folder layout (one per dataset key):
     features/ids.json, features/<model>.npy   aligned float64 rows (the samples every model embedded)
     caches/<model>.cosine.npz, .euclid.npz   neighbour caches (reused across pairs and k)
-    pairs/block-<i>.json                     CKNNA (both orders), mutual kNN, CKA, CKNNA null, per block of pairs
-    idcor/block-<i>.json                     IDCor with permutation p-values, per block of pairs
-    ii/<model>.json                          information imbalance A -> this model, for every A and k
+    pairs/block-<i>.json                     CKNNA (both orders), mutual kNN, CKA with CIs; their nulls, per block
+    idcor/block-<i>.json                     IDCor with permutation p-values and null, per block of pairs
+    ii/<model>.json                          information imbalance A -> this model, every A and k, and its null
     models/<model>.json                      TwoNN with bootstrap CI, duplicates
 All inputs are plain .npy/.npz/.json (no pickle); outputs are written to a temporary file and renamed.
 """
@@ -21,13 +21,33 @@ from pathlib import Path
 import numpy as np
 
 from precompute.metrics import NeighbourCache, build_neighbour_cache, idcor_details, prepare_idcor
+from precompute.metrics.calibrated import calibrated_score
 from precompute.metrics.cka import cka_features
 from precompute.metrics.cknna import masked_entries, self_hsic
 from precompute.metrics.gride import gride_from_ratios, gride_ratios
 from precompute.metrics.hsic import sparse_hsic_unbiased
 from precompute.metrics.idcor import FAST_MAX_N
 from precompute.metrics.information_imbalance import imbalance_from_ranks, ranks_in
+from precompute.metrics.nulls import (
+    cka_null_mean,
+    cka_null_values,
+    idcor_null_values,
+    info_imbalance_null_mean,
+    info_imbalance_null_values,
+    knn_null_values,
+    mutual_knn_null_mean,
+    summarize_null,
+)
 from precompute.metrics.preprocess import KernelPreprocessing, clip_threshold, kernel_features
+from precompute.metrics.resampling import (
+    CkaParts,
+    basic_interval,
+    cka_pair,
+    knn_subsample_values,
+    subsample_cache,
+    subsample_list_length,
+    subsets,
+)
 from precompute.metrics.twonn import ratio_bootstrap_ci, twonn_bootstrap_ci, twonn_from_ratios, twonn_ratios
 
 from .settings import AnalysisSettings
@@ -84,7 +104,9 @@ def task_caches(work: str, model: str, settings: dict, backend: str = "numpy", d
         scores=euclid.scores,
         options=np.array(json.dumps(euclid.options)),
     )
-    cos = build_neighbour_cache(kernel_features(X, _prep(s), model), max(s.ks_knn), "cosine", **kw)
+    # with resampling, enough neighbours that a half subsample's k_max lists come from the cache (resampling.py)
+    length = max(s.ks_knn) if s.resamples <= 0 else min(X.shape[0] - 2, subsample_list_length(max(s.ks_knn)))
+    cos = build_neighbour_cache(kernel_features(X, _prep(s), model), max(length, max(s.ks_knn)), "cosine", **kw)
     options = {**cos.options, **_prep(s).as_dict()}
     if s.clip_quantile is not None:  # 0 means clipping was skipped (sparse features): recorded, not hidden
         options["clip_threshold"] = clip_threshold(X, s.clip_quantile)
@@ -129,8 +151,47 @@ def permuted_cache(cache: NeighbourCache, perm: np.ndarray) -> NeighbourCache:
     return NeighbourCache(inv[cache.indices[perm]], cache.scores[perm], cache.kind, cache.options)
 
 
+def _null_record(metric: str, k, a: str, b: str, observed: float, values, s: AnalysisSettings, n: int,
+                 closed_form_mean: float | None = None, higher: bool = True) -> dict:  # fmt: skip
+    """One pairwise_null / calibration record: the null summary and the calibrated score of one ordered pair."""
+    summ = summarize_null(observed, values, seed=s.seed, higher_is_aligned=higher, closed_form_mean=closed_form_mean)
+    cal = calibrated_score(observed, values, alpha=s.calibration_alpha, higher_is_aligned=higher)
+    return {"metric": metric, "k": k, "model_a": a, "model_b": b, "null_mean": summ.mean, "null_std": summ.sd,
+            "null_q95": summ.q95, "null_q99": summ.q99, "n_permutations": summ.n_permutations, "seed": s.seed,
+            "p_value": summ.p_value, "calibrated": cal.value, "tau": cal.tau, "alpha": cal.alpha,
+            "closed_form_mean": closed_form_mean, "n": n}  # fmt: skip
+
+
+def resample_subsets(n: int, s: AnalysisSettings) -> list[np.ndarray]:
+    """The seeded subsets behind every confidence interval of a dataset (shared by all pairs and blocks)."""
+    return subsets(n, s.resamples, np.random.SeedSequence([s.seed, 0x5EB5]), m=int(n * s.resample_fraction))
+
+
+def _pair_intervals(pairs, s: AnalysisSettings, caches, feats, n: int) -> tuple[dict, int]:
+    """(metric, k, model_a, model_b) -> (ci_low, ci_high) from the half-sampling scheme (resampling.py)."""
+    subs = resample_subsets(n, s)
+    m = subs[0].size
+    ks = [k for k in s.ks_knn if k + 1 < m - 1]
+    models = sorted({x for p in pairs for x in p})
+    values: dict[tuple, list[float]] = {}
+    for keep in subs:
+        sub = {x: subsample_cache(caches[x], keep, max(ks), feats[x]) for x in models} if ks else {}
+        parts = {x: CkaParts(feats[x][keep]) for x in models}
+        for a, b in pairs:
+            if ks:
+                kv = knn_subsample_values(sub[a], sub[b], ks)
+                for q, k in enumerate(ks):
+                    values.setdefault(("cknna", k, a, b), []).append(kv["cknna_ab"][q])
+                    values.setdefault(("cknna", k, b, a), []).append(kv["cknna_ba"][q])
+                    values.setdefault(("mutual_knn", k, a, b), []).append(kv["mutual_knn"][q])
+            for metric, v in cka_pair(parts[a], parts[b]).items():
+                values.setdefault((metric, None, a, b), []).append(v)
+    return {key: np.asarray(v) for key, v in values.items()}, m
+
+
 def task_pair_block(work: str, block: int, pairs: list[list[str]], settings: dict) -> None:
-    """For each unordered pair: CKNNA both orders and mutual kNN at every k, CKA (biased, unbiased), CKNNA null."""
+    """For each unordered pair: CKNNA both orders and mutual kNN at every k, CKA (biased, unbiased); their
+    permutation nulls and calibrated scores (null_permutations > 0) and half-sampling CIs (resamples > 0)."""
     work, s = Path(work), AnalysisSettings.from_dict(settings)
     models = sorted({m for p in pairs for m in p})
     caches = {m: load_cache(work, m, "cosine") for m in models}
@@ -159,31 +220,29 @@ def task_pair_block(work: str, block: int, pairs: list[list[str]], settings: dic
                     "n": n,
                 }  # fmt: skip
             )
-        rng = np.random.default_rng(pair_seed(s.seed, a, b))
-        for k in s.null_ks:
-            null_ab, null_ba = [], []
-            denom = float(np.sqrt(self_terms[(a, k)] * self_terms[(b, k)]))
-            for _ in range(s.null_permutations):
-                cb = permuted_cache(caches[b], rng.permutation(n))
-                r, c, x, y = masked_entries(caches[a], cb, k)
-                null_ab.append(sparse_hsic_unbiased(r, c, x, y, n) / denom)
-                null_ba.append(sparse_hsic_unbiased(r, c, y, x, n) / denom)
-            for ma, mb, null in ((a, b, null_ab), (b, a, null_ba)):
-                nulls.append(
-                    {
-                        "metric": "cknna",
-                        "k": k,
-                        "model_a": ma,
-                        "model_b": mb,
-                        "null_mean": float(np.mean(null)),
-                        "null_std": float(np.std(null)),
-                        "null_q95": float(np.quantile(null, 0.95)),
-                        "null_values": [float(v) for v in null],
-                        "n_permutations": s.null_permutations,
-                        "seed": s.seed,
-                        "n": n,
-                    }  # fmt: skip
-                )
+    observed = {(r["metric"], r["k"], r["model_a"], r["model_b"]): r["value"] for r in rows}
+    if s.null_permutations > 0:
+        for a, b in pairs:
+            seed = pair_seed(s.seed, a, b)
+            if s.null_ks:
+                st = {(w, k): self_terms[(m, k)] for w, m in (("a", a), ("b", b)) for k in s.null_ks}
+                kn = knn_null_values(caches[a], caches[b], s.null_ks, s.null_permutations, seed, self_terms=st)
+                for q, k in enumerate(s.null_ks):
+                    for metric, ma, mb, vals, mean in (
+                        ("cknna", a, b, kn["cknna_ab"][:, q], None),
+                        ("cknna", b, a, kn["cknna_ba"][:, q], None),
+                        ("mutual_knn", a, b, kn["mutual_knn"][:, q], mutual_knn_null_mean(n, k)),
+                    ):
+                        nulls.append(_null_record(metric, k, ma, mb, observed[(metric, k, ma, mb)], vals, s, n, mean))
+            cn = cka_null_values(feats[a], feats[b], s.null_permutations, seed)
+            for metric, mean in (("cka", cka_null_mean(feats[a], feats[b])), ("cka_unbiased", 0.0)):
+                nulls.append(_null_record(metric, None, a, b, observed[(metric, None, a, b)], cn[metric], s, n, mean))
+    if s.resamples > 0:
+        sub_values, m = _pair_intervals(pairs, s, caches, feats, n)
+        for r in rows:
+            vals = sub_values.get((r["metric"], r["k"], r["model_a"], r["model_b"]))
+            if vals is not None:
+                r["ci_low"], r["ci_high"] = basic_interval(r["value"], vals, n, m, s.ci_level)
     write_json_atomic(work / "pairs" / f"block-{block:04d}.json", {"rows": rows, "nulls": nulls})
 
 
@@ -196,7 +255,7 @@ def idcor_subsample(n: int, settings: AnalysisSettings) -> np.ndarray:
 
 def task_idcor_block(work: str, block: int, pairs: list[list[str]], settings: dict) -> None:
     work, s = Path(work), AnalysisSettings.from_dict(settings)
-    rows = []
+    rows, nulls = [], []
     sub = None
     prepared: dict[str, object] = {}  # each model's z-scored subsample and its distances, shared by its pairs
 
@@ -211,6 +270,9 @@ def task_idcor_block(work: str, block: int, pairs: list[list[str]], settings: di
         seed = int(pair_seed(s.seed, a, b).generate_state(1)[0])
         prep = (block_of(a, A[sub]), block_of(b, B[sub]))
         res = idcor_details(A[sub], B[sub], s.idcor_permutations, seed, prepared=prep)
+        if res.null_ids:
+            null = idcor_null_values(res.id_a, res.id_b, res.null_ids)
+            nulls.append({**_null_record("idcor", None, a, b, res.value, null, s, int(sub.size)), "seed": seed})
         rows.append(
             {
                 "metric": "idcor",
@@ -226,7 +288,7 @@ def task_idcor_block(work: str, block: int, pairs: list[list[str]], settings: di
                 "seed": seed,
             }  # fmt: skip
         )
-    write_json_atomic(work / "idcor" / f"block-{block:04d}.json", {"rows": rows})
+    write_json_atomic(work / "idcor" / f"block-{block:04d}.json", {"rows": rows, "nulls": nulls})
 
 
 def task_information_imbalance(work: str, model_b: str, models: list[str], settings: dict) -> None:
@@ -248,4 +310,14 @@ def task_information_imbalance(work: str, model_b: str, models: list[str], setti
         for a, r in ranks.items()
         for k in s.ks_ii
     ]
-    write_json_atomic(work / "ii" / f"{model_b}.json", {"rows": rows})
+    nulls = []
+    if s.null_permutations > 0 and lists:
+        seeds = {a: pair_seed(s.seed, a, model_b) for a in lists}
+        null, mean_rank = info_imbalance_null_values(B, lists, s.ks_ii, s.null_permutations, seeds)
+        n = int(B.shape[0])
+        mean = info_imbalance_null_mean(mean_rank, n)
+        for r in rows:
+            q = s.ks_ii.index(r["k"])
+            nulls.append(_null_record("info_imbalance", r["k"], r["model_a"], model_b, r["value"],
+                                      null[r["model_a"]][:, q], s, n, mean, higher=False))  # fmt: skip
+    write_json_atomic(work / "ii" / f"{model_b}.json", {"rows": rows, "nulls": nulls})

@@ -255,7 +255,12 @@ TABLES: dict[str, TableSchema] = {
                 C("model_a", "string", doc="first model (A; the predictor for information imbalance)"),
                 C("model_b", "string", doc="second model (B)"),
                 C("value", "float64", doc="the metric value, finite"),
-                C("ci_low", "float64", nullable=True, doc="lower end of the confidence interval (null: none computed)"),
+                C(
+                    "ci_low",
+                    "float64",
+                    nullable=True,
+                    doc="lower end of the 95 % half-sampling interval (null: none computed; see docs/METRICS.md)",
+                ),
                 C("ci_high", "float64", nullable=True, doc="upper end of the confidence interval"),
                 C(
                     "p_value",
@@ -263,7 +268,7 @@ TABLES: dict[str, TableSchema] = {
                     nullable=True,
                     min=0.0,
                     max=1.0,
-                    doc="permutation p-value (IDCor; CKNNA vs its null)",
+                    doc="permutation p-value against the pair's null, (1 + #{null at least as aligned}) / (P + 1)",
                 ),
                 C("n", "int64", min=1, doc="samples the value was computed on"),
             ),
@@ -319,7 +324,12 @@ TABLES: dict[str, TableSchema] = {
                 C("model_b", "string"),
                 C("null_mean", "float64", doc="mean of the metric over permutations"),
                 C("null_std", "float64", min=0.0, doc="standard deviation over permutations"),
-                C("null_q95", "float64", nullable=True, doc="95th percentile over permutations"),
+                C(
+                    "null_q95",
+                    "float64",
+                    nullable=True,
+                    doc="95th percentile over permutations (5th for information imbalance, where lower is aligned)",
+                ),
                 C("n_permutations", "int64", min=1, doc="permutations drawn"),
                 C("seed", "int64", doc="seed of the permutations"),
                 C("n", "int64", min=1),
@@ -327,6 +337,40 @@ TABLES: dict[str, TableSchema] = {
             key=("dataset_id", "metric", "k", "model_a", "model_b"),
             required=False,
             doc="permutation-null baseline per pair (rows of B permuted, seeded)",
+        ),
+        # a table of its own, not new pairwise / pairwise_null columns: releases written before it keep their exact
+        # column lists (the backend refuses a Parquet file whose columns differ from the schema)
+        TableSchema(
+            "pairwise_calibration",
+            (
+                C("dataset_id", "string"),
+                C("metric", "string", enum=tuple(METRICS)),
+                C("k", "int64", nullable=True, min=1),
+                C("model_a", "string"),
+                C("model_b", "string"),
+                C(
+                    "calibrated",
+                    "float64",
+                    min=0.0,
+                    max=1.0,
+                    doc="null-calibrated score (Gröger et al. 2026, Algorithm 1): 0 unless above the critical value",
+                ),
+                C("tau", "float64", doc="critical value at level alpha from the observed value and the null"),
+                C("alpha", "float64", min=0.0, max=1.0, doc="level of the critical value"),
+                C("null_q99", "float64", doc="99th percentile of the null (1st for information imbalance)"),
+                C("p_value", "float64", min=0.0, max=1.0, doc="(1 + #{null at least as aligned}) / (P + 1)"),
+                C(
+                    "closed_form_mean",
+                    "float64",
+                    nullable=True,
+                    doc="the null mean in closed form where one exists (mutual kNN, CKA, information imbalance)",
+                ),
+                C("n_permutations", "int64", min=1, doc="permutations drawn; p_value >= 1 / (n_permutations + 1)"),
+                C("seed", "int64", doc="run seed (each pair's stream: SeedSequence([seed, crc32(a NUL b)]))"),
+            ),
+            key=("dataset_id", "metric", "k", "model_a", "model_b"),
+            required=False,
+            doc="calibrated score, critical value and p-value per ordered pair and k, next to pairwise.value",
         ),
         TableSchema(
             "samples",
@@ -570,7 +614,7 @@ def validate_table(name: str, df: pd.DataFrame) -> pa.Table:
 
 def _table_rules(name: str, df: pd.DataFrame) -> None:
     """Rules within one table beyond per-column checks."""
-    if name in ("pairwise", "trees", "pairwise_null"):
+    if name in ("pairwise", "trees", "pairwise_null", "pairwise_calibration"):
         for i, (metric, k) in enumerate(zip(df["metric"].tolist(), df["k"].tolist(), strict=True)):
             has_k = not _is_null(k)
             if METRICS[metric].has_k != has_k:
@@ -602,13 +646,13 @@ def validate_release_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pa.Tab
             if v not in allowed:
                 raise SchemaError(table, column, i, f"unknown {what} {v!r} (not in the {what}s table)")
 
-    for t in ("pairwise", "pairwise_null"):
+    for t in ("pairwise", "pairwise_null", "pairwise_calibration"):
         refs(t, "model_a", model_ids, "model")
         refs(t, "model_b", model_ids, "model")
     per_model = ("intrinsic_dim", "energy", "neighbours", "neighbour_similarity", "neighbours_euclidean")
     for t in per_model:
         refs(t, "model_id", model_ids, "model")
-    for t in ("pairwise", "pairwise_null", "trees", "samples", "sample_structures", *per_model):
+    for t in ("pairwise", "pairwise_null", "pairwise_calibration", "trees", "samples", "sample_structures", *per_model):
         refs(t, "dataset_id", dataset_ids, "dataset")
     if "samples" in tables:
         s = tables["samples"].reset_index(drop=True)
