@@ -46,7 +46,7 @@ NOT_COMPUTABLE = {
 }
 II_REVERSE_NOTE = "Δ(new -> model) needs the release model's distances, which a release does not hold"
 COLUMNS = ["dataset_id", "metric", "k", "model_a", "model_b", "value", "ci_low", "ci_high", "p_value", "n",
-           "null_mean", "null_std", "null_q95", "n_permutations", "seed", "calibrated", "critical_value", "note"]  # fmt: skip
+           "null_mean", "null_std", "null_q95", "n_permutations", "seed", "calibrated", "critical_value", "null_q99", "note"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -202,10 +202,11 @@ def _null(value: float, null: np.ndarray, seed: int, higher_is_aligned: bool = T
         "seed": seed,
         "calibrated": cal.value,
         "critical_value": cal.tau,
+        "null_q99": float(np.quantile(null, 0.99 if higher_is_aligned else 0.01)),
         "note": None,
     }
 
 
 def _no_null() -> dict:
     return {"p_value": None, "null_mean": None, "null_std": None, "null_q95": None, "n_permutations": None,
-            "seed": None, "calibrated": None, "critical_value": None}  # fmt: skip
+            "seed": None, "calibrated": None, "critical_value": None, "null_q99": None}  # fmt: skip

@@ -155,7 +155,10 @@ def _null_record(metric: str, k, a: str, b: str, observed: float, values, s: Ana
                  closed_form_mean: float | None = None, higher: bool = True) -> dict:  # fmt: skip
     """One pairwise_null / calibration record: the null summary and the calibrated score of one ordered pair."""
     summ = summarize_null(observed, values, seed=s.seed, higher_is_aligned=higher, closed_form_mean=closed_form_mean)
-    cal = calibrated_score(observed, values, alpha=s.calibration_alpha, higher_is_aligned=higher)
+    # IDCor has no attainable maximum (estimated IDs can give values above 1): its calibrated value is the paper's
+    # unnormalised effect size max(s - tau, 0) in IDCor units; every other metric is normalised by its best value
+    smax = None if metric == "idcor" else 1.0
+    cal = calibrated_score(observed, values, alpha=s.calibration_alpha, smax=smax, higher_is_aligned=higher)
     return {"metric": metric, "k": k, "model_a": a, "model_b": b, "null_mean": summ.mean, "null_std": summ.sd,
             "null_q95": summ.q95, "null_q99": summ.q99, "n_permutations": summ.n_permutations, "seed": s.seed,
             "p_value": summ.p_value, "calibrated": cal.value, "tau": cal.tau, "alpha": cal.alpha,

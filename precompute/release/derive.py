@@ -80,6 +80,12 @@ def derive_release(
         with_null["n_permutations"] = with_null["n_permutations"].astype("int64")
         with_null["seed"] = with_null["seed"].astype("int64")
         tables["pairwise_null"] = pd.concat([tables.get("pairwise_null"), with_null[null_cols]], ignore_index=True)
+        if "pairwise_calibration" in tables:  # the parent carries calibration: the user's rows get theirs
+            cal = with_null.rename(columns={"critical_value": "tau"}).assign(alpha=0.05)
+            cal["closed_form_mean"] = [k / (result.n - 1) if m == "mutual_knn" else None
+                                       for m, k in zip(cal["metric"], cal["k"], strict=True)]  # fmt: skip
+            cols = TABLES["pairwise_calibration"].column_names
+            tables["pairwise_calibration"] = pd.concat([tables["pairwise_calibration"], cal[cols]], ignore_index=True)
     cos = result.cosine
     k_ship = int(tables["neighbours"].loc[tables["neighbours"].dataset_id == ds, "rank"].max())
     k_cos = min(k_ship, cos.k_max)
