@@ -192,7 +192,9 @@ def _null(value: float, null: np.ndarray, seed: int, higher_is_aligned: bool = T
     """The null summary (critical value and q95 on the aligned side), +1 p-value and the calibrated score."""
     if null.size == 0:
         return {**_no_null(), "note": None}
-    cal = calibrated_score(value, null, higher_is_aligned=higher_is_aligned)
+    # float32 similarities can put a self-like CKNNA a few ulps above 1: that is round-off, calibrated at 1
+    v_cal = min(value, 1.0) if higher_is_aligned and value <= 1.0 + 1e-6 else value
+    cal = calibrated_score(v_cal, null, higher_is_aligned=higher_is_aligned, smax=1.0 if v_cal <= 1.0 else None)
     return {
         "p_value": cal.p_value,
         "null_mean": float(null.mean()),
