@@ -23,8 +23,9 @@ SOURCE_LABELS = {
     "random_init": "random initialisation of the real architecture (NOT the pretrained model)",
     "trained_here": "trained here by us",
     "descriptor": "fixed descriptor (no training)",
+    "user": "a user's uploaded embedding (a release derived by `matter-align score --derive`)",
 }
-SOURCE_TAGS = {"random_init": " [random init]", "trained_here": " [trained here]"}
+SOURCE_TAGS = {"random_init": " [random init]", "trained_here": " [trained here]", "user": " [user upload]"}
 # a card's display name may already end in "(random init)" / "(trained here)": the tag replaces it, never doubles it
 _SOURCE_SUFFIX = re.compile(r"\s*\((random[ _-]?init|trained here)\)\s*$", re.IGNORECASE)
 

@@ -264,3 +264,26 @@ def test_fasta_of_protein_chains_names_each_chain(tmp_path):
     records = text.strip().split("\n")
     assert records[0] == f">{st.sample_id.iloc[0]}" and records[1] == "MKV"
     assert len(records) == 2 * int(mask.sum())
+
+
+def test_a_derived_release_opens_on_every_dashboard_page(scored_release, tmp_path, monkeypatch):
+    """source 'user' has a label and a tag: the compare and model-card pages of a derived release do not fail."""
+    from streamlit.testing.v1 import AppTest
+
+    from backend.scoring import score_embeddings as score
+    from precompute.release.derive import derive_release
+
+    release, feats = scored_release
+    res = score(release, "qm9", feats["ani1x-m0"], "mine", permutations=3)
+    folder = derive_release(release, res, tmp_path, upload_sha256="0" * 64, modality="structure")
+    (tmp_path / "latest").write_text(folder.name)
+    monkeypatch.setenv("MATTER_ALIGN_RELEASES", str(tmp_path))
+    for page, params in (("model_cards", {"model": "mine"}), ("compare", {"model_a": "mine", "dataset": "qm9"}),
+                         ("overview", {})):  # fmt: skip
+        at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60)
+        for k, v in params.items():
+            at.query_params[k] = v
+        if page != "overview":
+            at.switch_page(f"pages_/{page}.py")
+        at.run()
+        assert not at.exception, (page, [e.message for e in at.exception])
