@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from io import StringIO
 
 import numpy as np
@@ -10,7 +9,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figures_matrix import NAN_COLOUR, dendrogram_segments, diff_heatmap, family_block, heatmap  # noqa: F401
+from .figures_matrix import (  # noqa: F401  # one definition for both figure modules
+    NAN_COLOUR,
+    _fmt,
+    _scale,
+    dendrogram_segments,
+    diff_heatmap,
+    family_block,
+    heatmap,
+)
 
 PALETTE = [
     "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC",
@@ -39,19 +46,6 @@ def family_colours(families) -> dict[str, str]:
     return colour_map(families, sort=True)
 
 
-def _scale(higher_is_aligned: bool) -> str:
-    return "Viridis" if higher_is_aligned else "Viridis_r"
-
-
-def _fmt(v, digits=3) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):  # None, pd.NA
-        return "–"
-    return f"{f:.{digits}f}" if math.isfinite(f) else "–"
-
-
-# ----------------------------------------------------------------------------------------------------------------
 def tree_layout(newick: str) -> tuple[pd.DataFrame, list, list]:
     """Leaf table (model_id, x = distance from the root, y) and rectangular branch lines from a Biopython parse."""
     from Bio import Phylo

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from backend.release import Release
+from precompute.analyze.tasks import permuted_cache
 from precompute.metrics.calibrated import calibrated_score
 from precompute.metrics.cknna import masked_entries, self_hsic
 from precompute.metrics.hsic import sparse_hsic_unbiased
@@ -80,12 +81,6 @@ def _settings(release: Release, dataset: str) -> dict:
     if not isinstance(s, dict) or "ks_knn" not in s:
         raise ScoringDataError(f"release {release.release_id}: no analysis settings recorded for {dataset!r}")
     return s
-
-
-def _permuted(cache: NeighbourCache, perm: np.ndarray) -> NeighbourCache:
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(perm.size)
-    return NeighbourCache(inv[cache.indices[perm]], cache.scores[perm], cache.kind, cache.options)
 
 
 def _pair_values(u: NeighbourCache, m: NeighbourCache, k: int, h_u: float, h_m: float | None) -> tuple:
@@ -149,7 +144,7 @@ def score_embeddings(
     }
     for k in ks_knn:
         h_u = self_hsic(user, k)  # a permutation relabels rows: the self term of U[perm] is the same
-        permuted = [_permuted(user, p) for p in perms]
+        permuted = [permuted_cache(user, p) for p in perms]
         for m, z in zoo.items():
             h_m = self_hsic(caches[m], k) if z.cosine_similarity is not None else None
             ab, ba, mutual = _pair_values(user, caches[m], k, h_u, h_m)

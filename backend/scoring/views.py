@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from backend import queries as q
+from backend.queries.matrix import _distance_matrix
 from backend.release import Release
 
 from .compute import ScoreResult
@@ -101,11 +102,7 @@ def tree_with_user(release: Release, result: ScoreResult, k: int, method: str = 
     from Bio.Phylo.TreeConstruction import DistanceMatrix, DistanceTreeConstructor
 
     M = matrix_with_user(release, result, k)
-    v = M.to_numpy(dtype=float)
-    both = np.where(np.isnan(v), v.T, np.where(np.isnan(v.T), v, (v + v.T) / 2))
-    d = np.clip(1.0 - both, 0.0, None)
-    d = np.where(np.isfinite(d), d, np.nanmax(d[np.isfinite(d)]) if np.isfinite(d).any() else 1.0)
-    np.fill_diagonal(d, 0.0)
+    d = _distance_matrix(M, higher_is_aligned=True).to_numpy()
     names = list(M.index)
     dm = DistanceMatrix(names, [[float(d[i, j]) for j in range(i + 1)] for i in range(len(names))])
     tree = getattr(DistanceTreeConstructor(), method)(dm)

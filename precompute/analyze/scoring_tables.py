@@ -22,7 +22,8 @@ def shipped_cosine_k(n: int) -> int:
     return COSINE_K_SMALL if n <= SMALL_N else COSINE_K_LARGE
 
 
-def _long(dataset_id: str, model: str, values: np.ndarray, column: str) -> pd.DataFrame:
+def long_lists(dataset_id: str, model: str, values: np.ndarray, column: str) -> pd.DataFrame:
+    """(N, k) per-sample lists as release rows: dataset_id, model_id, position, rank (1 = nearest), `column`."""
     n, k = values.shape
     return pd.DataFrame({"dataset_id": dataset_id, "model_id": model,
                          "position": np.repeat(np.arange(n, dtype=np.int64), k),
@@ -37,7 +38,7 @@ def neighbour_similarity_table(work: Path, dataset_id: str, models: list[str], k
     parts = []
     for m in models:
         c = load_cache(Path(work), m, "cosine")
-        parts.append(_long(dataset_id, m, c.scores[:, : min(k, c.k_max)].astype(np.float32), "similarity"))
+        parts.append(long_lists(dataset_id, m, c.scores[:, : min(k, c.k_max)].astype(np.float32), "similarity"))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -48,5 +49,5 @@ def neighbours_euclidean_table(work: Path, dataset_id: str, models: list[str], k
     parts = []
     for m in models:
         c = load_cache(Path(work), m, "euclid")
-        parts.append(_long(dataset_id, m, c.indices[:, : min(k, c.k_max)].astype(np.int64), "neighbour"))
+        parts.append(long_lists(dataset_id, m, c.indices[:, : min(k, c.k_max)].astype(np.int64), "neighbour"))
     return pd.concat(parts, ignore_index=True)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from backend.release import Release
 from backend.scoring import ScoreResult
-from precompute.analyze.scoring_tables import EUCLIDEAN_K
+from precompute.analyze.scoring_tables import EUCLIDEAN_K, long_lists
 from precompute.metrics.neighbours import build_neighbour_cache
 from precompute.metrics.twonn import twonn_bootstrap_ci, twonn_from_ratios, twonn_ratios
 
@@ -37,12 +37,6 @@ def user_model_id(name: str) -> str:
 
 def _parent_tables(release: Release) -> dict[str, pd.DataFrame]:
     return {t: pd.read_parquet(release.path / f"{t}.parquet") for t in release.tables}
-
-
-def _long(ds: str, mid: str, values: np.ndarray, column: str) -> pd.DataFrame:
-    n, k = values.shape
-    return pd.DataFrame({"dataset_id": ds, "model_id": mid, "position": np.repeat(np.arange(n, dtype=np.int64), k),
-                         "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), n), column: values.ravel()})  # fmt: skip
 
 
 def derive_release(
@@ -90,15 +84,16 @@ def derive_release(
     k_ship = int(tables["neighbours"].loc[tables["neighbours"].dataset_id == ds, "rank"].max())
     k_cos = min(k_ship, cos.k_max)
     tables["neighbours"] = pd.concat(
-        [tables["neighbours"], _long(ds, mid, cos.indices[:, :k_cos].astype(np.int64), "neighbour")], ignore_index=True
+        [tables["neighbours"], long_lists(ds, mid, cos.indices[:, :k_cos].astype(np.int64), "neighbour")],
+        ignore_index=True,
     )
     if "neighbour_similarity" in tables:
-        sim = _long(ds, mid, cos.scores[:, :k_cos].astype(np.float32), "similarity")
+        sim = long_lists(ds, mid, cos.scores[:, :k_cos].astype(np.float32), "similarity")
         tables["neighbour_similarity"] = pd.concat([tables["neighbour_similarity"], sim], ignore_index=True)
     if "neighbours_euclidean" in tables:
         euc = build_neighbour_cache(result.features, EUCLIDEAN_K, "euclidean", name=mid, duplicates="keep")
         tables["neighbours_euclidean"] = pd.concat(
-            [tables["neighbours_euclidean"], _long(ds, mid, euc.indices.astype(np.int64), "neighbour")],
+            [tables["neighbours_euclidean"], long_lists(ds, mid, euc.indices.astype(np.int64), "neighbour")],
             ignore_index=True,
         )
     mu, n_dup = twonn_ratios(result.features, name=mid)
