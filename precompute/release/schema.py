@@ -23,7 +23,7 @@ FORMAT_VERSION = 1
 # ----------------------------------------------------------------------------------------------------------------
 # user: an embedding uploaded to `matter-align score --derive` (a derived release)
 SOURCES = ("pretrained", "random_init", "trained_here", "descriptor", "user")
-MODALITIES = ("structure", "smiles", "selfies", "sequence", "text", "descriptor", "graph")
+MODALITIES = ("structure", "smiles", "selfies", "sequence", "text", "descriptor", "graph", "composition")
 INPUT_KINDS = ("molecule", "crystal", "protein_structure", "protein_sequence", "smiles")
 EQUIVARIANCE = ("invariant", "equivariant", "none")
 FORCE_HEADS = ("conservative", "direct", "none")
