@@ -17,6 +17,8 @@ Modules, by view (every public name is re-exported here, so `from backend import
 - `energy`: energy MAE and alignment to the lowest-MAE model
 - `ood`: in- vs out-of-distribution pairs and summaries
 - `pairs`: information imbalance, CKNNA vs IDCor, permutation nulls, model profile, two-model comparison
+- `calibration`: raw or calibrated values with the null, p-value ("p < 1/(P+1)" at its floor) and interval;
+  ranked partners with ties where intervals overlap; `calibration_note` where a release has no calibration
 - `summary`: one row per model (mean alignment with an interval, nearest model with ties, ID, energy MAE)
 - `trees`: stored and computed Newick trees
 - `export`: CSV bytes and file names
@@ -28,6 +30,15 @@ from __future__ import annotations
 from precompute.release.schema import METRICS
 
 from ._common import ORDERS, k_values
+from .calibration import (
+    CALIBRATION_COLUMNS,
+    SCALES,
+    calibration_note,
+    has_calibration,
+    p_value_text,
+    ranked_partners,
+    scale_label,
+)
 from .catalogue import (
     ReleaseSummary,
     available_metrics,
@@ -60,6 +71,13 @@ from .summary import model_summary
 from .trees import list_trees, tree, tree_for_models
 
 __all__ = [
+    "CALIBRATION_COLUMNS",
+    "SCALES",
+    "calibration_note",
+    "has_calibration",
+    "p_value_text",
+    "ranked_partners",
+    "scale_label",
     "LINKAGE_METHODS",
     "METRICS",
     "ORDERS",

@@ -15,6 +15,7 @@ from precompute.release.schema import METRICS
 
 from ..release import Release
 from ._common import ORDERS, _dataset, _meta_maps, _metric_k, _model_meta, _models_arg, k_values
+from .calibration import add_scale, calibration_note, check_scale, pair_rows
 
 LINKAGE_METHODS = ("average", "complete", "single", "weighted")
 
@@ -25,8 +26,9 @@ class MatrixResult:
 
     order: model ids in row/column order. matrix: DataFrame (index = columns = order) of values, row = model_a,
     column = model_b (NaN where nothing is stored). cells: long form, one row per ordered pair in the matrix, columns
-    model_a, model_b, value, ci_low, ci_high, p_value, n, k, mirrored (value taken from the (b, a) row of a
-    mirror_fill metric), display_name_a, display_name_b, family_a, family_b, row, col.
+    model_a, model_b, value, ci_low, ci_high (on `scale`), p_value, n, k, mirrored (value taken from the (b, a) row
+    of a mirror_fill metric), display_name_a, display_name_b, family_a, family_b, row, col, and the pair's null and
+    calibration (`calibration.CALIBRATION_COLUMNS`, NaN where the release has none). scale: "raw" or "calibrated".
     linkage: scipy linkage (order == "cluster") for a dendrogram, else None. distance: the condensed-to-square
     distance used for clustering (None otherwise). missing_models: requested models without values here.
     """
@@ -40,14 +42,11 @@ class MatrixResult:
     linkage: np.ndarray | None = None
     distance: pd.DataFrame | None = None
     missing_models: list[str] = field(default_factory=list)
+    scale: str = "raw"
 
 
 def _pair_rows(release: Release, dataset: str, metric: str, k: int | None) -> pd.DataFrame:
-    return release.query(
-        "SELECT model_a, model_b, value, ci_low, ci_high, p_value, n, k FROM pairwise "
-        "WHERE dataset_id = ? AND metric = ? AND k IS NOT DISTINCT FROM ?",
-        [dataset, metric, k],
-    )
+    return pair_rows(release, dataset, metric, k)  # with the pair's null and calibration columns (NaN without)
 
 
 def _cells(release: Release, dataset: str, metric: str, k: int | None, models: list[str] | None) -> pd.DataFrame:
@@ -93,15 +92,20 @@ def matrix(
     order: str = "family",
     models: Sequence[str] | None = None,
     linkage_method: str = "average",
+    scale: str = "raw",
 ) -> MatrixResult:
     """The square matrix of (dataset, metric, k) over models (default all with values), ordered.
 
     order: "family" (family, display name, id), "cluster" (scipy hierarchical clustering of the symmetrised distance
     1 - value, or value for information imbalance, with optimal leaf ordering; linkage returned for a dendrogram),
-    or "given" (the order of `models`). k: None = the smallest available k for metrics with k.
+    or "given" (the order of `models`). k: None = the smallest available k for metrics with k. scale "calibrated":
+    the null-calibrated scores (ValueError when the release has none for this selection; NaN for a pair without).
     """
     _dataset(release, dataset)
     metric, k = _metric_k(release, dataset, metric, k)
+    check_scale(scale)
+    if scale == "calibrated" and (note := calibration_note(release, dataset, metric, k)) is not None:
+        raise ValueError(note)
     if order not in ORDERS:
         raise ValueError(f"unknown order {order!r}; use one of {list(ORDERS)}")
     if linkage_method not in LINKAGE_METHODS:
@@ -109,7 +113,7 @@ def matrix(
     wanted = _models_arg(release, models)
     if order == "given" and wanted is None:
         raise ValueError("order='given' needs a list of models")
-    cells = _cells(release, dataset, metric, k, wanted)
+    cells = add_scale(_cells(release, dataset, metric, k, wanted), metric, scale)
     present = set(cells["model_a"]) | set(cells["model_b"])
     meta = _model_meta(release)
     if wanted is not None:
@@ -124,7 +128,7 @@ def matrix(
     values = pd.DataFrame(arr, index=pd.Index(ids, name="model_a"), columns=pd.Index(ids, name="model_b"))
     link, dist = None, None
     if order == "cluster" and len(ids) >= 2:
-        dist = _distance_matrix(values, METRICS[metric].higher_is_aligned)
+        dist = _distance_matrix(values, scale == "calibrated" or METRICS[metric].higher_is_aligned)
         link = linkage(squareform(dist.to_numpy(), checks=False), method=linkage_method, optimal_ordering=True)
         ids = [ids[i] for i in leaves_list(link)]
         values = values.loc[ids, ids]
@@ -141,7 +145,7 @@ def matrix(
     )
     cells = cells.sort_values(["row", "col"]).reset_index(drop=True)
     cells["k"] = pd.array([k] * len(cells), dtype="Int64")
-    return MatrixResult(dataset, metric, k, ids, values, cells, link, dist, missing)
+    return MatrixResult(dataset, metric, k, ids, values, cells, link, dist, missing, scale)
 
 
 def matrix_table(result: MatrixResult) -> pd.DataFrame:
@@ -180,10 +184,12 @@ def matrix_difference(
     k: int | None = None,
     order: str = "family",
     models: Sequence[str] | None = None,
+    scale: str = "raw",
 ) -> MatrixDifference:
     """Side-by-side matrices of one (metric, k) on two datasets (e.g. in- vs out-of-distribution) and b - a.
 
-    Only models with values on both datasets are kept. k None = the smallest k stored on both.
+    Only models with values on both datasets are kept. k None = the smallest k stored on both. scale as in matrix
+    (both datasets need calibration data for "calibrated").
     """
     _dataset(release, dataset_a)
     _dataset(release, dataset_b)
@@ -194,18 +200,18 @@ def matrix_difference(
         if not common:
             raise ValueError(f"metric {metric!r} has no k common to {dataset_a!r} and {dataset_b!r}")
         k = common[0]
-    ra = matrix(release, dataset_a, metric, k, order="family", models=models)
-    rb = matrix(release, dataset_b, metric, k, order="family", models=models)
+    ra = matrix(release, dataset_a, metric, k, order="family", models=models, scale=scale)
+    rb = matrix(release, dataset_b, metric, k, order="family", models=models, scale=scale)
     shared = [m for m in ra.order if m in set(rb.order)]
     if order == "given":
         if models is None:
             raise ValueError("order='given' needs a list of models")
         shared = [m for m in dict.fromkeys(models) if m in set(shared)]
-        ra = matrix(release, dataset_a, metric, k, order="given", models=shared) if shared else ra
+        ra = matrix(release, dataset_a, metric, k, order="given", models=shared, scale=scale) if shared else ra
     else:
-        ra = matrix(release, dataset_a, metric, k, order=order, models=shared) if shared else ra
+        ra = matrix(release, dataset_a, metric, k, order=order, models=shared, scale=scale) if shared else ra
     ids = ra.order if shared else []
-    rb = matrix(release, dataset_b, metric, k, order="given", models=ids) if ids else rb
+    rb = matrix(release, dataset_b, metric, k, order="given", models=ids, scale=scale) if ids else rb
     va, vb = ra.matrix.loc[ids, ids].to_numpy(float), rb.matrix.loc[ids, ids].to_numpy(float)
     diff = pd.DataFrame(vb - va, index=pd.Index(ids, name="model_a"), columns=pd.Index(ids, name="model_b"))
     m = len(ids)
@@ -223,7 +229,12 @@ def matrix_difference(
 
 
 def family_block_matrix(
-    release: Release, dataset: str, metric: str, k: int | None = None, models: Sequence[str] | None = None
+    release: Release,
+    dataset: str,
+    metric: str,
+    k: int | None = None,
+    models: Sequence[str] | None = None,
+    scale: str = "raw",
 ) -> pd.DataFrame:
     """Family x family averages of the (dataset, metric, k) matrix over ordered pairs of distinct models.
 
@@ -231,7 +242,7 @@ def family_block_matrix(
     n_models_a, n_models_b. Every family pair appears; value_mean is NaN where no pair of distinct models exists
     (a one-model family's diagonal block).
     """
-    res = matrix(release, dataset, metric, k, order="family", models=models)
+    res = matrix(release, dataset, metric, k, order="family", models=models, scale=scale)
     cells = res.cells[res.cells["model_a"] != res.cells["model_b"]]
     meta = _model_meta(release).loc[res.order]
     fams = list(dict.fromkeys(meta["family"]))

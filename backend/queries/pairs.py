@@ -12,6 +12,7 @@ from precompute.release.schema import METRICS
 
 from ..release import Release
 from ._common import _dataset, _meta_maps, _metric_k, _model, _models_arg, k_values
+from .calibration import p_value_text
 from .matrix import _cells
 
 
@@ -153,6 +154,12 @@ def pairwise_null(
 # one model, two models
 # ----------------------------------------------------------------------------------------------------------------
 _PROFILE_COLS = ["dataset_id", "metric", "k", "scope", "other_model", "value", "ci_low", "ci_high", "p_value", "n"]
+_NULL_COLS = ["calibrated", "null_mean", "null_std", "null_q95", "null_q99", "n_permutations", "p_text"]
+_ON = ("{t}.dataset_id = p.dataset_id AND {t}.metric = p.metric AND {t}.k IS NOT DISTINCT FROM p.k AND "
+       "{t}.model_a = p.model_a AND {t}.model_b = p.model_b")  # fmt: skip
+_CAL_JOIN = f"LEFT JOIN pairwise_null z ON {_ON.format(t='z')} LEFT JOIN pairwise_calibration c ON {_ON.format(t='c')}"
+_CAL_SELECT = ("coalesce(c.p_value, p.p_value) AS p_value, p.n, c.calibrated, z.null_mean, z.null_std, z.null_q95, "
+               "c.null_q99, coalesce(c.n_permutations, z.n_permutations) AS n_permutations")  # fmt: skip
 
 
 def model_profile(release: Release, model_id: str) -> pd.DataFrame:
@@ -162,19 +169,21 @@ def model_profile(release: Release, model_id: str) -> pd.DataFrame:
     metrics, e.g. information imbalance, value = model -> other) plus mirrored rows of mirror_fill metrics where only
     the other orientation is stored. scope "model": intrinsic dimension (metric = "intrinsic_dim:<estimator>") and
     energy (metric = "energy_mae_per_atom", n = n_test), other_model null.
-    Columns: dataset_id, metric, k, scope, other_model, value, ci_low, ci_high, p_value, n.
+    Columns: dataset_id, metric, k, scope, other_model, value, ci_low, ci_high, p_value, n, then the pair's
+    calibrated score and null (calibrated, null_mean, null_std, null_q95, null_q99, n_permutations; NaN where the
+    release has none) and p_text (the p-value as shown, "p < 1/(P+1)" at its floor).
     """
     _model(release, model_id)
     pair = release.query(
-        "SELECT dataset_id, metric, k, model_b AS other_model, value, ci_low, ci_high, p_value, n FROM pairwise "
-        "WHERE model_a = ?",
+        "SELECT p.dataset_id, p.metric, p.k, p.model_b AS other_model, p.value, p.ci_low, p.ci_high, "
+        f"{_CAL_SELECT} FROM pairwise p {_CAL_JOIN} WHERE p.model_a = ?",
         [model_id],
     )
     mirr = release.query(
-        "SELECT p.dataset_id, p.metric, p.k, p.model_a AS other_model, p.value, p.ci_low, p.ci_high, p.p_value, p.n "
-        "FROM pairwise p WHERE p.model_b = ? AND list_contains(?, p.metric) AND NOT EXISTS (SELECT 1 FROM pairwise q "
-        "WHERE q.dataset_id = p.dataset_id AND q.metric = p.metric AND q.k IS NOT DISTINCT FROM p.k AND "
-        "q.model_a = p.model_b AND q.model_b = p.model_a)",
+        "SELECT p.dataset_id, p.metric, p.k, p.model_a AS other_model, p.value, p.ci_low, p.ci_high, "
+        f"{_CAL_SELECT} FROM pairwise p {_CAL_JOIN} WHERE p.model_b = ? AND list_contains(?, p.metric) AND NOT EXISTS "
+        "(SELECT 1 FROM pairwise q WHERE q.dataset_id = p.dataset_id AND q.metric = p.metric AND "
+        "q.k IS NOT DISTINCT FROM p.k AND q.model_a = p.model_b AND q.model_b = p.model_a)",
         [model_id, [m for m, d in METRICS.items() if d.mirror_fill]],
     )
     ids = release.query(
@@ -188,8 +197,9 @@ def model_profile(release: Release, model_id: str) -> pd.DataFrame:
         [model_id],
     )
     parts = [pair.assign(scope="pair"), mirr.assign(scope="pair"), ids.assign(scope="model"), en.assign(scope="model")]
-    out = pd.concat([p.reindex(columns=_PROFILE_COLS) for p in parts if not p.empty], ignore_index=True)
-    out = out.reindex(columns=_PROFILE_COLS)
+    cols = [*_PROFILE_COLS, *_NULL_COLS]
+    out = pd.concat([p.reindex(columns=cols) for p in parts if not p.empty], ignore_index=True).reindex(columns=cols)
+    out["p_text"] = [p_value_text(p, n) for p, n in zip(out["p_value"], out["n_permutations"], strict=True)]
     out["k"] = pd.array([None if pd.isna(v) else int(v) for v in out["k"]], dtype="Int64")
     out["n"] = pd.array([None if pd.isna(v) else int(v) for v in out["n"]], dtype="Int64")
     return out.sort_values(["dataset_id", "scope", "metric", "k", "other_model"], na_position="first").reset_index(
@@ -203,7 +213,8 @@ def compare_models(release: Release, model_a: str, model_b: str) -> pd.DataFrame
     scope "pair": every pairwise metric of the pair: value_ab (row model_a -> model_b), value_ba (the reverse row;
     the same number for mirror_fill metrics when only one orientation is stored), ci_low, ci_high, p_value, n of the
     a -> b row. scope "model": intrinsic dimension per estimator and energy MAE, value_a and value_b.
-    Columns: dataset_id, metric, k, scope, value_ab, value_ba, value_a, value_b, ci_low, ci_high, p_value, n.
+    Columns: dataset_id, metric, k, scope, value_ab, value_ba, value_a, value_b, ci_low, ci_high, p_value, n, and
+    the a -> b row's calibrated, calibrated_ba, null_mean, null_std, null_q95, null_q99, n_permutations, p_text.
     """
     _model(release, model_a)
     _model(release, model_b)
@@ -212,13 +223,14 @@ def compare_models(release: Release, model_a: str, model_b: str) -> pd.DataFrame
     ab = pa_[(pa_["scope"] == "pair") & (pa_["other_model"] == model_b)]
     ba = pb_[(pb_["scope"] == "pair") & (pb_["other_model"] == model_a)]
     key = ["dataset_id", "metric", "k"]
-    pair = ab.merge(ba[[*key, "value"]].rename(columns={"value": "value_ba"}), on=key, how="outer")
+    back = ba[[*key, "value", "calibrated"]].rename(columns={"value": "value_ba", "calibrated": "calibrated_ba"})
+    pair = ab.merge(back, on=key, how="outer")
     pair = pair.rename(columns={"value": "value_ab"}).assign(scope="pair")
     ma = pa_[pa_["scope"] == "model"][[*key, "value"]].rename(columns={"value": "value_a"})
     mb = pb_[pb_["scope"] == "model"][[*key, "value"]].rename(columns={"value": "value_b"})
     per = ma.merge(mb, on=key, how="outer").assign(scope="model")
     cols = ["dataset_id", "metric", "k", "scope", "value_ab", "value_ba", "value_a", "value_b"]
-    cols += ["ci_low", "ci_high", "p_value", "n"]
+    cols += ["ci_low", "ci_high", "p_value", "n", "calibrated", "calibrated_ba", *_NULL_COLS[1:]]
     out = pd.concat([pair.reindex(columns=cols), per.reindex(columns=cols)], ignore_index=True)
     out["k"] = pd.array([None if pd.isna(v) else int(v) for v in out["k"]], dtype="Int64")
     out["n"] = pd.array([None if pd.isna(v) else int(v) for v in out["n"]], dtype="Int64")

@@ -11,6 +11,9 @@ For model m with the other models p = 1..P of the dataset (values v(m, p) of one
                      nearest pair's interval are tied with it (only with pair CIs; without them only exact ties)
 
 plus the model's TwoNN intrinsic dimension with its bootstrap CI and its energy MAE (meV/atom) on this dataset.
+
+scale "calibrated": v(m, p) is the pair's null-calibrated score (higher = more aligned for every metric, information
+imbalance included) and its interval the pair's CI mapped through the calibration (backend.queries.calibration).
 """
 
 from __future__ import annotations
@@ -51,12 +54,13 @@ def model_summary(
     metric: str = "cknna",
     k: int | None = None,
     models: Sequence[str] | None = None,
+    scale: str = "raw",
 ) -> pd.DataFrame:
     """One row per model with values on (dataset, metric, k); see the module docstring. Sorted by mean alignment,
-    most aligned first."""
-    res = matrix(release, dataset, metric, k, order="family", models=models)
+    most aligned first. scale: "raw" or "calibrated" (ValueError when the release has no calibration here)."""
+    res = matrix(release, dataset, metric, k, order="family", models=models, scale=scale)
     ids = list(res.order)
-    higher = METRICS[res.metric].higher_is_aligned
+    higher = scale == "calibrated" or METRICS[res.metric].higher_is_aligned
     v = _symmetrised(res.matrix.loc[ids, ids].to_numpy(dtype=float))
     np.fill_diagonal(v, np.nan)
     lo, hi = _pair_ci(res, ids)
@@ -112,5 +116,7 @@ def model_summary(
     out = pd.DataFrame(rows)
     if len(out):
         out = out.sort_values("mean_alignment", ascending=not higher, kind="stable").reset_index(drop=True)
-    out.attrs.update({"dataset_id": dataset, "metric": res.metric, "k": res.k})
+    if len(out):
+        out.insert(out.columns.get_loc("mean_alignment"), "scale", scale)
+    out.attrs.update({"dataset_id": dataset, "metric": res.metric, "k": res.k, "scale": scale})
     return out

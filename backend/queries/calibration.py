@@ -1,0 +1,164 @@
+"""Raw or null-calibrated pairwise values, with the permutation null, the p-value and the interval of each pair.
+
+A release may carry two optional tables next to `pairwise`: `pairwise_null` (null mean, sd, 95th percentile; the
+5th for information imbalance, where lower is more aligned) and `pairwise_calibration` (the calibrated score of
+Gröger, Wen and Brbić 2026, its critical value tau, the 99th/1st percentile, the p-value and the permutations P).
+Releases written before them have neither: every query here then says so (`has_calibration`, `calibration_note`)
+instead of returning zeros.
+
+Calibrated scale: value = `pairwise_calibration.calibrated`. Its interval is the raw interval mapped through the
+same transform with tau held fixed (clip((x - tau) / (1 - tau), 0, 1); IDCor max(x - tau, 0); information imbalance
+clip((tau - x) / tau, 0, 1), which turns the raw upper bound into the lower one): the transform is monotone, so the
+mapped interval holds the calibrated value whenever the raw one holds the raw value (tau's own permutation noise is
+not in it).
+
+p-values: (1 + #{null at least as aligned}) / (P + 1) can be no smaller than 1 / (P + 1); at that floor every view
+says "p < 1/(P+1)" (`p_value_text`) instead of a number that only reflects P.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from precompute.metrics.resampling import mark_ties
+from precompute.release.schema import METRICS
+
+from ..release import Release
+from ._common import _dataset, _metric_k
+
+SCALES = ("raw", "calibrated")
+# the columns the calibration adds to every long table of pairwise values (matrix cells, CSV)
+CALIBRATION_COLUMNS = ["value_raw", "ci_low_raw", "ci_high_raw", "calibrated", "calibrated_ci_low",
+                       "calibrated_ci_high", "tau", "alpha", "null_mean", "null_std", "null_q95", "null_q99",
+                       "n_permutations", "seed", "p_text", "above_null_q95"]  # fmt: skip
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; use one of {list(SCALES)}")
+    return scale
+
+
+def has_calibration(release: Release, dataset: str | None = None, metric: str | None = None, k=None) -> bool:
+    """True when the release holds calibrated scores (for `dataset`, `metric` and `k` when given)."""
+    sql, params = "SELECT count(*) FROM pairwise_calibration WHERE TRUE", []
+    if dataset is not None:
+        sql, params = sql + " AND dataset_id = ?", [*params, _dataset(release, dataset)]
+    if metric is not None:
+        sql, params = sql + " AND metric = ? AND k IS NOT DISTINCT FROM ?", [*params, metric, k]
+    return bool(release.cursor().execute(sql, params).fetchone()[0])
+
+
+def calibration_note(release: Release, dataset: str | None = None, metric: str | None = None, k=None) -> str | None:
+    """None when calibrated scores exist for the selection, else the sentence every view shows instead."""
+    if has_calibration(release, dataset, metric, k):
+        return None
+    if not has_calibration(release):
+        return (
+            f"This release ({release.release_id}) has no calibration data: no calibrated scores, no critical values "
+            "(it predates the `pairwise_calibration` table). Raw values are shown."
+        )
+    what = " · ".join(str(x) for x in (dataset, metric, None if k is None else f"k = {k}") if x is not None)
+    return f"This release has no calibration data for {what}. Raw values are shown."
+
+
+def p_value_text(p, n_permutations) -> str:
+    """The p-value as every view prints it: 'p < 1/(P+1), P = 100' at the floor 1/(P+1), else 'p = 0.0312'."""
+    if p is None or pd.isna(p):
+        return "–"
+    if n_permutations is not None and not pd.isna(n_permutations):
+        P = int(n_permutations)
+        if float(p) <= 1.0 / (P + 1) * (1 + 1e-9):
+            return f"p < 1/(P+1), P = {P}"
+    return f"p = {float(p):.3g}"
+
+
+def calibrate_like(metric: str, x, tau) -> np.ndarray:
+    """The calibrated score's transform of a raw value x at critical value tau (see the module docstring)."""
+    x, tau = np.asarray(x, dtype=float), np.asarray(tau, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if not METRICS[metric].higher_is_aligned:
+            return np.clip((tau - x) / np.maximum(tau, 1e-12), 0.0, 1.0)
+        if metric == "idcor":  # no attainable maximum: the unnormalised effect size
+            return np.maximum(x - tau, 0.0)
+        return np.clip((x - tau) / np.maximum(1.0 - tau, 1e-12), 0.0, 1.0)
+
+
+def pair_rows(release: Release, dataset: str, metric: str, k: int | None) -> pd.DataFrame:
+    """Stored rows of (dataset, metric, k) with their null and calibration (NaN where a table has no row)."""
+    on = ("{t}.dataset_id = p.dataset_id AND {t}.metric = p.metric AND {t}.k IS NOT DISTINCT FROM p.k AND "
+          "{t}.model_a = p.model_a AND {t}.model_b = p.model_b")  # fmt: skip
+    return release.query(
+        "SELECT p.model_a, p.model_b, p.value, p.ci_low, p.ci_high, coalesce(c.p_value, p.p_value) AS p_value, p.n, "
+        "p.k, z.null_mean, z.null_std, z.null_q95, c.null_q99, c.calibrated, c.tau, c.alpha, "
+        "coalesce(c.n_permutations, z.n_permutations) AS n_permutations, coalesce(c.seed, z.seed) AS seed "
+        f"FROM pairwise p LEFT JOIN pairwise_null z ON {on.format(t='z')} "
+        f"LEFT JOIN pairwise_calibration c ON {on.format(t='c')} "
+        "WHERE p.dataset_id = ? AND p.metric = ? AND p.k IS NOT DISTINCT FROM ?",
+        [dataset, metric, k],
+    )
+
+
+def add_scale(cells: pd.DataFrame, metric: str, scale: str) -> pd.DataFrame:
+    """Derived columns of a long table from `pair_rows` (value_raw, calibrated interval, p_text, above_null_q95,
+    scale) and `value` / `ci_low` / `ci_high` on the chosen scale."""
+    check_scale(scale)
+    out = cells.copy()
+    higher = METRICS[metric].higher_is_aligned
+    out["value_raw"], out["ci_low_raw"], out["ci_high_raw"] = out["value"], out["ci_low"], out["ci_high"]
+    a = calibrate_like(metric, pd.to_numeric(out["ci_low"], errors="coerce"), out["tau"])
+    b = calibrate_like(metric, pd.to_numeric(out["ci_high"], errors="coerce"), out["tau"])
+    out["calibrated_ci_low"], out["calibrated_ci_high"] = (a, b) if higher else (b, a)
+    q95 = pd.to_numeric(out["null_q95"], errors="coerce").to_numpy(float)
+    raw = out["value"].to_numpy(float)
+    above = raw > q95 if higher else raw < q95
+    out["above_null_q95"] = pd.array([None if np.isnan(t) else bool(v) for t, v in zip(q95, above, strict=True)],
+                                     dtype="boolean")  # fmt: skip
+    out["p_text"] = [p_value_text(p, n) for p, n in zip(out["p_value"], out["n_permutations"], strict=True)]
+    if scale == "calibrated":
+        out["value"] = out["calibrated"].astype(float)
+        out["ci_low"], out["ci_high"] = out["calibrated_ci_low"], out["calibrated_ci_high"]
+    out["scale"] = scale
+    return out
+
+
+def scale_label(metric: str, scale: str) -> str:
+    """'CKNNA' or 'calibrated CKNNA' (the axis and colour-bar title)."""
+    name = METRICS[metric].display_name
+    return f"calibrated {name} (0 = not above the null)" if scale == "calibrated" else name
+
+
+def ranked_partners(
+    release: Release,
+    dataset: str,
+    metric: str,
+    model: str,
+    k: int | None = None,
+    scale: str = "raw",
+    models: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Every partner of `model`, most aligned first, with tie groups: `tie_group` 0 is the nearest model and every
+    partner whose interval overlaps its interval (`precompute.metrics.resampling.mark_ties`); without intervals
+    only exactly equal values tie. Values are model -> partner (the stored orientation; a mirror_fill metric's
+    single stored orientation is used both ways). Columns: other_model, value, ci_low, ci_high, p_text,
+    above_null_q95, rank, tie_group, tied_with_nearest, scale."""
+    from .matrix import matrix
+
+    _, k = _metric_k(release, dataset, metric, k)
+    res = matrix(release, dataset, metric, k, models=models, scale=scale)
+    c = res.cells[(res.cells["model_a"] == model) & (res.cells["model_b"] != model)].dropna(subset=["value"])
+    cols = ["other_model", "value", "ci_low", "ci_high", "p_text", "above_null_q95", "rank", "tie_group",
+            "tied_with_nearest", "scale"]  # fmt: skip
+    if c.empty:
+        return pd.DataFrame(columns=cols)
+    higher = scale == "calibrated" or METRICS[metric].higher_is_aligned  # calibrated: higher = more aligned, always
+    c = c.sort_values("value", ascending=not higher, kind="stable").reset_index(drop=True)
+    groups = mark_ties(c["value"].to_numpy(float), c["ci_low"].tolist(), c["ci_high"].tolist(),
+                       higher_is_better=higher)  # fmt: skip
+    out = c.rename(columns={"model_b": "other_model"}).assign(
+        rank=np.arange(1, len(c) + 1), tie_group=groups, tied_with_nearest=groups == 0
+    )
+    return out[cols]
