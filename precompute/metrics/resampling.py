@@ -25,13 +25,14 @@ recompute.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ._checks import centred_scaled
 from .cknna import self_hsic
 from .hsic import sparse_hsic_unbiased
+from .idcor import FAST_MAX_N, idcor_details, prepare_idcor
 from .neighbours import NeighbourCache, _exact_row
 
 
@@ -106,6 +107,23 @@ def knn_subsample_values(
         out["mutual_knn"][q] = np.count_nonzero(sel) / (n * k)
         out["cknna_ab"][q] = sparse_hsic_unbiased(r[sel], c[sel], x[sel], y[sel], n) / denom
         out["cknna_ba"][q] = sparse_hsic_unbiased(r[sel], c[sel], y[sel], x[sel], n) / denom
+    return out
+
+
+def idcor_subsample_values(
+    features: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str]], subsets_: Sequence[np.ndarray]
+) -> dict[tuple[str, str], np.ndarray]:
+    """IDCor of each pair on each subset, recomputed on the subset's rows (z-scoring included, no permutations).
+
+    Each model's subset distances are built once per subset and shared by its pairs (prepare_idcor).
+    """
+    out = {(a, b): np.empty(len(subsets_)) for a, b in pairs}
+    models = sorted({x for p in pairs for x in p})
+    for r, keep in enumerate(subsets_):
+        prep = {x: prepare_idcor(features[x][keep], x) if keep.size <= FAST_MAX_N else None for x in models}
+        for a, b in pairs:
+            res = idcor_details(features[a][keep], features[b][keep], 0, prepared=(prep[a], prep[b]))
+            out[(a, b)][r] = res.value
     return out
 
 
