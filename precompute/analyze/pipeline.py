@@ -160,8 +160,8 @@ def collect_tables(work: Path, dataset_id: str) -> dict[str, pd.DataFrame]:
     nulls = _json_rows(work / "pairs", "nulls") + _json_rows(work / "ii", "nulls")
     if (work / "idcor").exists():
         nulls += _json_rows(work / "idcor", "nulls")
-    pairwise = pd.DataFrame(rows + [{k: r[k] for k in ("metric", "k", "model_a", "model_b", "value", "p_value", "n")}
-                                    for r in idcor])  # fmt: skip
+    idcor_cols = ("metric", "k", "model_a", "model_b", "value", "p_value", "n", "ci_low", "ci_high")
+    pairwise = pd.DataFrame(rows + [{k: r[k] for k in idcor_cols if k in r} for r in idcor])
     pairwise["dataset_id"] = dataset_id
     for col in ("ci_low", "ci_high", "p_value"):
         if col not in pairwise:

@@ -4,8 +4,8 @@ Work folder layout (one per dataset key):
     features/ids.json, features/<model>.npy   aligned float64 rows (the samples every model embedded)
     caches/<model>.cosine.npz, .euclid.npz   neighbour caches (reused across pairs and k)
     pairs/block-<i>.json                     CKNNA (both orders), mutual kNN, CKA with CIs; their nulls, per block
-    idcor/block-<i>.json                     IDCor with permutation p-values and null, per block of pairs
-    ii/<model>.json                          information imbalance A -> this model, every A and k, and its null
+    idcor/block-<i>.json                     IDCor with permutation p-values, null and CI, per block of pairs
+    ii/<model>.json                          information imbalance A -> this model, every A and k, its null and CIs
     models/<model>.json                      TwoNN with bootstrap CI, duplicates
 All inputs are plain .npy/.npz/.json (no pickle); outputs are written to a temporary file and renamed.
 """
@@ -43,11 +43,13 @@ from precompute.metrics.resampling import (
     CkaParts,
     basic_interval,
     cka_pair,
+    idcor_subsample_values,
     knn_subsample_values,
     subsample_cache,
     subsample_list_length,
     subsets,
 )
+from precompute.metrics.resampling_ii import info_imbalance_subsample_values
 from precompute.metrics.twonn import ratio_bootstrap_ci, twonn_bootstrap_ci, twonn_from_ratios, twonn_ratios
 
 from .settings import AnalysisSettings
@@ -97,7 +99,9 @@ def task_caches(work: str, model: str, settings: dict, backend: str = "numpy", d
     work, s = Path(work), AnalysisSettings.from_dict(settings)
     X = load_features(work, model)
     kw = {"backend": backend, "device": device, "name": model, "duplicates": "keep"}
-    euclid = build_neighbour_cache(X, max(s.ks_ii), "euclidean", **kw)
+    # with resampling, enough neighbours that the subsample lists come from the cache (resampling.py)
+    n_ii = max(s.ks_ii) if s.resamples <= 0 else min(X.shape[0] - 2, subsample_list_length(max(s.ks_ii)))
+    euclid = build_neighbour_cache(X, max(n_ii, max(s.ks_ii)), "euclidean", **kw)
     write_npz_atomic(
         cache_path(work, model, "euclid"),
         indices=euclid.indices,
@@ -267,9 +271,11 @@ def task_idcor_block(work: str, block: int, pairs: list[list[str]], settings: di
             prepared[m] = prepare_idcor(X, m)
         return prepared.get(m)
 
+    feats: dict[str, np.ndarray] = {}  # each model's rows on the IDCor subsample, for the CIs
     for a, b in pairs:
         A, B = load_features(work, a), load_features(work, b)
         sub = idcor_subsample(A.shape[0], s) if sub is None else sub
+        feats[a], feats[b] = A[sub], B[sub]
         seed = int(pair_seed(s.seed, a, b).generate_state(1)[0])
         prep = (block_of(a, A[sub]), block_of(b, B[sub]))
         res = idcor_details(A[sub], B[sub], s.idcor_permutations, seed, prepared=prep)
@@ -291,6 +297,14 @@ def task_idcor_block(work: str, block: int, pairs: list[list[str]], settings: di
                 "seed": seed,
             }  # fmt: skip
         )
+    if s.resamples > 0 and rows:
+        # half-sampling on the IDCor subsample (its value is an estimate at that size); subsets seeded per dataset
+        n_sub = int(sub.size)
+        subs = subsets(n_sub, s.resamples, np.random.SeedSequence([s.seed, 0x1DC0]), m=int(n_sub * s.resample_fraction))
+        values = idcor_subsample_values(feats, [(r["model_a"], r["model_b"]) for r in rows], subs)
+        for r in rows:
+            r["ci_low"], r["ci_high"] = basic_interval(r["value"], values[(r["model_a"], r["model_b"])], n_sub,
+                                                       subs[0].size, s.ci_level)  # fmt: skip
     write_json_atomic(work / "idcor" / f"block-{block:04d}.json", {"rows": rows, "nulls": nulls})
 
 
@@ -298,7 +312,8 @@ def task_information_imbalance(work: str, model_b: str, models: list[str], setti
     """Δ(A → B; k) for every other model A and every k, in one tiled pass over B."""
     work, s = Path(work), AnalysisSettings.from_dict(settings)
     k_max = max(s.ks_ii)
-    lists = {a: load_cache(work, a, "euclid").prefix(k_max)[0] for a in models if a != model_b}
+    full = {a: load_cache(work, a, "euclid").indices for a in models if a != model_b}
+    lists = {a: f[:, :k_max] for a, f in full.items()}
     B = load_features(work, model_b)
     ranks = ranks_in(B, lists)
     rows = [
@@ -323,4 +338,12 @@ def task_information_imbalance(work: str, model_b: str, models: list[str], setti
             q = s.ks_ii.index(r["k"])
             nulls.append(_null_record("info_imbalance", r["k"], r["model_a"], model_b, r["value"],
                                       null[r["model_a"]][:, q], s, n, mean, higher=False))  # fmt: skip
+    if s.resamples > 0 and lists:
+        subs = resample_subsets(int(B.shape[0]), s)  # the same subsets as the pair metrics' intervals
+        if max(s.ks_ii) + 1 < subs[0].size - 1:
+            feats = {a: load_features(work, a) for a in lists}
+            sub_values = info_imbalance_subsample_values(B, full, feats, subs, s.ks_ii)
+            for r in rows:
+                vals = sub_values[r["model_a"]][:, s.ks_ii.index(r["k"])]
+                r["ci_low"], r["ci_high"] = basic_interval(r["value"], vals, r["n"], subs[0].size, s.ci_level)
     write_json_atomic(work / "ii" / f"{model_b}.json", {"rows": rows, "nulls": nulls})
