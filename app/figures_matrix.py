@@ -11,6 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from backend.queries import METRICS
+
 NAN_COLOUR = "#c8c8c8"  # cells without a value (the difference map's diagonal): grey, never a data colour
 
 
@@ -84,19 +86,30 @@ def heatmap(
     zrange: tuple[float, float] | None = None,
     width_px: int = 620,
 ) -> go.Figure:
-    """The matrix of a backend MatrixResult: z = res.matrix (rows = model_a); colour range `zrange` (default: the
-    metric's range); hover with value, n, k, CI, p and (if given, from backend.pairwise_null) the permutation-null
-    mean, sd and z; a dendrogram above when the result carries a linkage."""
+    """The matrix of a backend MatrixResult: z = res.matrix (rows = model_a; raw or calibrated, `res.scale`); colour
+    range `zrange` (default: the metric's range); hover with the value, raw and calibrated, n, k, CI, p (as
+    "p < 1/(P+1)" at its floor) and the permutation null (mean ± sd, 95th percentile, z; from the cells, or from
+    `null` = backend.pairwise_null for a release with only that table); cells whose raw value is not above the null's
+    95th percentile (below its 5th for information imbalance) carry a marker (trace "not above null"); a dendrogram
+    above when the result carries a linkage."""
     order = list(res.order)
     n = len(order)
     z = res.matrix.loc[order, order].to_numpy(dtype=float)
     c = res.cells
-    extra = np.full((n, n, 5), np.nan)
+    cal = "calibrated" in c.columns
+    nums = ("n", "ci_low", "ci_high", "p_value", "mirrored", "value_raw", "calibrated", "null_mean", "null_std",
+            "null_q95", "above_null_q95", "n_permutations")  # fmt: skip
+    extra = np.full((n, n, len(nums)), np.nan)
+    ptext = np.full((n, n), "–", dtype=object)
     if len(c):
         r, col = c["row"].to_numpy(int), c["col"].to_numpy(int)
-        for j, name in enumerate(("n", "ci_low", "ci_high", "p_value")):
-            extra[r, col, j] = pd.to_numeric(c[name], errors="coerce").to_numpy(dtype=float)
-        extra[r, col, 4] = c["mirrored"].to_numpy(dtype=float)
+        for j, name in enumerate(nums):
+            if name in c.columns:
+                extra[r, col, j] = pd.to_numeric(c[name].astype(object), errors="coerce").to_numpy(dtype=float)
+        if "p_text" in c.columns:
+            ptext[r, col] = c["p_text"].to_numpy(dtype=object)
+        else:
+            ptext[r, col] = [f"p = {_fmt(p)}" for p in c["p_value"]]
     nulls: dict[tuple[int, int], str] = {}
     if null is not None and len(null):
         pos = {m: i for i, m in enumerate(order)}
@@ -104,28 +117,40 @@ def heatmap(
                                          null["z"], null["n_permutations"], strict=True):  # fmt: skip
             if a in pos and b in pos:
                 nulls[pos[a], pos[b]] = f"<br>null ({npm} perm.): {_fmt(mu)} ± {_fmt(sd)}, z = {_fmt(zz, 1)}"
+    q_name = "95th" if METRICS[res.metric].higher_is_aligned else "5th"  # the raw metric's direction, on any scale
     ticks = [labels.get(m, m) for m in order]
     kk = res.k if res.k is not None else "–"
-    text = [
-        [
-            f"A: {ticks[i]}<br>B: {ticks[j]}<br>n = {int(extra[i, j, 0]) if np.isfinite(extra[i, j, 0]) else '–'}, "
-            f"k = {kk}<br>CI: "
-            + (f"[{_fmt(extra[i, j, 1])}, {_fmt(extra[i, j, 2])}]" if np.isfinite(extra[i, j, 1]) else "not computed")
-            + f"<br>p: {_fmt(extra[i, j, 3])}"
-            + nulls.get((i, j), "")
-            + ("<br>(mirrored from B→A)" if extra[i, j, 4] == 1 else "")
-            for j in range(n)
-        ]
-        for i in range(n)
-    ]
+    scale = getattr(res, "scale", "raw")
+
+    def cell_text(i: int, j: int) -> str:
+        e = extra[i, j]
+        t = (f"A: {ticks[i]}<br>B: {ticks[j]}<br>n = {int(e[0]) if np.isfinite(e[0]) else '–'}, k = {kk}"
+             + f"<br>{'calibrated ' if scale == 'calibrated' else ''}CI: "
+             + (f"[{_fmt(e[1])}, {_fmt(e[2])}]" if np.isfinite(e[1]) else "not computed")
+             + f"<br>{ptext[i, j]}")  # fmt: skip
+        if cal:
+            t += f"<br>raw: {_fmt(e[5], 4)} · calibrated: " + (_fmt(e[6], 4) if np.isfinite(e[6]) else "none stored")
+            if np.isfinite(e[7]):
+                zz = (e[5] - e[7]) / e[8] if e[8] > 0 else np.nan
+                perm = f"{int(e[11])} perm." if np.isfinite(e[11]) else "perm."
+                t += (f"<br>null ({perm}): {_fmt(e[7])} ± {_fmt(e[8])}, z = {_fmt(zz, 1)}; {q_name} percentile "
+                      f"{_fmt(e[9])}" + (" (not beyond it: marked ×)" if e[10] == 0 else ""))  # fmt: skip
+        if not (cal and np.isfinite(e[7])):
+            t += nulls.get((i, j), "")
+        return t + ("<br>(mirrored from B→A)" if e[4] == 1 else "")
+
+    text = [[cell_text(i, j) for j in range(n)] for i in range(n)]
     hm = go.Heatmap(
         z=z,
         x=list(range(n)),
         y=list(range(n)),
         zmin=_range(z, mdef, zrange)[0],
         zmax=_range(z, mdef, zrange)[1],
-        colorscale=_scale(bool(mdef["higher_is_aligned"])),
-        colorbar={"title": {"text": str(mdef["display_name"])}, "len": 0.9},
+        colorscale=_scale(scale == "calibrated" or bool(mdef["higher_is_aligned"])),
+        colorbar={
+            "title": {"text": ("calibrated " if scale == "calibrated" else "") + str(mdef["display_name"])},
+            "len": 0.9,
+        },  # fmt: skip
         text=text,
         hovertemplate="%{text}<br>value: %{z:.4f}<extra></extra>",
         hoverongaps=False,
@@ -162,6 +187,19 @@ def heatmap(
             if xs:
                 fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "white", "width": 1.5},
                                          hoverinfo="skip", showlegend=False, name="family boundaries"))  # fmt: skip
+    not_above = np.argwhere(extra[:, :, 10] == 0)
+    if len(not_above):  # one marker trace: the cells a permutation of B's rows explains
+        mark = go.Scatter(
+            x=not_above[:, 1].tolist(), y=not_above[:, 0].tolist(), mode="markers", hoverinfo="skip",
+            marker={"symbol": "x-thin", "size": max(5, min(12, cell_px(n, width_px) // 3)),
+                    "line": {"width": 1.5, "color": "white"}},
+            name=f"not above the null's {q_name} percentile", showlegend=True,
+        )  # fmt: skip
+        if res.linkage is not None and n >= 2:
+            fig.add_trace(mark, row=2, col=1)
+        else:
+            fig.add_trace(mark)
+        fig.update_layout(legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"})
     fig.update_layout(height=size, margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title=None)
     return fig
 

@@ -39,6 +39,7 @@ PAGE_KEYS = (
     "ii_k",
     "ii_colour",
     "range",
+    "scale",
 )
 _RAW, _WARN, _REG, _PAGE = "_url_raw", "_url_warnings", "_url_registered", "_url_page"
 SHOW_MAX = 80  # URL values longer than this are cut when echoed

@@ -58,8 +58,9 @@ def make_ctx(release: Release, f: Filters) -> Ctx:
 
 
 def _matrix_key(res: MatrixResult) -> tuple:
-    """Within one release a MatrixResult is determined by (dataset, metric, k, model order, clustered or not)."""
-    return (res.dataset_id, res.metric, res.k, tuple(res.order), res.linkage is not None, len(res.cells))
+    """Within one release a MatrixResult is determined by (dataset, metric, k, model order, clustered or not,
+    scale)."""
+    return (res.dataset_id, res.metric, res.k, tuple(res.order), res.linkage is not None, len(res.cells), res.scale)
 
 
 @st.cache_data(show_spinner=False, max_entries=300, hash_funcs={MatrixResult: _matrix_key})
@@ -163,6 +164,43 @@ def range_note(zr: tuple[float, float], mdef: pd.Series, mode: str) -> str:
         return f"Colour range [{zr[0]:.3g}, {zr[1]:.3g}] fits the values shown ('fixed' gives [{lo:g}, {hi:g}]). "
     widened = " widened to show every value" if (zr[0], zr[1]) != (lo, hi) else ""
     return f"Colour range [{zr[0]:.3g}, {zr[1]:.3g}]: the metric's range [{lo:g}, {hi:g}]{widened}. "
+
+
+SCALE_OPTIONS = {"raw": "raw", "calibrated": "calibrated"}
+SCALE_HELP = (
+    "raw: the metric as computed. calibrated: the null-calibrated score of Gröger, Wen and Brbić (2026): "
+    "(value − τ) / (1 − τ) clipped to [0, 1], τ the 95% critical value of a permutation null of the pair (rows "
+    "of B shuffled), so 0 = not distinguishable from a broken correspondence and higher = more aligned for every "
+    "metric (information imbalance included). Intervals are the raw interval mapped the same way."
+)
+
+
+def scale_control(c: Ctx, dataset, metric, k, where=None, prefer_calibrated: bool = False) -> str:
+    """The raw / calibrated switch (URL key `scale`). Returns the scale to draw: 'raw' whenever the release has no
+    calibration for (dataset, metric, k), and then an info box says so (on every view, whatever the switch)."""
+    from .state import control
+
+    note = q(c.release, "calibration_note", dataset, metric, k)  # dataset None: anywhere in the release
+    default = "calibrated" if prefer_calibrated and note is None else "raw"
+    scale = control(
+        "scale", "Values", list(SCALE_OPTIONS), default, where=where if where is not None else st, widget="radio",
+        what="scale", format_func=SCALE_OPTIONS.get, help=SCALE_HELP,
+    )  # fmt: skip
+    if note is not None:
+        st.info(note)
+        return "raw"
+    return scale
+
+
+def scaled_mdef(mdef: pd.Series, scale: str) -> pd.Series:
+    """The metric definition a figure uses on `scale`: calibrated scores are in [0, 1] (IDCor's effect size >= 0)
+    and higher is more aligned for every metric."""
+    if scale != "calibrated":
+        return mdef
+    out = mdef.copy()
+    out["display_name"] = f"calibrated {mdef['display_name']}"
+    out["value_min"], out["value_max"], out["higher_is_aligned"] = 0.0, 1.0, True
+    return out
 
 
 def image_format_control() -> None:

@@ -6,7 +6,7 @@ import streamlit as st
 from app import figures
 from app.data import SOURCE_LABELS, q
 from app.state import control
-from app.ui import about, csv_name, ctx, figure, need, table
+from app.ui import about, csv_name, ctx, figure, need, scale_control, table
 
 c = ctx()
 r, f = c.release, c.f
@@ -23,14 +23,23 @@ if need(len(models) >= 2, "Comparing needs at least two models; the filters leav
     if need(a != b, "Pick two different models."):
         df = q(r, "compare_models", a, b)
         st.subheader(f"{c.labels[a]} vs {c.labels[b]}")
+        # the switch needs calibration somewhere in the release; per row, a value without one is left blank
+        scale = scale_control(c, None, None, None)
+        if scale == "calibrated":
+            df = df.assign(value_ab=df["calibrated"].where(df["scope"] == "pair", df["value_ab"]),
+                           value_ba=df["calibrated_ba"].where(df["scope"] == "pair", df["value_ba"]))  # fmt: skip
+            st.caption("Calibrated: each pair's null-calibrated score, higher = more aligned for every metric "
+                       "(information imbalance included); blank where the release has no calibration for a value.")  # fmt: skip
         pair = df[df["scope"] == "pair"]
         if need(not pair.empty, "These two models share no pairwise value on any dataset."):
             sims = [m for m in dict.fromkeys(pair["metric"]) if m != "info_imbalance"]
             st.markdown("**Similarities** (higher = more aligned; unitless, 1 = identical geometry)")
             figure(
-                figures.compare_bars(df, sims, "similarity A → B (unitless)"),
+                figures.compare_bars(
+                    df, sims, f"{'calibrated ' if scale == 'calibrated' else ''}similarity A → B (unitless)"
+                ),  # fmt: skip
                 df[(df["scope"] == "model") | df["metric"].isin(sims)],
-                csv_name(c, f"compare-{a}-{b}-similarities"),
+                csv_name(c, f"compare-{a}-{b}-similarities{'-calibrated' if scale == 'calibrated' else ''}"),
                 key="compare",
                 title=f"{c.labels[a]} vs {c.labels[b]} · similarities on every dataset · "
                 + about(c, "all", n=pair.loc[pair["metric"].isin(sims), "n"]),
@@ -43,7 +52,13 @@ if need(len(models) >= 2, "Comparing needs at least two models; the filters leav
                     "≈ 1: unrelated)"
                 )
                 figure(
-                    figures.compare_bars(df, ["info_imbalance"], "Δ(A → B) (unitless, lower = more aligned)"),
+                    figures.compare_bars(
+                        df,
+                        ["info_imbalance"],
+                        "calibrated Δ(A → B) (higher = more aligned)"
+                        if scale == "calibrated"
+                        else "Δ(A → B) (unitless, lower = more aligned)",
+                    ),  # fmt: skip
                     df[df["metric"] == "info_imbalance"],
                     csv_name(c, f"compare-{a}-{b}-information-imbalance"),
                     key="compare_ii",
@@ -71,7 +86,8 @@ if need(len(models) >= 2, "Comparing needs at least two models; the filters leav
         table(df)
         # How A and B see every other model on the sidebar's dataset and metric
         if f.dataset is not None and f.metric is not None:
-            res = q(r, "matrix", f.dataset, f.metric, f.k, models=f.model_filter)
+            sc = "calibrated" if scale == "calibrated" and q(r, "has_calibration", f.dataset, f.metric, f.k) else "raw"
+            res = q(r, "matrix", f.dataset, f.metric, f.k, models=f.model_filter, scale=sc)
             if a in res.order and b in res.order:
                 others = [m for m in res.order if m not in (a, b)]
                 rows = pd.DataFrame(
@@ -88,7 +104,8 @@ if need(len(models) >= 2, "Comparing needs at least two models; the filters leav
                 rows["label"] = [c.labels.get(m, m) for m in others]
                 if len(rows):
                     st.subheader(
-                        f"How A and B see every other model: {c.metric_name(f.metric)} on {c.ds_name(f.dataset)}"
+                        f"How A and B see every other model: {'calibrated ' if sc == 'calibrated' else ''}"
+                        f"{c.metric_name(f.metric)} on {c.ds_name(f.dataset)}"
                     )
                     figure(
                         figures.scatter_pairs(

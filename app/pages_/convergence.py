@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import figures
 from app.data import q, short_labels
-from app.ui import about, csv_name, ctx, figure, k_text, need
+from app.ui import about, csv_name, ctx, figure, k_text, need, scale_control
 
 c = ctx()
 r, f = c.release, c.f
@@ -23,13 +23,14 @@ if f.dataset is not None and f.dataset not in with_energy:
         f"against. Datasets with energy values: {names}. Choose one of them in the sidebar."
     )
 elif need(f.dataset is not None and f.metric is not None, "This release has no pairwise values."):
-    df = q(r, "alignment_vs_mae", f.dataset, f.metric, f.k, models=f.model_filter)
+    scale = scale_control(c, f.dataset, f.metric, f.k)
+    df = q(r, "alignment_vs_mae", f.dataset, f.metric, f.k, models=f.model_filter, scale=scale)
+    mname = ("calibrated " if scale == "calibrated" else "") + c.metric_name(f.metric)
     if need(not df.empty, "The filters hide every model with an energy value on this dataset."):
         best = df.loc[df["is_best"], "model_id"]
         overall_best = str(df["best_model"].iloc[0])
         st.subheader(
-            f"{c.metric_name(f.metric)}{k_text(f.k)} to {c.labels.get(overall_best, overall_best)} "
-            f"(lowest MAE on {c.ds_name(f.dataset)})"
+            f"{mname}{k_text(f.k)} to {c.labels.get(overall_best, overall_best)} (lowest MAE on {c.ds_name(f.dataset)})"
         )
         if best.empty:
             st.caption("The best model itself is hidden by the filters; alignments are still to it.")
@@ -37,9 +38,11 @@ elif need(f.dataset is not None and f.metric is not None, "This release has no p
         shown = st.radio("Point labels", list(texts), horizontal=True, key="convergence_labels",
                          help="Model ids are short; names are the cards' display names. Hover shows the name.")  # fmt: skip
         figure(
-            figures.convergence(df, c.labels, f"{c.metric_name(f.metric)} to the best model", texts[shown], c.colours),
+            figures.convergence(df, c.labels, f"{mname} to the best model", texts[shown], c.colours),
             df,
-            csv_name(c, "alignment-vs-mae", f.dataset, f.metric, f.k),
+            csv_name(
+                c, "alignment-vs-mae" + ("-calibrated" if scale == "calibrated" else ""), f.dataset, f.metric, f.k
+            ),
             key="convergence",
             title=about(c, f.dataset, f.metric, f.k, df["n"])
             + " · energy MAE on n_test = "

@@ -5,14 +5,27 @@ import streamlit as st
 from app import figures
 from app.data import q
 from app.state import control
-from app.ui import about, csv_name, ctx, figure, heatmap_figure, k_text, need, range_control, range_note, zrange
+from app.ui import (
+    about,
+    csv_name,
+    ctx,
+    figure,
+    heatmap_figure,
+    k_text,
+    need,
+    range_control,
+    range_note,
+    scale_control,
+    scaled_mdef,
+    zrange,
+)
 from backend import queries
 
 c = ctx()
 r, f = c.release, c.f
 st.title("Alignment heatmap")
 if need(f.dataset is not None and f.metric is not None, "This release has no pairwise values to show."):
-    col1, col2, col3 = st.columns(3)
+    col1, col2, col3, col4 = st.columns(4)
     order = control(
         "order",
         "Order",
@@ -35,41 +48,54 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
         format_func=lambda v: {"matrix": "every model", "family_block": "family blocks (means)"}[v],
     )
     rng = range_control(col3)
-    mdef = c.mdef(f.metric)
-    title = f"{c.metric_name(f.metric)} on {c.ds_name(f.dataset)}{k_text(f.k)}"
+    scale = scale_control(c, f.dataset, f.metric, f.k, where=col4)
+    raw_mdef = c.mdef(f.metric)
+    mdef = scaled_mdef(raw_mdef, scale)
+    title = f"{mdef['display_name']} on {c.ds_name(f.dataset)}{k_text(f.k)}"
     if need(len(f.models) >= 1, "The filters hide every model on this dataset."):
         if view == "matrix":
-            res = q(r, "matrix", f.dataset, f.metric, f.k, order=order, models=f.model_filter)
+            res = q(r, "matrix", f.dataset, f.metric, f.k, order=order, models=f.model_filter, scale=scale)
             st.subheader(title)
             if need(len(res.order) >= 1, "No values for these models on this dataset."):
+                # the CSV carries what the hover shows: raw and calibrated value, CI, null, p as shown
                 table = queries.matrix_table(res)
-                null = q(r, "pairwise_null", f.dataset, f.metric, f.k, models=f.model_filter)
-                if not null.empty:  # the permutation baseline shown in the hover is in the CSV too
-                    cols = ["model_a", "model_b", "null_mean", "null_std", "null_q95", "z", "n_permutations", "seed"]
-                    table = table.merge(null[cols], on=["model_a", "model_b"], how="left")
+                table["z"] = (table["value_raw"] - table["null_mean"]) / table["null_std"].where(table["null_std"] > 0)
                 zr = zrange(res.matrix.to_numpy(dtype=float), mdef, rng)
-                perms = null["n_permutations"] if not null.empty else None
+                perms = res.cells["n_permutations"] if res.cells["n_permutations"].notna().any() else None
+                marked = int((res.cells["above_null_q95"] == False).sum())  # noqa: E712 (nullable boolean)
+                q_name = "95th" if raw_mdef["higher_is_aligned"] else "5th"
                 figure(
-                    heatmap_figure(c, res, mdef, c.labels, null=null, zrange=zr),
+                    heatmap_figure(c, res, mdef, c.labels, zrange=zr),
                     table,
-                    csv_name(c, "matrix", f.dataset, f.metric, f.k),
+                    csv_name(c, "matrix" if scale == "raw" else "matrix-calibrated", f.dataset, f.metric, f.k),
                     key="heatmap",
                     title=about(c, f.dataset, f.metric, f.k, res.cells["n"], perms),
                     caption="Rows: model A, columns: model B. "
                     + range_note(zr, mdef, rng)
                     + f"{'Higher' if mdef['higher_is_aligned'] else 'Lower'} = more aligned. "
-                    + ("Not symmetric: A→B and B→A differ. " if not mdef["symmetric"] else "")
+                    + (
+                        "Calibrated: 0 = not above the pair's permutation null (Gröger et al. 2026). "
+                        if scale == "calibrated"
+                        else ""
+                    )
+                    + ("Not symmetric: A→B and B→A differ. " if not raw_mdef["symmetric"] else "")
+                    + (
+                        f"× marks the {marked} cells whose raw value is not beyond the null's {q_name} percentile "
+                        "(a permutation of B's rows does as well). "
+                        if perms is not None
+                        else "No cell is marked: no permutation null is stored for these values. "
+                    )
                     + "Hover for n, k, confidence interval, p-value and, where the release has one, the permutation-null "
                     "baseline (mean ± sd, z). Blank cells: no value stored.",
                 )
         else:
-            fb = q(r, "family_block_matrix", f.dataset, f.metric, f.k, models=f.model_filter)
+            fb = q(r, "family_block_matrix", f.dataset, f.metric, f.k, models=f.model_filter, scale=scale)
             st.subheader(f"Family means: {title}")
             nres = q(r, "matrix", f.dataset, f.metric, f.k, models=f.model_filter)
             figure(
                 figures.family_block(fb, mdef, zrange(fb["value_mean"], mdef, rng)),
                 fb,
-                csv_name(c, "family-block", f.dataset, f.metric, f.k),
+                csv_name(c, "family-block" if scale == "raw" else "family-block-calibrated", f.dataset, f.metric, f.k),
                 key="family_block",
                 title="Family means · " + about(c, f.dataset, f.metric, f.k, nres.cells["n"]),
                 caption="Each cell: the mean over ordered pairs of distinct models of the two families, and the "

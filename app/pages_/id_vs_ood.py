@@ -5,7 +5,21 @@ import streamlit as st
 from app import figures
 from app.data import q, short_labels
 from app.state import control, hidden_line
-from app.ui import about, csv_name, ctx, figure, heatmap_figure, k_text, need, range_control, range_note, table, zrange
+from app.ui import (
+    about,
+    csv_name,
+    ctx,
+    figure,
+    heatmap_figure,
+    k_text,
+    need,
+    range_control,
+    range_note,
+    scale_control,
+    scaled_mdef,
+    table,
+    zrange,
+)
 from backend import queries
 
 c = ctx()
@@ -18,16 +32,20 @@ st.markdown(
 )
 others = [d for d in q(r, "filter_options")["dataset"] if d != f.dataset]
 if need(f.metric is not None and bool(others), "This comparison needs a metric with values on two datasets."):
-    col1, col2 = st.columns(2)
+    col1, col2, col3 = st.columns(3)
     dsb = control("dataset_b", "Dataset B", others, others[0], where=col1, what="second dataset", format_func=c.ds_name)
     rng = range_control(col2)
+    scale = scale_control(c, f.dataset, f.metric, f.k, where=col3)
+    if scale == "calibrated" and (note_b := q(r, "calibration_note", dsb, f.metric, f.k)) is not None:
+        st.info(f"Dataset B: {note_b}")
+        scale = "raw"
     try:
-        md = q(r, "matrix_difference", f.dataset, dsb, f.metric, f.k, models=f.model_filter)
+        md = q(r, "matrix_difference", f.dataset, dsb, f.metric, f.k, models=f.model_filter, scale=scale)
     except ValueError as e:
         md = None
         st.info(f"{c.metric_name(f.metric)}{k_text(f.k)} cannot be compared on these datasets: {e}")
     if md is not None and need(len(md.order) >= 2, "Fewer than two models have values on both datasets."):
-        mdef = c.mdef(f.metric)
+        mdef = scaled_mdef(c.mdef(f.metric), scale)
         ida = q(r, "list_models", dataset=f.dataset).set_index("model_id")["in_distribution"]
         idb = q(r, "list_models", dataset=dsb).set_index("model_id")["in_distribution"]
         tag = lambda ids, m: "ID" if bool(ids.get(m, False)) else "OOD"  # noqa: E731
@@ -46,7 +64,7 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
             )
         both = list(md.a.matrix.to_numpy(dtype=float).ravel()) + list(md.b.matrix.to_numpy(dtype=float).ravel())
         zr = zrange(both, mdef, rng)
-        st.subheader(f"{c.metric_name(f.metric)}{kt}: {c.ds_name(f.dataset)} (A) and {c.ds_name(dsb)} (B)")
+        st.subheader(f"{mdef['display_name']}{kt}: {c.ds_name(f.dataset)} (A) and {c.ds_name(dsb)} (B)")
         st.caption(range_note(zr, mdef, rng) + "The same colour range on A and B.")
         left, right = st.columns(2)
         with left:
@@ -79,7 +97,7 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
             caption="Red: higher on B, blue: higher on A (for a similarity, red = more aligned on B). Grey: no value "
             "(a model with itself), not a difference of zero.",
         )
-        st.subheader("Each pair: value on A against value on B")
+        st.subheader("Each pair: value on A against value on B" + (" (raw values)" if scale == "calibrated" else ""))
         pairs = q(r, "id_vs_ood", f.dataset, dsb, f.metric, md.k, models=f.model_filter)
         if need(not pairs.empty, "No pair has values on both datasets."):
             pairs = pairs.assign(

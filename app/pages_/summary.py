@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from app.data import q
-from app.ui import about, csv_name, ctx, download, k_text, need
+from app.ui import about, csv_name, ctx, download, k_text, need, scale_control
 
 c = ctx()
 r, f = c.release, c.f
@@ -16,9 +16,11 @@ st.markdown(
     "choose the models; each row links to the model's card and to the comparison with its nearest model."
 )
 if need(f.dataset is not None and f.metric is not None, "This release has no pairwise values to summarise."):
-    df = q(r, "model_summary", f.dataset, f.metric, f.k, models=f.model_filter)
+    # calibrated means where the release has them (the switch's default here), raw otherwise
+    scale = scale_control(c, f.dataset, f.metric, f.k, prefer_calibrated=True)
+    df = q(r, "model_summary", f.dataset, f.metric, f.k, models=f.model_filter, scale=scale)
     if need(not df.empty, "The filters hide every model with values on this dataset."):
-        name = c.metric_name(f.metric)
+        name = ("calibrated " if scale == "calibrated" else "") + c.metric_name(f.metric)
         st.subheader(f"{name}{k_text(f.k)} on {c.ds_name(f.dataset)}")
         n = q(r, "matrix", f.dataset, f.metric, f.k, models=f.model_filter).cells["n"]
         st.caption(
@@ -26,9 +28,12 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
             + ("" if "pairs' CIs" in df["interval_kind"].iloc[0] else " (this release has no CI per pair, so it is "
                "the spread of the model's alignment over its partners, not sampling error; ties of the nearest "
                "model are exact ties only)")
-            + ". Energy MAE: per atom on the held-out split, meV/atom; intrinsic dimension: TwoNN, 95% bootstrap CI."
+            + ". Nearest model: ties are the partners whose interval overlaps the nearest pair's."
+            + (" Calibrated: each pair's null-calibrated score (0 = not above its permutation null), its interval the "
+               "pair's CI mapped the same way." if scale == "calibrated" else "")
+            + " Energy MAE: per atom on the held-out split, meV/atom; intrinsic dimension: TwoNN, 95% bootstrap CI."
         )  # fmt: skip
-        higher = bool(c.mdef(f.metric)["higher_is_aligned"])
+        higher = scale == "calibrated" or bool(c.mdef(f.metric)["higher_is_aligned"])
         if not higher:
             st.info(f"{name}: lower is more aligned; the table is sorted with the most aligned first.")
         show = df.assign(
@@ -59,5 +64,5 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
             },
             key="summary_table",
         )
-        download(df, csv_name(c, "summary", f.dataset, f.metric, f.k), key="csv_summary",
+        download(df, csv_name(c, "summary" if scale == "raw" else "summary-calibrated", f.dataset, f.metric, f.k), key="csv_summary",
                  label="Download this summary (CSV)")  # fmt: skip
