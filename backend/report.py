@@ -8,7 +8,9 @@ Then, per dataset: the models by source; energy MAE against alignment to the low
 all models and within the trained-here family; CKNNA and mutual kNN); the random-init controls against pretrained
 pairs, the permutation null and the pretrained models' TwoNN ID; the trained-here grid (mace-qm9-n{N}-c{C}) across
 training-set size N and width C and against the pretrained structure models; and whether the models sharing a first
-training-set tag form a clade of the stored UPGMA tree. Every number is a query of the release.
+training-set tag form a clade of the stored UPGMA tree; every metric's permutation null (its 95th percentile, the 5th
+for information imbalance), calibrated scores and the width check (backend/report_calibration.py). Every number is
+a query of the release.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from scipy.stats import spearmanr
 
 from . import queries as q
 from .release import Release
+from .report_calibration import beyond_null, calibration_report
 
 SOURCES = ("pretrained", "random_init", "trained_here", "descriptor")
 _GRID_ID = re.compile(r"-n(\d+)-c(\d+)$")  # trained-here ids: <name>-n{training-set size}-c{channels}
@@ -209,7 +212,7 @@ def random_init_report(r: Release, dataset: str, k: int = 10) -> list[str]:
                     f"max {top.cknna:.3f} ({partner})")  # fmt: skip
             nm = null[(null.model_a == m) | (null.model_b == m)]
             if len(nm):
-                above = int((nm["value"] > nm["null_q95"]).sum())
+                above = int(beyond_null(nm["value"], nm["null_q95"], "cknna").sum())
                 line += (f"; null on its pairs mean {nm.null_mean.mean():.4f}, largest 95th percentile "
                          f"{nm.null_q95.max():.4f}, {above} of {len(nm)} ordered pairs above their 95th percentile")  # fmt: skip
             out.append(line)
@@ -339,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     for d in datasets:
         print("\n".join(dataset_report(r, d)))
         print("\n".join(extra_report(r, d)))
+        print("\n".join(calibration_report(r, d)))
     for d1, d2 in combinations(datasets, 2):
         lines = shift_report(r, d1, d2)
         if lines:

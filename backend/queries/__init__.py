@@ -35,9 +35,11 @@ from .calibration import (
     SCALES,
     calibration_note,
     has_calibration,
+    null_vs_width,
     p_value_text,
     ranked_partners,
     scale_label,
+    width_check,
 )
 from .catalogue import (
     ReleaseSummary,
@@ -75,6 +77,7 @@ __all__ = [
     "SCALES",
     "calibration_note",
     "has_calibration",
+    "null_vs_width",
     "p_value_text",
     "ranked_partners",
     "scale_label",
@@ -116,6 +119,7 @@ __all__ = [
     "pairwise_null",
     "release_summary",
     "to_csv",
+    "width_check",
     "tree",
     "tree_for_models",
 ]

@@ -162,3 +162,58 @@ def ranked_partners(
         rank=np.arange(1, len(c) + 1), tie_group=groups, tied_with_nearest=groups == 0
     )
     return out[cols]
+
+
+def null_vs_width(release: Release, dataset: str, metric: str, k: int | None = None) -> pd.DataFrame:
+    """The width check (issue 16.6): every stored null of (dataset, metric, k) with the two models' embedding
+    dimensions. Columns: model_a, model_b, dim_a, dim_b, dim_min, dim_max, log_dim_product (natural log of
+    dim_a * dim_b), null_mean, null_q95, value (raw), n_permutations. Empty when the release has no null here."""
+    _dataset(release, dataset)
+    metric, k = _metric_k(release, dataset, metric, k)
+    df = release.query(
+        "SELECT z.model_a, z.model_b, ma.embedding_dim AS dim_a, mb.embedding_dim AS dim_b, z.null_mean, z.null_q95, "
+        "p.value, z.n_permutations FROM pairwise_null z "
+        "JOIN models ma ON ma.model_id = z.model_a JOIN models mb ON mb.model_id = z.model_b "
+        "LEFT JOIN pairwise p ON p.dataset_id = z.dataset_id AND p.metric = z.metric AND p.k IS NOT DISTINCT FROM z.k "
+        "AND p.model_a = z.model_a AND p.model_b = z.model_b "
+        "WHERE z.dataset_id = ? AND z.metric = ? AND z.k IS NOT DISTINCT FROM ? ORDER BY z.model_a, z.model_b",
+        [dataset, metric, k],
+    )
+    da, db = df["dim_a"].astype(float), df["dim_b"].astype(float)
+    df.insert(4, "dim_min", np.minimum(da, db))
+    df.insert(5, "dim_max", np.maximum(da, db))
+    df.insert(6, "log_dim_product", np.log(da * db))
+    return df
+
+
+def width_check(release: Release, dataset: str) -> pd.DataFrame:
+    """Does width inflate the null on this dataset? Per (metric, k) with a stored null: pairs, the null mean's range,
+    Spearman rho of the null mean against log(dim_a * dim_b) and against min(dim_a, dim_b) (with p-values; NaN for
+    fewer than 3 pairs or constant widths), and rho of the raw value against log(dim_a * dim_b). For information
+    imbalance a width effect shows as a negative rho (lower = more aligned)."""
+    from scipy.stats import spearmanr
+
+    combos = release.query(
+        "SELECT DISTINCT metric, k FROM pairwise_null WHERE dataset_id = ? ORDER BY metric, k",
+        [_dataset(release, dataset)],
+    )
+    rows = []
+    for metric, k in combos.itertuples(index=False):
+        kk = None if pd.isna(k) else int(k)
+        d = null_vs_width(release, dataset, metric, kk)
+        rec = {"metric": metric, "k": kk, "pairs": len(d), "null_mean_min": d["null_mean"].min(),
+               "null_mean_max": d["null_mean"].max(), "dim_min": d["dim_min"].min(), "dim_max": d["dim_max"].max()}  # fmt: skip
+        for name, x, y in (("rho_null_logdim", "log_dim_product", "null_mean"), ("rho_null_mindim", "dim_min",
+                           "null_mean"), ("rho_value_logdim", "log_dim_product", "value")):  # fmt: skip
+            ok = d[[x, y]].dropna()
+            if len(ok) >= 3 and ok[x].nunique() > 1 and ok[y].nunique() > 1:
+                res = spearmanr(ok[x], ok[y])
+                rec[name], rec[name.replace("rho", "p")] = float(res.statistic), float(res.pvalue)
+            else:
+                rec[name], rec[name.replace("rho", "p")] = np.nan, np.nan
+        rows.append(rec)
+    cols = ["metric", "k", "pairs", "null_mean_min", "null_mean_max", "dim_min", "dim_max", "rho_null_logdim",
+            "p_null_logdim", "rho_null_mindim", "p_null_mindim", "rho_value_logdim", "p_value_logdim"]  # fmt: skip
+    out = pd.DataFrame(rows, columns=cols)
+    out["k"] = pd.array(out["k"].tolist(), dtype="Int64")
+    return out
