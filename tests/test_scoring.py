@@ -60,6 +60,30 @@ def test_a_release_model_scored_as_new_reproduces_its_release_values(scored_rele
     assert checked == 3 * 2 * (3 * 3 + 2)  # 3 models x 2 others x (3 k x (2 CKNNA + mutual) + 2 II)
 
 
+def test_a_release_model_scored_as_new_gets_the_analysis_intervals(scored_release):
+    """The half-sampling CIs of a zoo model's rows, from the release's lists alone (neighbours + neighbours_deep),
+    equal the analysis' CIs of that model at every k the release makes scorable (N = 120: k <= 10); the other k
+    have none and say why."""
+    release, feats = scored_release
+    pw = release.query("SELECT metric, k, model_a, model_b, ci_low, ci_high FROM pairwise WHERE dataset_id = 'qm9' "
+                       "AND ci_low IS NOT NULL AND metric IN ('cknna', 'mutual_knn')")  # fmt: skip
+    look = {(r.metric, int(r.k), r.model_a, r.model_b): (r.ci_low, r.ci_high) for r in pw.itertuples()}
+    assert release.query("SELECT count(*) AS n FROM neighbours_deep").n.iloc[0] > 0
+    checked = 0
+    for m in MODELS:
+        others = [z for z in MODELS if z != m]
+        t = score_embeddings(release, "qm9", feats[m], "mine", models=others, permutations=0).table
+        knn = t[t.metric.isin(["cknna", "mutual_knn"])]
+        assert knn[knn.k == 25].ci_low.isna().all() and knn[knn.k == 25].note.str.contains("k <= 10").all()
+        for r in knn[knn.k <= 10].itertuples():
+            key = (r.metric, int(r.k), m if r.model_a == "mine" else r.model_a, m if r.model_b == "mine" else r.model_b)
+            if key not in look:  # mutual kNN is stored once per unordered pair
+                key = (r.metric, int(r.k), key[3], key[2])
+            assert (r.ci_low, r.ci_high) == pytest.approx(look[key], abs=1e-6), (key, r.ci_low, r.ci_high, look[key])
+            checked += 1
+    assert checked == 3 * 2 * 2 * 3  # 3 models x 2 others x 2 k x (2 CKNNA + mutual)
+
+
 def test_rows_given_by_sample_id_in_any_order_give_the_same_scores(scored_release):
     release, feats = scored_release
     ids = release.query("SELECT sample_id FROM samples WHERE dataset_id = 'qm9' ORDER BY position").sample_id.tolist()
@@ -98,7 +122,9 @@ def test_metrics_a_release_cannot_score_say_so(scored_release):
     notes = t[t.value.isna()]
     assert set(notes.metric) == {"cka", "cka_unbiased", "idcor", "info_imbalance"}
     assert notes.note.str.contains("embeddings|distances").all()
-    assert t.dropna(subset=["value"]).note.isna().all()
+    scored = t.dropna(subset=["value"])
+    assert scored[scored.ci_low.notna()].note.isna().all()  # a value without an interval says why
+    assert scored[scored.ci_low.isna()].note.str.startswith("no interval").all()
 
 
 @pytest.mark.parametrize(

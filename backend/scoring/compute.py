@@ -28,17 +28,21 @@ import numpy as np
 import pandas as pd
 
 from backend.release import Release
+from precompute.analyze.scoring_tables import interval_k
 from precompute.analyze.tasks import permuted_cache
 from precompute.metrics.calibrated import calibrated_score
-from precompute.metrics.cknna import masked_entries, self_hsic
+from precompute.metrics.cknna import self_hsic
 from precompute.metrics.hsic import sparse_hsic_unbiased
 from precompute.metrics.information_imbalance import imbalance_from_ranks, ranks_in
-from precompute.metrics.neighbours import NeighbourCache, build_neighbour_cache
+from precompute.metrics.neighbours import NeighbourCache
 from precompute.metrics.nulls import info_imbalance_null_values
 from precompute.metrics.preprocess import KernelPreprocessing, kernel_features
+from precompute.metrics.resampling import subsample_list_length
 
+from .fast import cosine_cache
 from .inputs import ScoringInputError, align_to_samples, duplicate_rows
-from .zoo import ScoringDataError, zoo_lists
+from .intervals import interval_settings, pair_intervals
+from .zoo import ScoringDataError, deep_lists, zoo_lists
 
 NOT_COMPUTABLE = {
     "cka": "needs the release model's embeddings, which a release does not hold",
@@ -83,15 +87,27 @@ def _settings(release: Release, dataset: str) -> dict:
     return s
 
 
-def _pair_values(u: NeighbourCache, m: NeighbourCache, k: int, h_u: float, h_m: float | None) -> tuple:
-    """(CKNNA(U, M), CKNNA(M, U), mutual kNN) at k; the CKNNAs are None when M has no similarities (h_m None)."""
-    n = u.n
-    rows, cols, x, y = masked_entries(u, m, k)
-    mutual = rows.size / (n * k)
-    if h_m is None:
-        return None, None, mutual
-    denom = np.sqrt(h_u * h_m)
-    return sparse_hsic_unbiased(rows, cols, x, y, n) / denom, sparse_hsic_unbiased(rows, cols, y, x, n) / denom, mutual
+def _pair_values(u: NeighbourCache, m: NeighbourCache, ks: tuple[int, ...], h_u: dict, h_m: dict | None) -> np.ndarray:
+    """(len(ks), 3): CKNNA(U, M), CKNNA(M, U), mutual kNN at each k, from one intersection of the k_max lists
+    (the entries of a smaller k are those with both ranks < k, in the same order: the same sums as per k).
+    The CKNNAs are NaN when M has no similarities (h_m None)."""
+    n, kmax = u.n, max(ks)
+    ia, va = u.prefix(kmax)
+    ib, vb = m.prefix(kmax)
+    rows = np.repeat(np.arange(n, dtype=np.int64), kmax)
+    common, pa, pb = np.intersect1d(rows * n + ia.ravel(), rows * n + ib.ravel(), assume_unique=True,
+                                    return_indices=True)  # fmt: skip
+    r, c, x, y = common // n, common % n, va.ravel()[pa], vb.ravel()[pb]
+    ra, rb = pa % kmax, pb % kmax
+    out = np.full((len(ks), 3), np.nan)
+    for q, k in enumerate(ks):
+        sel = (ra < k) & (rb < k)
+        out[q, 2] = np.count_nonzero(sel) / (n * k)
+        if h_m is not None:
+            denom = np.sqrt(h_u[k] * h_m[k])
+            out[q, 0] = sparse_hsic_unbiased(r[sel], c[sel], x[sel], y[sel], n) / denom
+            out[q, 1] = sparse_hsic_unbiased(r[sel], c[sel], y[sel], x[sel], n) / denom
+    return out
 
 
 def score_embeddings(
@@ -105,6 +121,7 @@ def score_embeddings(
     permutations: int = 20,
     seed: int = 0,
     models: list[str] | None = None,
+    intervals: bool = True,
 ) -> ScoreResult:
     """Score X (N rows; with `sample_ids`, any order) against every model of `dataset` in the release."""
     t0 = time.perf_counter()
@@ -129,7 +146,12 @@ def score_embeddings(
     ks_knn = tuple(k for k in s["ks_knn"] if k <= k_cos and n > k + 1)
     if not ks_knn:
         raise ScoringInputError(f"dataset {dataset!r} (N = {n}) has no k the release's lists allow")
-    user = build_neighbour_cache(kernel_features(X, prep, name), max(ks_knn), "cosine", name=name, duplicates="keep")
+    ci = interval_settings(s) if intervals else None
+    ks_ci = tuple(k for k in ks_knn if k <= min(interval_k(n), k_cos)) if ci is not None else ()
+    deep = deep_lists(release, dataset, zoo) if ks_ci else {}
+    length = min(n - 2, max(max(ks_knn), subsample_list_length(max(ks_ci)))) if deep else max(ks_knn)
+    feats = kernel_features(X, prep, name)
+    user = cosine_cache(feats, length, name=name)  # = build_neighbour_cache(..., duplicates="keep"), faster
     rng = np.random.default_rng(seed)
     perms = [rng.permutation(n) for _ in range(permutations)]
     rows: list[dict] = []
@@ -142,19 +164,25 @@ def score_embeddings(
         )
         for m, z in zoo.items()
     }
-    for k in ks_knn:
-        h_u = self_hsic(user, k)  # a permutation relabels rows: the self term of U[perm] is the same
-        permuted = [permuted_cache(user, p) for p in perms]
-        for m, z in zoo.items():
-            h_m = self_hsic(caches[m], k) if z.cosine_similarity is not None else None
-            ab, ba, mutual = _pair_values(user, caches[m], k, h_u, h_m)
-            null = np.array([_pair_values(pc, caches[m], k, h_u, h_m) for pc in permuted], dtype=float).reshape(-1, 3)
+    h_u = {k: self_hsic(user, k) for k in ks_knn}  # a permutation relabels rows: the self term of U[perm] is the same
+    permuted = [permuted_cache(user, p) for p in perms]
+    for m, z in zoo.items():
+        h_m = {k: self_hsic(caches[m], k) for k in ks_knn} if z.cosine_similarity is not None else None
+        obs = _pair_values(user, caches[m], ks_knn, h_u, h_m)
+        null = np.array([_pair_values(pc, caches[m], ks_knn, h_u, h_m) for pc in permuted]).reshape(-1, len(ks_knn), 3)
+        for q, k in enumerate(ks_knn):
+            ab, ba, mutual = obs[q]
             if h_m is not None:
                 for a, b, v, col in ((name, m, ab, 0), (m, name, ba, 1)):
                     rows.append({**base, "metric": "cknna", "k": k, "model_a": a, "model_b": b, "value": float(v),
-                                 **_null(v, null[:, col], seed)})  # fmt: skip
-            rows.append({**base, "metric": "mutual_knn", "k": k, "model_a": name, "model_b": m, "value": mutual,
-                         **_null(mutual, null[:, 2], seed)})  # fmt: skip
+                                 **_null(v, null[:, q, col], seed)})  # fmt: skip
+            rows.append({**base, "metric": "mutual_knn", "k": k, "model_a": name, "model_b": m,
+                         "value": float(mutual), **_null(mutual, null[:, q, 2], seed)})  # fmt: skip
+    if deep:
+        values = {(r["metric"], r["k"], r["model_a"], r["model_b"]): r["value"] for r in rows}
+        iv = pair_intervals(ci, user, feats, deep, ks_ci, values, name)
+        for r in rows:
+            r["ci_low"], r["ci_high"] = iv.get((r["metric"], r["k"], r["model_a"], r["model_b"]), (None, None))
     with_euclid = {m: z.euclidean_indices for m, z in zoo.items() if z.euclidean_indices is not None}
     ks_ii: tuple[int, ...] = ()
     if with_euclid:
@@ -172,6 +200,9 @@ def score_embeddings(
                 null = ii_null[m][:, j] if m in ii_null else np.zeros(0)
                 rows.append({**base, "metric": "info_imbalance", "k": k, "model_a": m, "model_b": name,
                              "value": v, **_null(v, null, seed, higher_is_aligned=False)})  # fmt: skip
+    for r in rows:
+        if r["ci_low"] is None and r["note"] is None:
+            r["note"] = _no_interval_note(r["metric"], r["k"], ks_ci, ci is not None, intervals, bool(deep))
     for metric, why in NOT_COMPUTABLE.items():
         rows.append({**base, "metric": metric, "k": None, "model_a": name, "model_b": None, "value": None,
                      **_no_null(), "note": why})  # fmt: skip
@@ -202,6 +233,20 @@ def _null(value: float, null: np.ndarray, seed: int, higher_is_aligned: bool = T
         "null_q99": float(np.quantile(null, 0.99 if higher_is_aligned else 0.01)),
         "note": None,
     }
+
+
+def _no_interval_note(metric: str, k: int, ks_ci: tuple, drawn: bool, asked: bool, shipped: bool) -> str:
+    """Why a scored row has no confidence interval (every such row says so)."""
+    if not asked:
+        return "no interval: intervals=False"
+    if not drawn:
+        return "no interval: the release's analysis drew no half-sampling subsets"
+    if metric == "info_imbalance":
+        return "no interval: information-imbalance intervals need the release model's distances on each subset"
+    if not shipped:
+        return "no interval: the release has no neighbours_deep lists (written by later versions of the release)"
+    return (f"no interval at k = {k}: the release ships the subset-deep lists for k <= {max(ks_ci)} only "
+            "(data/ budget; docs/RELEASE_FORMAT.md)") if ks_ci else "no interval: no k small enough for the shipped lists"  # fmt: skip
 
 
 def _no_null() -> dict:

@@ -144,5 +144,13 @@ def align_to_samples(
 
 def duplicate_rows(X: np.ndarray) -> int:
     """How many rows repeat an earlier row (kept, as the analysis keeps them: ties go to the lower position)."""
-    _, first = np.unique(X, axis=0, return_index=True)
-    return int(X.shape[0] - first.size)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    # equal rows have equal projections (the same arithmetic); only rows sharing a projection are compared exactly
+    h = X @ np.random.default_rng(0).standard_normal(X.shape[1])
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    same = np.flatnonzero(hs[1:] == hs[:-1])
+    if not same.size:
+        return 0
+    _, first = np.unique(X[np.unique(np.r_[order[same], order[same + 1]])], axis=0, return_index=True)
+    return int(np.unique(np.r_[order[same], order[same + 1]]).size - first.size)

@@ -76,3 +76,54 @@ def zoo_lists(release: Release, dataset: str, n: int) -> dict[str, ZooLists]:
             )
         out[m] = ZooLists(m, idx.astype(np.int64), None if s is None else s.astype(np.float64), euc.get(m))
     return out
+
+
+@dataclass(frozen=True)
+class DeepLists:
+    """One model's cosine lists as deep as the release's seeded subsets need (`neighbours` + `neighbours_deep`).
+
+    indices / similarity: (N, W), row i valid up to depth[i] (the rest is padding); W >= the shipped k."""
+
+    indices: np.ndarray
+    similarity: np.ndarray
+    depth: np.ndarray
+
+
+def deep_lists(release: Release, dataset: str, zoo: dict[str, ZooLists]) -> dict[str, DeepLists]:
+    """The models of `zoo` with resampling lists in the release (none for a release without `neighbours_deep`)."""
+    if "neighbours_deep" not in release.tables:
+        return {}
+    cur = release.cursor()
+    try:
+        got = cur.execute(
+            "SELECT model_id, position, rank, neighbour, similarity FROM neighbours_deep WHERE dataset_id = ? "
+            "ORDER BY model_id, position, rank",
+            [dataset],
+        ).fetchnumpy()
+    finally:
+        cur.close()
+    models = np.asarray(got["model_id"], dtype=object)
+    out: dict[str, DeepLists] = {}
+    starts = np.flatnonzero(np.r_[True, models[1:] != models[:-1]]) if models.size else np.zeros(0, dtype=int)
+    for s, e in zip(starts, np.r_[starts[1:], models.size].astype(int), strict=True):
+        m = str(models[s])
+        z = zoo.get(m)
+        if z is None or z.cosine_similarity is None:
+            continue
+        n, k = z.cosine_indices.shape
+        pos = np.asarray(got["position"][s:e], dtype=np.int64)
+        rank = np.asarray(got["rank"][s:e], dtype=np.int64)
+        depth = np.full(n, k, dtype=np.int64)
+        np.maximum.at(depth, pos, rank)
+        width = int(depth.max())
+        idx = np.zeros((n, width), dtype=np.int64)
+        sim = np.zeros((n, width))
+        idx[:, :k], sim[:, :k] = z.cosine_indices, z.cosine_similarity
+        idx[pos, rank - 1] = np.asarray(got["neighbour"][s:e])
+        sim[pos, rank - 1] = np.asarray(got["similarity"][s:e], dtype=np.float64)
+        counts = np.bincount(pos, minlength=n)
+        if (rank <= k).any() or not np.array_equal(counts[counts > 0], (depth - k)[counts > 0]):
+            raise ScoringDataError(f"neighbours_deep: model {m!r} on {dataset!r} does not continue ranks {k + 1}.. "
+                                   "without gaps")  # fmt: skip
+        out[m] = DeepLists(idx, sim, depth)
+    return out

@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 
 from .executor import Task, run_tasks
-from .scoring_tables import neighbour_similarity_table, neighbours_euclidean_table, shipped_cosine_k
+from .scoring_tables import (
+    neighbour_similarity_table,
+    neighbours_deep_table,
+    neighbours_euclidean_table,
+    shipped_cosine_k,
+)
 from .settings import AnalysisSettings
 from .tasks import (
     task_caches,
@@ -214,7 +219,8 @@ def collect_tables(work: Path, dataset_id: str) -> dict[str, pd.DataFrame]:
     return {"pairwise": pairwise, "pairwise_null": null_df, "pairwise_calibration": calibration, "intrinsic_dim": intrinsic, "trees": pd.DataFrame(trees),
             "neighbours": neighbours_table(work, dataset_id, models, k_ship),
             "neighbour_similarity": neighbour_similarity_table(work, dataset_id, models, k_ship),
-            "neighbours_euclidean": neighbours_euclidean_table(work, dataset_id, models)}  # fmt: skip
+            "neighbours_euclidean": neighbours_euclidean_table(work, dataset_id, models),
+            "neighbours_deep": neighbours_deep_table(work, dataset_id, models, settings.as_dict(), k_ship)}  # fmt: skip
 
 
 SHIPPED_NEIGHBOURS_K = 10

@@ -51,3 +51,101 @@ def neighbours_euclidean_table(work: Path, dataset_id: str, models: list[str], k
         c = load_cache(Path(work), m, "euclid")
         parts.append(long_lists(dataset_id, m, c.indices[:, : min(k, c.k_max)].astype(np.int64), "neighbour"))
     return pd.concat(parts, ignore_index=True)
+
+
+# ------------------------------------------------------------------------------------- lists for the intervals
+CI_K_LARGE, CI_K_SMALL = 5, 10  # intervals are scorable for k <= this (N > SMALL_N, N <= SMALL_N)
+
+
+def interval_k(n: int) -> int:
+    """The largest k whose half-sampling interval a release makes scorable for a dataset of N samples.
+
+    Each seeded subset keeps about half of a row's list, so the k-th kept neighbour sits near rank 2k and, over the
+    ~R/2 subsets holding a row, as deep as ~3k-5k: QM9 (N = 9,848, 36 models, R = 50) needs ~2.7 M extra entries
+    at k = 5 (~16 MB) but ~7.2 M at k = 10 (~43 MB), which the 100 MB budget of data/ cannot hold.
+    """
+    return CI_K_SMALL if n <= SMALL_N else CI_K_LARGE
+
+
+def resample_depth(
+    indices: np.ndarray, subsets: list[np.ndarray], k: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Per row, the list depth that holds its first k neighbours kept by every subset containing it (0 for rows in
+    no subset); the list length + 1 where some subset keeps fewer than k of it. indices[q] is the list of row
+    rows[q] (default: row q of all N)."""
+    m, length = indices.shape
+    n = m if rows is None else int(max(indices.max(), rows.max())) + 1
+    rows = np.arange(m) if rows is None else np.asarray(rows)
+    where = np.full(n, -1, dtype=np.int64)
+    where[rows] = np.arange(m)
+    depth = np.zeros(m, dtype=np.int64)
+    inside = np.zeros(n, dtype=bool)
+    for keep in subsets:
+        inside[:] = False
+        inside[keep] = True
+        q = where[keep[keep < n]]
+        q = q[q >= 0]
+        kept = np.cumsum(inside[indices[q]], axis=1)
+        pos = np.where(kept[:, -1] >= k, np.argmax(kept >= k, axis=1) + 1, length + 1)
+        depth[q] = np.maximum(depth[q], pos)
+    return depth
+
+
+def deep_lists(
+    indices: np.ndarray, scores: np.ndarray, features: np.ndarray, subsets: list[np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(depth per row, indices, scores): each row's exact cosine list as deep as the seeded subsets need at k.
+
+    features: the model's kernel features (the cache's input). A row whose cached list is too short is ordered
+    exactly over all N, as resampling.subsample_cache would recompute it on each subset (restricting an exact
+    (score, index) order to a subset keeps it exact)."""
+    from precompute.metrics._checks import pow2_scale
+    from precompute.metrics.neighbours import _exact_row
+
+    depth = resample_depth(indices, subsets, k)
+    short = np.flatnonzero(depth > indices.shape[1])
+    if not short.size:
+        return depth, indices, scores
+    n = indices.shape[0]
+    X, scale_exp = pow2_scale(np.ascontiguousarray(features, dtype=np.float64))
+    full = [_exact_row(X, int(i), n - 1, "cosine") for i in short]
+    full_i = np.stack([f[0] for f in full])
+    depth[short] = resample_depth(full_i, subsets, k, rows=short)
+    width = int(depth.max())
+    out_i = np.zeros((n, width), dtype=np.int64)
+    out_s = np.zeros((n, width))
+    out_i[:, : indices.shape[1]], out_s[:, : indices.shape[1]] = indices, scores
+    out_i[short] = full_i[:, :width]
+    out_s[short] = np.ldexp(np.stack([f[1] for f in full])[:, :width], 2 * scale_exp)
+    return depth, out_i, out_s
+
+
+def neighbours_deep_table(
+    work: Path, dataset_id: str, models: list[str], settings: dict, shipped_k: int
+) -> pd.DataFrame:
+    """Each model's cosine list entries beyond rank shipped_k, as deep as each row needs for the analysis' seeded
+    half-sampling subsets at k <= interval_k(N) (`neighbours_deep`): with them a new embedding's interval equals the
+    one the analysis would give it. Empty when the analysis drew no subsets."""
+    from precompute.metrics.preprocess import kernel_features
+
+    from .settings import AnalysisSettings
+    from .tasks import _prep, load_cache, load_features, resample_subsets
+
+    cols = ["dataset_id", "model_id", "position", "rank", "neighbour", "similarity"]
+    s = AnalysisSettings.from_dict(settings)
+    parts = []
+    for m in models:
+        c = load_cache(Path(work), m, "cosine")
+        ks = [k for k in s.ks_knn if k <= min(interval_k(c.n), shipped_k)]
+        if s.resamples <= 0 or not ks:
+            break
+        subs = resample_subsets(c.n, s)
+        feats = kernel_features(load_features(Path(work), m), _prep(s), m)
+        depth, idx, sc = deep_lists(c.indices, c.scores, feats, subs, max(ks))
+        pos, rank = np.nonzero(np.arange(1, idx.shape[1] + 1)[None, :] <= depth[:, None])
+        sel = rank >= shipped_k  # 0-based: ranks shipped_k + 1 ... depth
+        pos, rank = pos[sel], rank[sel]
+        parts.append(pd.DataFrame({"dataset_id": dataset_id, "model_id": m, "position": pos.astype(np.int64),
+                                   "rank": (rank + 1).astype(np.int64), "neighbour": idx[pos, rank].astype(np.int64),
+                                   "similarity": sc[pos, rank].astype(np.float32)}))  # fmt: skip
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)

@@ -436,6 +436,22 @@ TABLES: dict[str, TableSchema] = {
             "information imbalance, model -> other), up to k = 5: enough for Delta(model -> new embedding; k <= 5)",
         ),
         TableSchema(
+            "neighbours_deep",
+            (
+                C("dataset_id", "string"),
+                C("model_id", "string"),
+                C("position", "int64", min=0, doc="the sample (samples.position)"),
+                C("rank", "int64", min=1, doc="continues `neighbours` (ranks above its k), without gaps"),
+                C("neighbour", "int64", min=0, doc="position of its rank-th nearest other sample (cosine)"),
+                C("similarity", "float32", min=-1.0001, max=1.0001, doc="its cosine similarity K_ij, float32"),
+            ),
+            key=("dataset_id", "model_id", "position", "rank"),
+            required=False,
+            doc="each sample's cosine list beyond `neighbours`, exactly as deep as the analysis' seeded half-sampling "
+            "subsets need at k <= 5 (N > 5,000) or 10: the confidence intervals of a new embedding's CKNNA and "
+            "mutual kNN at those k then equal the analysis' (docs/RELEASE_FORMAT.md, scoring)",
+        ),
+        TableSchema(
             "sample_structures",
             (
                 C("dataset_id", "string"),
@@ -649,7 +665,8 @@ def validate_release_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pa.Tab
     for t in ("pairwise", "pairwise_null", "pairwise_calibration"):
         refs(t, "model_a", model_ids, "model")
         refs(t, "model_b", model_ids, "model")
-    per_model = ("intrinsic_dim", "energy", "neighbours", "neighbour_similarity", "neighbours_euclidean")
+    per_model = ("intrinsic_dim", "energy", "neighbours", "neighbour_similarity", "neighbours_euclidean",
+                 "neighbours_deep")  # fmt: skip
     for t in per_model:
         refs(t, "model_id", model_ids, "model")
     for t in ("pairwise", "pairwise_null", "pairwise_calibration", "trees", "samples", "sample_structures", *per_model):

@@ -1,0 +1,81 @@
+"""Half-sampling confidence intervals of a new embedding's CKNNA and mutual kNN, equal to the analysis' own.
+
+The analysis (precompute.analyze.tasks._pair_intervals) draws R seeded subsets of ⌊fN⌋ rows per dataset, the same
+for every pair, recomputes both models' k-lists among each subset's rows and takes the basic interval of the R
+subset values (precompute.metrics.resampling). Restricting a row's exact (score, index) list to a subset keeps it
+exact, so a release model's subset lists are the first k kept entries of its list, provided the list is deep
+enough: the release ships each row's list exactly as deep as those subsets need (`neighbours_deep`, k <= 5 where
+N > 5,000, else k <= 10; see precompute.analyze.scoring_tables.interval_k). The new embedding's subset lists come
+from its own longer cache and features (resampling.subsample_cache). Larger k, information imbalance, CKA and IDCor
+get no interval: a note says why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from precompute.analyze.settings import AnalysisSettings
+from precompute.analyze.tasks import resample_subsets
+from precompute.metrics.cknna import self_hsic
+from precompute.metrics.neighbours import NeighbourCache
+from precompute.metrics.resampling import basic_interval, knn_subsample_values, subsample_cache
+
+from .zoo import DeepLists
+
+
+def interval_settings(settings: dict) -> AnalysisSettings | None:
+    """The analysis settings behind the release's intervals, or None when it drew no subsets."""
+    known = {k: v for k, v in settings.items() if k in AnalysisSettings.__dataclass_fields__}
+    s = AnalysisSettings.from_dict(known)
+    return s if "resamples" in settings and s.resamples > 0 else None
+
+
+def subset_lists(deep: DeepLists, keep: np.ndarray, k: int) -> NeighbourCache:
+    """A release model's exact k-lists among the rows `keep` (renumbered), from its deep lists."""
+    n = deep.indices.shape[0]
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[keep] = np.arange(keep.size)
+    mapped = pos[deep.indices[keep]]
+    valid = np.arange(deep.indices.shape[1])[None, :] < deep.depth[keep][:, None]
+    kept = (mapped >= 0) & valid
+    short = np.flatnonzero(kept.sum(axis=1) < k)
+    if short.size:  # cannot happen for the subsets the lists were cut for: a mismatch, not a silent approximation
+        raise ValueError(f"neighbours_deep is too shallow for row {int(keep[short[0]])} on this subset at k = {k}")
+    first = np.argsort(~kept, axis=1, kind="stable")[:, :k]
+    return NeighbourCache(np.take_along_axis(mapped, first, 1), np.take_along_axis(deep.similarity[keep], first, 1),
+                          "cosine")  # fmt: skip
+
+
+def pair_intervals(
+    s: AnalysisSettings,
+    user: NeighbourCache,
+    features: np.ndarray,
+    deep: dict[str, DeepLists],
+    ks: tuple[int, ...],
+    values: dict[tuple, float],
+    name: str,
+) -> dict[tuple, tuple[float, float]]:
+    """(metric, k, model_a, model_b) -> (ci_low, ci_high) for the user's rows against every model in `deep`.
+
+    user: the user's cosine cache (any length >= max(ks)); features: its kernel features; values: the full-N
+    values of those rows (the interval is centred on them, as the analysis centres its own)."""
+    n = user.n
+    subs = resample_subsets(n, s)
+    m = subs[0].size
+    ks = tuple(k for k in ks if k + 1 < m - 1)
+    if not ks or not deep:
+        return {}
+    kmax = max(ks)
+    got: dict[tuple, list[float]] = {}
+    for keep in subs:
+        sub_u = subsample_cache(user, keep, kmax, features)
+        own = {("a", k): self_hsic(sub_u, k) for k in ks}  # the user's self terms, shared by every model
+        for model, d in deep.items():
+            kv = knn_subsample_values(sub_u, subset_lists(d, keep, kmax), ks, own)
+            for q, k in enumerate(ks):
+                got.setdefault(("cknna", k, name, model), []).append(kv["cknna_ab"][q])
+                got.setdefault(("cknna", k, model, name), []).append(kv["cknna_ba"][q])
+                got.setdefault(("mutual_knn", k, name, model), []).append(kv["mutual_knn"][q])
+    return {
+        key: basic_interval(values[key], np.asarray(v), n, m, s.ci_level) for key, v in got.items() if key in values
+    }
