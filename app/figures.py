@@ -386,3 +386,21 @@ def pair_vs_k(df: pd.DataFrame, mdefs: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(title="value (A → B); information imbalance: lower = more aligned")
     fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend_title="metric · dataset")
     return fig
+
+
+def width_check(df: pd.DataFrame, metric_name: str, q_name: str) -> go.Figure:
+    """The width check (backend.null_vs_width): each pair's permutation-null mean against the product of the two
+    models' embedding dimensions (log axis); the null's 95th (or 5th) percentile as a second marker."""
+    prod = (df["dim_a"].astype(float) * df["dim_b"].astype(float)).to_numpy()
+    lab = [f"{a} × {b}<br>dims {int(x)} × {int(y)}" for a, b, x, y in
+           zip(df["model_a"], df["model_b"], df["dim_a"], df["dim_b"], strict=True)]  # fmt: skip
+    fig = go.Figure()
+    for col, name, sym in (("null_mean", "null mean", "circle"), ("null_q95", f"null {q_name} percentile", "x-thin")):
+        fig.add_trace(go.Scatter(x=prod, y=df[col], mode="markers", name=name, text=lab,
+                                 marker={"symbol": sym, "size": 7, "line": {"width": 1}},
+                                 hovertemplate="%{text}<br>" + name + ": %{y:.4f}<extra></extra>"))  # fmt: skip
+    fig.update_xaxes(type="log", title_text="dim(A) × dim(B) (log)")
+    fig.update_yaxes(title_text=f"{metric_name} under the null")
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.35})  # fmt: skip
+    return fig

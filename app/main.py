@@ -59,6 +59,8 @@ def main() -> None:
             "smaller k.",
             icon=":material/warning:",
         )
+    if "metric" in uses:
+        ui.metric_help_panel(c)
     ui.image_format_control()
     pg.run()
     _flush(warn_box)

@@ -192,6 +192,38 @@ def scale_control(c: Ctx, dataset, metric, k, where=None, prefer_calibrated: boo
     return scale
 
 
+def metric_help_panel(c: Ctx) -> None:
+    """Under the Metric control: the metric's definition, what raw / calibrated and the heatmap's marks mean, and
+    the width check (issue 16.6): the permutation null's mean against the two models' embedding dimensions."""
+    f = c.f
+    if f.dataset is None or f.metric is None:
+        return
+    from .state import metric_help
+
+    mdefs = q(c.release, "metric_definitions").set_index("metric")
+    with st.sidebar.expander(f"About {c.metric_name(f.metric)}: definition, calibration, width check"):
+        st.markdown(metric_help(mdefs.loc[[f.metric]]))
+        st.caption(SCALE_HELP + " Heatmap marks (×): cells whose raw value is not beyond the null's 95th percentile "
+                   "(5th for information imbalance).")  # fmt: skip
+        w = q(c.release, "null_vs_width", f.dataset, f.metric, f.k)
+        if w.empty:
+            st.caption(f"Width check: no permutation null of this metric{k_text(f.k)} on {c.ds_name(f.dataset)} in "
+                       "this release.")  # fmt: skip
+            return
+        row = q(c.release, "width_check", f.dataset)
+        row = row[(row["metric"] == f.metric) & (row["k"].astype("float").fillna(-1) == (f.k if f.k else -1))]
+        rho = row["rho_null_logdim"].iloc[0] if len(row) else float("nan")
+        pv = row["p_null_logdim"].iloc[0] if len(row) else float("nan")
+        st.caption(f"Width check on {c.ds_name(f.dataset)}: {len(w)} ordered pairs, Spearman ρ(null mean, "
+                   f"log dim(A)·dim(B)) = " + ("–" if pd.isna(rho) else f"{rho:+.2f} (p = {pv:.2g})") + ". A positive "
+                   "ρ (negative for information imbalance) means width alone raises the raw score.")  # fmt: skip
+        if st.toggle("Plot the width check", key="_width_check"):
+            q_name = "95th" if bool(mdefs.at[f.metric, "higher_is_aligned"]) else "5th"
+            figure(figures.width_check(w, c.metric_name(f.metric), q_name), w,
+                   csv_name(c, "width-check", f.dataset, f.metric, f.k), key="width_check",
+                   title=about(c, f.dataset, f.metric, f.k, None, w["n_permutations"]))  # fmt: skip
+
+
 def scaled_mdef(mdef: pd.Series, scale: str) -> pd.Series:
     """The metric definition a figure uses on `scale`: calibrated scores are in [0, 1] (IDCor's effect size >= 0)
     and higher is more aligned for every metric."""
