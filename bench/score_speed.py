@@ -4,6 +4,7 @@ synthetic, never shipped).
 
     .venv/bin/python bench/score_speed.py                       # N = 10,000, D = 1,024, 30 models, 20 permutations
     .venv/bin/python bench/score_speed.py --n 2000 --models 10 --permutations 0
+    .venv/bin/python bench/score_speed.py --keep /tmp/rel      # then --release /tmp/rel/<id> to time it again
 
 Builds the release once in a temp folder (exact neighbour caches of each synthetic model, the analysis' list
 lengths: cosine k = 10 at N > 5,000, Euclidean k = 5), then times the score of a fresh N x D embedding (wall time
@@ -14,9 +15,10 @@ and peak memory of the process, tracemalloc for the Python heap). Target: <= 5 s
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -101,35 +103,64 @@ def build_release(root: Path, n: int, n_models: int, seed: int) -> Path:
     return write_release(tables, {"inputs": [{"name": "synthetic", "recipe": "bench"}], "settings": settings}, root)
 
 
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _sample_rss(stop: threading.Event, peaks: list[int]) -> None:
+    """The process's resident memory every 5 ms while the score runs (ru_maxrss would include the build)."""
+    while not stop.wait(0.005):
+        peaks.append(_rss())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--d", type=int, default=1024)
     ap.add_argument("--models", type=int, default=30)
     ap.add_argument("--permutations", type=int, default=20)
+    ap.add_argument("--keep", type=Path, help="build the synthetic release into this folder and keep it")
+    ap.add_argument("--release", type=Path, help="a synthetic release folder this script built before (--keep)")
     args = ap.parse_args()
     from backend import Release
     from backend.scoring import score_embeddings
 
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        folder = build_release(Path(tmp), args.n, args.models, seed=0)
-        print(f"synthetic release: {args.models} models x N = {args.n:,} built in {time.perf_counter() - t:.0f} s")
+        if args.release is None:
+            t = time.perf_counter()
+            root = args.keep if args.keep is not None else Path(tmp)
+            root.mkdir(parents=True, exist_ok=True)
+            folder = build_release(root, args.n, args.models, seed=0)
+            print(f"synthetic release: {args.models} models x N = {args.n:,} built in {time.perf_counter() - t:.0f} s"
+                  f" ({folder})")  # fmt: skip
+        else:
+            folder = args.release
         release = Release.open(folder)
         rng = np.random.default_rng(1)
         U = structured_views(args.n, 1, seed=0, dim=args.d)["view0"] + 0.1 * rng.normal(size=(args.n, args.d))
-        for perms in sorted({0, args.permutations}):
+        runs = [("cold: lists read from the release", 0), ("warm: lists already read (a running server)", 0)]
+        runs += [("warm", args.permutations)] if args.permutations else []
+        for label, perms in runs:
+            load = os.getloadavg()
+            base, stop, peaks = _rss(), threading.Event(), []
+            sampler = threading.Thread(target=_sample_rss, args=(stop, peaks))
+            sampler.start()
             tracemalloc.start()
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             res = score_embeddings(release, "synthetic", U, "upload", permutations=perms)
-            wall = time.perf_counter() - t
+            wall, cpu = time.perf_counter() - t, time.process_time() - cpu
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            stop.set()
+            sampler.join()
+            rss = max(peaks, default=base) / 2**30
             rows = int(res.table["value"].notna().sum())
-            print(f"score N = {args.n:,} x D = {args.d:,} vs {args.models} models, k = {list(res.ks_knn)} (II k = "
-                  f"{list(res.ks_ii)}), {perms} permutations: {wall:.2f} s, {rows} values, Python heap peak "
-                  f"{peak / 2**30:.2f} GB, process max RSS {rss:.2f} GB (target <= 5 s, <= 1 GB without permutations)")  # fmt: skip
+            print(f"score N = {args.n:,} x D = {args.d:,} vs {len(set(res.table.model_b.dropna()) - {'upload'})} "
+                  f"models, k = {list(res.ks_knn)} (II k = {list(res.ks_ii)}), {perms} permutations, {label}: "
+                  f"{wall:.2f} s wall ({cpu:.1f} CPU-s), {rows} values, Python heap peak {peak / 2**30:.2f} GB, "
+                  f"process RSS {base / 2**30:.2f} GB before and {rss:.2f} GB at most during the call; load average "
+                  f"before the run {load[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
     return 0
 
 

@@ -31,15 +31,14 @@ from backend.release import Release
 from precompute.analyze.scoring_tables import interval_k
 from precompute.analyze.tasks import permuted_cache
 from precompute.metrics.calibrated import calibrated_score
-from precompute.metrics.cknna import self_hsic
 from precompute.metrics.hsic import sparse_hsic_unbiased
-from precompute.metrics.information_imbalance import imbalance_from_ranks, ranks_in
+from precompute.metrics.information_imbalance import imbalance_from_ranks
 from precompute.metrics.neighbours import NeighbourCache
 from precompute.metrics.nulls import info_imbalance_null_values
 from precompute.metrics.preprocess import KernelPreprocessing, kernel_features
 from precompute.metrics.resampling import subsample_list_length
 
-from .fast import cosine_cache
+from .fast import cosine_cache, euclidean_ranks, self_hsic_lists
 from .inputs import ScoringInputError, align_to_samples, duplicate_rows
 from .intervals import interval_settings, pair_intervals
 from .zoo import ScoringDataError, deep_lists, zoo_lists
@@ -94,11 +93,13 @@ def _pair_values(u: NeighbourCache, m: NeighbourCache, ks: tuple[int, ...], h_u:
     n, kmax = u.n, max(ks)
     ia, va = u.prefix(kmax)
     ib, vb = m.prefix(kmax)
-    rows = np.repeat(np.arange(n, dtype=np.int64), kmax)
-    common, pa, pb = np.intersect1d(rows * n + ia.ravel(), rows * n + ib.ravel(), assume_unique=True,
-                                    return_indices=True)  # fmt: skip
-    r, c, x, y = common // n, common % n, va.ravel()[pa], vb.ravel()[pb]
-    ra, rb = pa % kmax, pb % kmax
+    # the entries of both lists, as np.intersect1d of the keys i·N + j would give them (sorted by key), from one
+    # (N, k, k) comparison instead of sorting 2·N·k keys
+    i, ra, rb = np.nonzero(ia[:, :, None] == ib[:, None, :])
+    c = ia[i, ra]
+    order = np.argsort(i * n + c, kind="stable")
+    r, c, ra, rb = i[order], c[order], ra[order], rb[order]
+    x, y = va[r, ra], vb[r, rb]
     out = np.full((len(ks), 3), np.nan)
     for q, k in enumerate(ks):
         sel = (ra < k) & (rb < k)
@@ -164,10 +165,16 @@ def score_embeddings(
         )
         for m, z in zoo.items()
     }
-    h_u = {k: self_hsic(user, k) for k in ks_knn}  # a permutation relabels rows: the self term of U[perm] is the same
+    # a permutation relabels rows: the self term of U[perm] is U's
+    h_u = {k: self_hsic_lists(user.indices, user.scores, k) for k in ks_knn}
     permuted = [permuted_cache(user, p) for p in perms]
     for m, z in zoo.items():
-        h_m = {k: self_hsic(caches[m], k) for k in ks_knn} if z.cosine_similarity is not None else None
+        h_m = None
+        if z.cosine_similarity is not None:  # depends on the release only: kept with its cached lists
+            for k in ks_knn:
+                if k not in z.self_terms:
+                    z.self_terms[k] = self_hsic_lists(z.cosine_indices, caches[m].scores, k)
+            h_m = {k: z.self_terms[k] for k in ks_knn}
         obs = _pair_values(user, caches[m], ks_knn, h_u, h_m)
         null = np.array([_pair_values(pc, caches[m], ks_knn, h_u, h_m) for pc in permuted]).reshape(-1, len(ks_knn), 3)
         for q, k in enumerate(ks_knn):
@@ -190,7 +197,7 @@ def score_embeddings(
         ks_ii = tuple(k for k in s.get("ks_ii", ()) if k <= k_euc and n > k + 1)
     if ks_ii:
         lists = {m: e[:, : max(ks_ii)].astype(np.int64) for m, e in with_euclid.items()}
-        ranks = ranks_in(X, lists)
+        ranks = euclidean_ranks(X, lists)  # = ranks_in, faster
         ii_null = {}
         if permutations:  # rows of U permuted: the same permutations for every model, one pass over U
             ii_null, _ = info_imbalance_null_values(X, lists, ks_ii, permutations, {m: seed for m in lists})

@@ -98,3 +98,73 @@ def _rescore_block(X, start, rows_c, cols_c, counts, big, k, indices, scores) ->
         indices[sel + start] = np.take_along_axis(cand, o, 1)
         scores[sel + start] = np.take_along_axis(s, o, 1)
         i += step
+
+
+def self_hsic_lists(indices: np.ndarray, values: np.ndarray, k: int) -> float:
+    """HSIC_u(M∘K, M∘K) of one model's k-lists: the same number as precompute.metrics.cknna.self_hsic.
+
+    The reverse entry (j, i) of each list entry (i, j) is found by comparing row j's k entries with i (an (N, k, k)
+    test) instead of sorting all N·k keys; the sums then run over the same values in the same order as
+    hsic.sparse_hsic_unbiased, so the result is bit-identical (tested)."""
+    idx, v = indices[:, :k], values[:, :k]
+    n = idx.shape[0]
+    if n < 4:
+        raise ValueError(f"unbiased HSIC needs N >= 4, got N = {n}")
+    match = idx[idx] == np.arange(n)[:, None, None]  # [i, a, b]: row j = idx[i, a] lists i at rank b
+    hit = match.any(axis=2).ravel()
+    back = v[idx, match.argmax(axis=2)].ravel()
+    x = v.ravel()
+    trace = float(np.dot(x[hit], back[hit]))
+    total = float(x.sum())
+    colsum = np.bincount(idx.ravel(), weights=x, minlength=n)
+    rowsum = np.bincount(np.repeat(np.arange(n, dtype=np.int64), k), weights=x, minlength=n)
+    one = float(np.dot(colsum, rowsum))
+    return (trace + total * total / ((n - 1) * (n - 2)) - 2.0 * one / (n - 2)) / (n * (n - 3))
+
+
+def euclidean_ranks(B: np.ndarray, neighbour_lists: dict[str, np.ndarray], tile_bytes: int = 16 * 2**20) -> dict:
+    """rank_B(i, j) for every (i, j) of each (N, k) list: the same numbers as information_imbalance.ranks_in.
+
+    The same float64 Gram form, tile size and row sort as ranks_in (so the same distances and counts); the ranks
+    are read by one vectorised binary search per tile instead of a search per row, and the distance block is
+    formed with one temporary less."""
+    from precompute.metrics._checks import centred_scaled
+
+    n = B.shape[0]
+    names = list(neighbour_lists)
+    widths = [neighbour_lists[m].shape[1] for m in names]
+    stacked = np.hstack([neighbour_lists[m] for m in names]).astype(np.int64)
+    out = np.empty(stacked.shape, dtype=np.int64)
+    B, _ = centred_scaled(B, "B")
+    sq = np.einsum("ij,ij->i", B, B)
+    t = int(max(1, min(n, tile_bytes // (8 * n))))
+    steps = int(np.ceil(np.log2(n + 1))) + 1
+    B2 = 2.0 * B  # exact: (2B) Bᵀ = 2 (B Bᵀ) entry for entry, so d2 below is ranks_in's (sq_i + sq_j) - 2 g_ij
+    for start in range(0, n, t):
+        stop = min(n, start + t)
+        G = B2[start:stop] @ B.T
+        d2 = sq[start:stop, None] + sq[None, :]
+        d2 -= G
+        del G
+        np.maximum(d2, 0.0, out=d2)
+        r = np.arange(stop - start)
+        d2[r, r + start] = np.inf  # self never counts
+        thr = np.take_along_axis(d2, stacked[start:stop], 1)
+        d2.sort(axis=1)
+        # count of entries < thr per (row, threshold), as searchsorted(side="left"): a vectorised binary search
+        flat = d2.ravel()
+        base = (np.arange(stop - start, dtype=np.int64) * n)[:, None]
+        lo = np.zeros(thr.shape, dtype=np.int64)
+        hi = np.full(thr.shape, n, dtype=np.int64)
+        for _ in range(steps):
+            mid = (lo + hi) >> 1
+            below = flat[base + np.minimum(mid, n - 1)] < thr
+            active = lo < hi
+            lo = np.where(below & active, mid + 1, lo)
+            hi = np.where(~below & active, mid, hi)
+        out[start:stop] = lo + 1
+    result, col = {}, 0
+    for name, w in zip(names, widths, strict=True):
+        result[name] = out[:, col : col + w]
+        col += w
+    return result
