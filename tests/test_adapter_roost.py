@@ -11,6 +11,7 @@ torch >= 2.6 on the stored numpy scalars).
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -62,6 +63,8 @@ def mattervial_code(monkeypatch):
     for name, path in (("mattervial", root), ("mattervial.featurizers", root / "featurizers")):
         stub = types.ModuleType(name)
         stub.__path__ = [str(path)]
+        stub.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        stub.__spec__.submodule_search_locations = [str(path)]
         monkeypatch.setitem(sys.modules, name, stub)
     ts = types.ModuleType("torch_scatter")
     ts.scatter_add = lambda src, index, dim=0: scatter(src, index, dim=dim, reduce="sum")
@@ -167,7 +170,11 @@ def test_composition_only_same_formula_same_row_other_formula_other_row(adapter)
 
 
 def test_batch_size_does_not_change_rows(adapter):
+    import torch
+
+    threads = torch.get_num_threads()
     a = adapter.embed(_samples(FORMULAS), batch_size=1).embeddings
+    assert torch.get_num_threads() == threads  # the forward pass's 1-thread setting is not left behind
     b = adapter.embed(_samples(FORMULAS), batch_size=64).embeddings
     assert np.abs(a - b).max() < 1e-5  # float32 matrix products blocked differently by batch size
 
