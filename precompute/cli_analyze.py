@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from precompute.analyze.energy import energy_table
-    from precompute.analyze.pipeline import collect_tables, run_analysis
+    from precompute.analyze.pipeline import collect_tables, repeated_rows_notes, run_analysis
     from precompute.analyze.tasks import write_json_atomic
     from precompute.cluster import spec_from_args
     from precompute.extract.store import DatasetKey, EmbeddingStore
@@ -167,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
                                                "energy": energy_info})  # fmt: skip
     counts = tables["pairwise"].groupby("metric").size().to_dict()
     print(f"analysed {len(models)} models on {len(ids)} shared samples of {key.slug}: {counts}")
+    for line in repeated_rows_notes(work):
+        print(line)
     if energy_info:
         print(f"energy MAE vs {energy_info['label']} for {len(energy_rows)} model(s): "
               + ", ".join(f"{r['model_id']} {1000 * r['mae_per_atom']:.1f} meV/atom" for r in energy_rows))  # fmt: skip

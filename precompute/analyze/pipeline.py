@@ -82,11 +82,40 @@ def prepare_features(
                 raise ValueError(f"{work}: embeddings of {m} changed since the previous run; use a new work folder")
         else:
             np.save(path, arr)
-        meta["per_model"][m] = {"embedded": len(mids), "dim": int(arr.shape[1]), "dropped": len(mids) - len(ids)}
+        meta["per_model"][m] = {"embedded": len(mids), "dim": int(arr.shape[1]), "dropped": len(mids) - len(ids),
+                                **repeated_rows(arr, ids)}  # fmt: skip
     if not ids_file.exists():
         write_json_atomic(ids_file, ids)
         write_json_atomic(feat / "meta.json", meta)
     return ids
+
+
+def repeated_rows(X: np.ndarray, ids: Sequence[str]) -> dict[str, object]:
+    """How many rows repeat an earlier row exactly (a composition-only model on polymorphs, a fingerprint on
+    stereoisomers), in how many groups, and the first such pair of sample ids. The analysis keeps them: their
+    neighbour order is the lower-index rule (precompute/metrics/neighbours.py), TwoNN drops them and counts them."""
+    _, first, inverse = np.unique(X, axis=0, return_index=True, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    later = np.flatnonzero(first[inverse] != np.arange(X.shape[0]))
+    if later.size == 0:
+        return {"repeated_rows": 0, "repeated_groups": 0, "repeated_example": None}
+    j = int(later[0])
+    groups = int(np.unique(inverse[later]).size)
+    return {"repeated_rows": int(later.size), "repeated_groups": groups,
+            "repeated_example": [ids[int(first[inverse[j]])], ids[j]]}  # fmt: skip
+
+
+def repeated_rows_notes(work: Path) -> list[str]:
+    """One line per model of this analysis whose rows repeat (from features/meta.json), for the CLI."""
+    meta = json.loads((Path(work) / "features" / "meta.json").read_text())
+    out = []
+    for m, info in meta["per_model"].items():
+        if info.get("repeated_rows"):
+            a, b = info["repeated_example"]
+            out.append(f"note: {m}: {info['repeated_rows']} of {meta['n_shared']} rows repeat an earlier row "
+                       f"({info['repeated_groups']} groups; e.g. {b} = {a}); kept: ties among them are broken by "
+                       "sample order (lower index first), TwoNN counts them as duplicates")  # fmt: skip
+    return out
 
 
 def plan_tasks(
