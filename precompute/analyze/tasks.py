@@ -183,10 +183,12 @@ def _pair_intervals(pairs, s: AnalysisSettings, caches, feats, n: int) -> tuple[
     values: dict[tuple, list[float]] = {}
     for keep in subs:
         sub = {x: subsample_cache(caches[x], keep, max(ks), feats[x]) for x in models} if ks else {}
+        own = {(x, k): self_hsic(sub[x], k) for x in sub for k in ks}  # one model's term, shared by its pairs
         parts = {x: CkaParts(feats[x][keep]) for x in models}
         for a, b in pairs:
             if ks:
-                kv = knn_subsample_values(sub[a], sub[b], ks)
+                st = {(w, k): own[(x, k)] for w, x in (("a", a), ("b", b)) for k in ks}
+                kv = knn_subsample_values(sub[a], sub[b], ks, st)
                 for q, k in enumerate(ks):
                     values.setdefault(("cknna", k, a, b), []).append(kv["cknna_ab"][q])
                     values.setdefault(("cknna", k, b, a), []).append(kv["cknna_ba"][q])

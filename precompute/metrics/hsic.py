@@ -36,3 +36,29 @@ def sparse_hsic_unbiased(rows: np.ndarray, cols: np.ndarray, x: np.ndarray, y: n
     rowsum_y = np.bincount(rows, weights=y, minlength=n)
     one_xy_one = float(np.dot(colsum_x, rowsum_y))
     return (trace_xy + sum_x * sum_y / ((n - 1) * (n - 2)) - 2.0 * one_xy_one / (n - 2)) / (n * (n - 3))
+
+
+def sparse_hsic_unbiased_both(
+    rows: np.ndarray, cols: np.ndarray, x: np.ndarray, y: np.ndarray, n: int, *, keys_sorted: bool = False
+) -> tuple[float, float]:
+    """(HSIC_u(X, Y), HSIC_u(Y, X)) in one pass: CKNNA's two orders share the support, tr(XY) = tr(YX) and the
+    sums; only 1ᵀXY1 differs. keys_sorted: the entries are already in increasing rows·N + cols order (as
+    np.intersect1d returns them), so the sort is skipped. Same numbers as two sparse_hsic_unbiased calls (tested).
+    """
+    if n < 4:
+        raise ValueError(f"unbiased HSIC needs N >= 4, got N = {n}")
+    key = rows * n + cols
+    if keys_sorted:
+        key_sorted, y_s = key, y
+    else:
+        order = np.argsort(key, kind="stable")
+        key_sorted, y_s = key[order], y[order]
+    key_t = cols * n + rows
+    pos = np.minimum(np.searchsorted(key_sorted, key_t), max(key_sorted.size - 1, 0))
+    hit = key_sorted[pos] == key_t if key_sorted.size else np.zeros(0, dtype=bool)
+    trace = float(np.dot(x[hit], y_s[pos[hit]]))
+    sums = float(x.sum()) * float(y.sum()) / ((n - 1) * (n - 2))
+    xy = float(np.dot(np.bincount(cols, weights=x, minlength=n), np.bincount(rows, weights=y, minlength=n)))
+    yx = float(np.dot(np.bincount(cols, weights=y, minlength=n), np.bincount(rows, weights=x, minlength=n)))
+    scale = n * (n - 3)
+    return (trace + sums - 2.0 * xy / (n - 2)) / scale, (trace + sums - 2.0 * yx / (n - 2)) / scale

@@ -31,7 +31,7 @@ import numpy as np
 
 from ._checks import centred_scaled
 from .cknna import self_hsic
-from .hsic import sparse_hsic_unbiased
+from .hsic import sparse_hsic_unbiased_both
 from .idcor import FAST_MAX_N, idcor_details, prepare_idcor
 from .neighbours import NeighbourCache, _exact_row
 
@@ -86,7 +86,10 @@ def basic_interval(full: float, sub_values: np.ndarray, n: int, m: int, level: f
 def knn_subsample_values(
     sub_a: NeighbourCache, sub_b: NeighbourCache, ks: Sequence[int], self_terms: dict | None = None
 ) -> dict[str, np.ndarray]:
-    """CKNNA both orders and mutual kNN at each k on one subsample, from the two subsample caches."""
+    """CKNNA both orders and mutual kNN at each k on one subsample, from the two subsample caches.
+
+    self_terms: {("a", k): self_hsic(sub_a, k), ("b", k): ...} when the caller has them (one model's, per subset).
+    """
     n = sub_a.n
     ks = [int(k) for k in ks]
     kmax = max(ks)
@@ -101,12 +104,12 @@ def knn_subsample_values(
     st = self_terms if self_terms is not None else {}
     for q, k in enumerate(ks):
         sel = (ra < k) & (rb < k)
-        haa = st.get(("a", k)) or self_hsic(sub_a, k)
-        hbb = st.get(("b", k)) or self_hsic(sub_b, k)
+        haa = st[("a", k)] if ("a", k) in st else self_hsic(sub_a, k)
+        hbb = st[("b", k)] if ("b", k) in st else self_hsic(sub_b, k)
         denom = math.sqrt(haa * hbb)
         out["mutual_knn"][q] = np.count_nonzero(sel) / (n * k)
-        out["cknna_ab"][q] = sparse_hsic_unbiased(r[sel], c[sel], x[sel], y[sel], n) / denom
-        out["cknna_ba"][q] = sparse_hsic_unbiased(r[sel], c[sel], y[sel], x[sel], n) / denom
+        h_ab, h_ba = sparse_hsic_unbiased_both(r[sel], c[sel], x[sel], y[sel], n, keys_sorted=True)
+        out["cknna_ab"][q], out["cknna_ba"][q] = h_ab / denom, h_ba / denom
     return out
 
 
