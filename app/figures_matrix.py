@@ -140,6 +140,9 @@ def heatmap(
         return t + ("<br>(mirrored from B→A)" if e[4] == 1 else "")
 
     text = [[cell_text(i, j) for j in range(n)] for i in range(n)]
+    bar_title = str(mdef["display_name"])  # the page passes the calibrated definition on that scale
+    if scale == "calibrated" and not bar_title.startswith("calibrated"):
+        bar_title = f"calibrated {bar_title}"
     hm = go.Heatmap(
         z=z,
         x=list(range(n)),
@@ -147,10 +150,7 @@ def heatmap(
         zmin=_range(z, mdef, zrange)[0],
         zmax=_range(z, mdef, zrange)[1],
         colorscale=_scale(scale == "calibrated" or bool(mdef["higher_is_aligned"])),
-        colorbar={
-            "title": {"text": ("calibrated " if scale == "calibrated" else "") + str(mdef["display_name"])},
-            "len": 0.9,
-        },  # fmt: skip
+        colorbar={"title": {"text": bar_title}, "len": 0.9},
         text=text,
         hovertemplate="%{text}<br>value: %{z:.4f}<extra></extra>",
         hoverongaps=False,

@@ -357,3 +357,42 @@ def test_models_search_k_warning_and_exports(server, browser, release_root):
         page.screenshot(path=str(ARTIFACTS / f"1600x1000_{path or 'overview'}.png"))
     assert not watch.errors, watch.errors
     page.close()
+
+
+def test_raw_calibrated_switch(server, browser, release_root):
+    """Issue 16.5: the raw / calibrated switch redraws the heatmap with the calibrated scores, writes `scale` into
+    the URL and back out; the cells not above the null's 95th percentile carry the × marker trace."""
+    from backend import Release, queries
+
+    r = Release.open(release_root / (release_root / "latest").read_text().strip())
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    watch = Watch(page)
+    page.goto(f"{server}/heatmap?dataset=qm9&metric=cknna&k=5")
+    _settle(page, "Alignment heatmap", 1)
+    heat = "document.querySelector('.js-plotly-plot').data.find(t => t.type === 'heatmap')"
+    assert page.evaluate(f"{heat}.colorbar.title.text") == "CKNNA"
+    switch = page.locator("[data-testid=stRadio]").filter(has_text="Values").first
+    switch.get_by_text("calibrated", exact=True).click()
+    page.wait_for_url("**scale=calibrated**", timeout=20_000)
+    _settle(page, "Alignment heatmap", 1)
+    page.wait_for_function(f"{heat}.colorbar.title.text === 'calibrated CKNNA'", timeout=20_000)
+    res = queries.matrix(r, "qm9", "cknna", 5, order="family", scale="calibrated")
+    full = "document.querySelector('.js-plotly-plot')._fullData.find(t => t.type === 'heatmap')"  # decoded z
+    z = page.evaluate(f"Array.from({full}.z, row => Array.from(row))")
+    want = res.matrix.to_numpy(dtype=float)
+    import numpy as np
+
+    got = np.array([[np.nan if v is None else v for v in row] for row in z], dtype=float)
+    assert got.shape == want.shape and np.allclose(got, want, equal_nan=True)
+    names = page.evaluate("document.querySelector('.js-plotly-plot').data.map(t => t.name)")
+    marked = int((res.cells["above_null_q95"] == False).sum())  # noqa: E712
+    assert ("not above the null's 95th percentile" in names) == (marked > 0), names
+    page.screenshot(path=str(ARTIFACTS / "1600x1000_heatmap_calibrated.png"))
+    switch.get_by_text("raw", exact=True).click()
+    page.wait_for_function("!location.search.includes('scale=')", timeout=20_000)
+    _settle(page, "Alignment heatmap", 1)
+    page.wait_for_function(f"{heat}.colorbar.title.text === 'CKNNA'", timeout=20_000)
+    _no_exception(page, "heatmap")
+    assert not watch.errors, watch.errors
+    page.close()

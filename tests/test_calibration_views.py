@@ -233,6 +233,7 @@ def test_switch_url_round_trip_and_marks(app, rel):
     res = q.matrix(rel, "qm9", "cknna", 5, order="family", scale="calibrated")
     z = np.array(_heatmap_trace(at)["z"], dtype=float)
     assert np.allclose(z, res.matrix.to_numpy(float), equal_nan=True)
+    assert _heatmap_trace(at)["colorbar"]["title"]["text"] == "calibrated CKNNA"
     marks = next(t for t in _charts(at)[0]["data"] if t.get("name", "").startswith("not above"))
     want = {(int(r), int(c)) for r, c in zip(res.cells.row, res.cells.col, strict=True)
             if res.cells.set_index(["row", "col"]).at[(r, c), "above_null_q95"] == False}  # noqa: E712  # fmt: skip
