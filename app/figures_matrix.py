@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from backend.queries import METRICS
 
+MARK_COLOUR = "#e7298a"  # the heatmap's "not above the null" ×: magenta stands out on every Viridis colour and white
 NAN_COLOUR = "#c8c8c8"  # cells without a value (the difference map's diagonal): grey, never a data colour
 
 
@@ -192,7 +193,7 @@ def heatmap(
         mark = go.Scatter(
             x=not_above[:, 1].tolist(), y=not_above[:, 0].tolist(), mode="markers", hoverinfo="skip",
             marker={"symbol": "x-thin", "size": max(5, min(12, cell_px(n, width_px) // 3)),
-                    "line": {"width": 1.5, "color": "white"}},
+                    "line": {"width": 2, "color": MARK_COLOUR}},
             name=f"not above the null's {q_name} percentile", showlegend=True,
         )  # fmt: skip
         if res.linkage is not None and n >= 2:
