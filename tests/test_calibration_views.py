@@ -164,6 +164,24 @@ def test_profile_and_compare_carry_calibration(rel, tables):
     assert off["calibrated"].isna().all()
 
 
+def test_information_imbalance_pairs_and_tree_carry_calibration(rel, tables):
+    ref = _stored(tables, "info_imbalance", 1)
+    ii = q.information_imbalance_pairs(rel, "qm9", 1)
+    for r in ii.itertuples():
+        assert r.calibrated_ab == pytest.approx(ref[(r.model_a, r.model_b)].calibrated, abs=1e-12)
+        assert r.calibrated_ba == pytest.approx(ref[(r.model_b, r.model_a)].calibrated, abs=1e-12)
+        assert r.null_q05_ab == pytest.approx(ref[(r.model_a, r.model_b)].null_q95, abs=1e-12)  # the 5th percentile
+    assert q.information_imbalance_pairs(rel, "offeq", 1)["calibrated_ab"].isna().all()
+    from Bio import Phylo
+
+    nwk = q.tree_for_models(rel, "qm9", "cknna", 5, "upgma", scale="calibrated")
+    leaves = {t.name for t in Phylo.read(io.StringIO(nwk), "newick").get_terminals()}
+    assert leaves == set(q.matrix(rel, "qm9", "cknna", 5).order)
+    assert nwk != q.tree_for_models(rel, "qm9", "cknna", 5, "upgma")  # other distances, other tree
+    with pytest.raises(ValueError, match="no calibration data"):
+        q.tree_for_models(rel, "offeq", "cknna", 5, scale="calibrated")
+
+
 def test_width_check_table(rel, tables):
     w = q.width_check(rel, "qm9")
     assert set(zip(w.metric, w.k.astype("float").fillna(-1), strict=True)) == {
@@ -286,7 +304,9 @@ def test_summary_defaults_to_calibrated_where_present(app, rel):
     assert any("no calibration data for offeq · cknna · k = 10" in i.value for i in raw.info)
 
 
-@pytest.mark.parametrize("page", ["heatmap", "summary", "compare", "id_vs_ood", "convergence"])
+@pytest.mark.parametrize(
+    "page", ["heatmap", "summary", "compare", "id_vs_ood", "convergence", "tree", "local_vs_global"]
+)
 def test_every_switch_page_runs_both_ways(app, page):
     for scale in ("raw", "calibrated"):
         at = app(page, dataset="qm9", metric="cknna", k="5", scale=scale)

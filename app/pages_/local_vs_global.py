@@ -5,7 +5,7 @@ import streamlit as st
 from app import figures
 from app.data import q
 from app.state import control
-from app.ui import about, csv_name, ctx, figure, need, range_control, range_note, zrange
+from app.ui import about, csv_name, ctx, figure, need, range_control, range_note, scale_control, zrange
 
 c = ctx()
 r, f = c.release, c.f
@@ -46,8 +46,10 @@ if need({"cknna", "idcor"} <= have, "This dataset needs both CKNNA and IDCor val
 st.subheader("Information imbalance plane")
 if need("info_imbalance" in have, "This dataset has no information-imbalance values."):
     ks = q(r, "k_values", f.dataset, "info_imbalance")
-    col1, col2, col3 = st.columns(3)
+    col1, col2, col3, col4 = st.columns(4)
     iik = control("ii_k", "k of the information imbalance", ks, ks[0], where=col1, what="information-imbalance k")
+    scale = scale_control(c, f.dataset, "info_imbalance", iik, where=col4)
+    xcol, ycol = ("calibrated_ab", "calibrated_ba") if scale == "calibrated" else ("delta_ab", "delta_ba")
     colour_opts = [m for m in ("cknna", "idcor") if m in have] or ["none"]
     ic = control("ii_colour", "Colour by", colour_opts, colour_opts[0], where=col2, widget="radio", what="colouring")
     rng = range_control(col3) if colour_opts != ["none"] else "data"
@@ -65,29 +67,41 @@ if need("info_imbalance" in have, "This dataset has no information-imbalance val
         figure(
             figures.scatter_pairs(
                 ii,
-                "delta_ab",
-                "delta_ba",
+                xcol,
+                ycol,
                 ic if cont else "family_a",
                 continuous=cont,
                 cmin=lo,
                 cmax=hi,
                 diagonal=True,
-                xlab="Δ(A → B)",
-                ylab="Δ(B → A)",
+                xlab="calibrated Δ(A → B) (higher = more aligned)" if scale == "calibrated" else "Δ(A → B)",
+                ylab="calibrated Δ(B → A) (higher = more aligned)" if scale == "calibrated" else "Δ(B → A)",
                 colour_title=c.metric_name(ic) if cont else "family of A",
                 colours=None if cont else c.colours,
                 colorscale=figures.quantile_scale(ii[ic], lo, hi) if cont else "Viridis",
                 hover=("label_a", "label_b"),
             ),
             ii.drop(columns=["label_a", "label_b"]),
-            csv_name(c, "information-imbalance", f.dataset, "info_imbalance", iik),
+            csv_name(
+                c,
+                "information-imbalance" + ("-calibrated" if scale == "calibrated" else ""),
+                f.dataset,
+                "info_imbalance",
+                iik,
+            ),  # fmt: skip
             key="ii_plane",
             title="Information imbalance · "
             + about(c, f.dataset, None, iik, ii["n"] if "n" in ii else None)
             + (f" · colour: CKNNA at k = {ii['cknna_k'].iloc[0]}" if ic == "cknna" and len(ii) else "")
             + (" · colour: IDCor" if ic == "idcor" else ""),
-            caption="Δ ≈ 0: A's neighbours predict B's; ≈ 1: unrelated (lower = more informative). Below the "
-            f"diagonal, A is more informative about B than B about A. Colour: {ic}. "
+            caption=(
+                "Calibrated: each direction's null-calibrated score, 0 = not below its permutation null's 5th "
+                "percentile, higher = more informative; above the diagonal, A is more informative about B. "
+                if scale == "calibrated"
+                else "Δ ≈ 0: A's neighbours predict B's; ≈ 1: unrelated (lower = more informative). Below the "
+                "diagonal, A is more informative about B than B about A. "
+            )
+            + f"Colour: {ic}. "
             + (range_note((lo, hi), c.mdef(ic), rng) if cont else "")
             + (
                 "Colour stops at the values' eighths (quantiles): each colour band holds about the same number of "

@@ -6,13 +6,13 @@ import streamlit as st
 from app import figures
 from app.data import q
 from app.state import control
-from app.ui import about, csv_name, ctx, figure, k_text, need
+from app.ui import about, csv_name, ctx, figure, k_text, need, scale_control
 
 c = ctx()
 r, f = c.release, c.f
 st.title("Model tree")
 if need(f.dataset is not None and f.metric is not None, "This release has no pairwise values to build a tree from."):
-    col1, col2 = st.columns(2)
+    col1, col2, col3 = st.columns(3)
     method = control(
         "method",
         "Method",
@@ -36,7 +36,15 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
     hit = stored[(stored["metric"] == f.metric) & (stored["method"] == method)]
     hit = hit[hit["k"].isna()] if f.k is None else hit[hit["k"] == f.k]
     newick, origin = None, ""
-    if not f.active and not hit.empty:
+    scale = scale_control(c, f.dataset, f.metric, f.k, where=col3)
+    if scale == "calibrated":  # stored trees are raw: the calibrated one is computed now
+        if need(len(f.models) >= 3, "A tree needs at least 3 models; the filters leave fewer."):
+            try:
+                newick = q(r, "tree_for_models", f.dataset, f.metric, f.k, method, models=f.models, scale=scale)
+                origin = f"computed now (Biopython) from the calibrated scores of the {len(f.models)} models shown"
+            except ValueError as e:
+                st.info(f"No tree: {e}")
+    elif not f.active and not hit.empty:
         newick = str(hit.iloc[0]["newick"])
         origin = "the release's stored tree (all models)"
     elif need(len(f.models) >= 3, "A tree needs at least 3 models; the filters leave fewer."):
@@ -62,19 +70,28 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
         leaves.insert(2, "k", pd.array([f.k] * len(leaves), dtype="Int64"))
         leaves.insert(3, "method", method)
         name = "neighbour joining" if method == "nj" else "UPGMA"
-        st.subheader(f"{name} tree of {c.metric_name(f.metric)} on {c.ds_name(f.dataset)}{k_text(f.k)}")
+        st.subheader(
+            f"{name} tree of {'calibrated ' if scale == 'calibrated' else ''}{c.metric_name(f.metric)} on {c.ds_name(f.dataset)}{k_text(f.k)}"
+        )
         nres = q(r, "matrix", f.dataset, f.metric, f.k, models=f.model_filter)
         figure(
             figures.tree_figure(leaves, xs, ys, colour, c.colours),
             leaves,
-            csv_name(c, f"tree-{method}", f.dataset, f.metric, f.k),
+            csv_name(c, f"tree-{method}{'-calibrated' if scale == 'calibrated' else ''}", f.dataset, f.metric, f.k),
             key="tree",
             title=f"{name} tree · " + about(c, f.dataset, f.metric, f.k, nres.cells["n"]),
-            caption=f"Source: {origin}. Distance 1 − (S(A,B) + S(B,A))/2. Neighbour joining gives an unrooted "
+            caption=f"Source: {origin}. Distance 1 − (S(A,B) + S(B,A))/2"
+            + (
+                " with S the calibrated score (pairs without one: the largest distance)"
+                if scale == "calibrated"
+                else ""
+            )
+            + ". Neighbour joining gives an unrooted "
             "tree; it is drawn from the root Biopython chose. Branch lengths are drawn to scale.",
         )
         st.download_button(
             "Download the tree (Newick, .nwk)", data=newick.strip() + "\n",
-            file_name=csv_name(c, f"tree-{method}", f.dataset, f.metric, f.k, ext="nwk"), mime="text/plain",
+            file_name=csv_name(c, f"tree-{method}{'-calibrated' if scale == 'calibrated' else ''}", f.dataset, f.metric,
+                               f.k, ext="nwk"), mime="text/plain",
             key="nwk_tree", on_click="ignore", icon=":material/download:",
         )  # fmt: skip

@@ -12,7 +12,7 @@ from precompute.release.schema import METRICS
 
 from ..release import Release
 from ._common import _dataset, _meta_maps, _metric_k, _model, _models_arg, k_values
-from .calibration import p_value_text
+from .calibration import add_scale, p_value_text
 from .matrix import _cells
 
 
@@ -35,13 +35,17 @@ def information_imbalance_pairs(
 
     k: information-imbalance k (default smallest). cknna_k: CKNNA's k (default: k if CKNNA has it, else the smallest
     CKNNA k). Columns: model_a, model_b (model_a < model_b), family_a, family_b, k, delta_ab (A -> B), delta_ba
-    (B -> A), cknna, cknna_k, idcor, idcor_p_value, n. cknna/idcor are NaN where not computed.
+    (B -> A), cknna, cknna_k, idcor, idcor_p_value, n, and per direction the calibrated score (calibrated_ab,
+    calibrated_ba; higher = more aligned), the null's 5th percentile (null_q05_ab, null_q05_ba) and the p-value as
+    shown (p_text_ab, p_text_ba). cknna/idcor/calibration are NaN where not computed.
     """
     _dataset(release, dataset)
     _, k = _metric_k(release, dataset, "info_imbalance", k)
     ms = _models_arg(release, models)
-    ii = _cells(release, dataset, "info_imbalance", k, ms)
+    ii = add_scale(_cells(release, dataset, "info_imbalance", k, ms), "info_imbalance", "raw")
     fwd = {(a, b): v for a, b, v in zip(ii["model_a"], ii["model_b"], ii["value"], strict=True)}
+    cal = {(a, b): (v, q, t) for a, b, v, q, t in zip(ii["model_a"], ii["model_b"], ii["calibrated"], ii["null_q95"],
+                                                      ii["p_text"], strict=True)}  # fmt: skip
     nn = {(a, b): v for a, b, v in zip(ii["model_a"], ii["model_b"], ii["n"], strict=True)}
     ck, ck_k = {}, None
     try:
@@ -76,6 +80,12 @@ def information_imbalance_pairs(
                 "k": k,
                 "delta_ab": fwd.get((a, b), np.nan),
                 "delta_ba": fwd.get((b, a), np.nan),
+                "calibrated_ab": cal.get((a, b), (np.nan,) * 3)[0],
+                "calibrated_ba": cal.get((b, a), (np.nan,) * 3)[0],
+                "null_q05_ab": cal.get((a, b), (np.nan,) * 3)[1],
+                "null_q05_ba": cal.get((b, a), (np.nan,) * 3)[1],
+                "p_text_ab": cal.get((a, b), (np.nan, np.nan, "–"))[2],
+                "p_text_ba": cal.get((b, a), (np.nan, np.nan, "–"))[2],
                 "cknna": ck.get((a, b), np.nan),
                 "cknna_k": ck_k,
                 "idcor": idc.get((a, b), np.nan),
@@ -84,7 +94,8 @@ def information_imbalance_pairs(
             }
         )
     cols = ["model_a", "model_b", "family_a", "family_b", "k", "delta_ab", "delta_ba", "cknna", "cknna_k", "idcor"]
-    out = pd.DataFrame(rows, columns=[*cols, "idcor_p_value", "n"])
+    cal_cols = ["calibrated_ab", "calibrated_ba", "null_q05_ab", "null_q05_ba", "p_text_ab", "p_text_ba"]
+    out = pd.DataFrame(rows, columns=[*cols, "idcor_p_value", "n", *cal_cols])
     for c in ("k", "cknna_k", "n"):
         out[c] = pd.array([None if v is None or pd.isna(v) else int(v) for v in out[c]], dtype="Int64")
     return out

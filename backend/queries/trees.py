@@ -55,10 +55,12 @@ def tree_for_models(
     k: int | None = None,
     method: str = "nj",
     models: Sequence[str] | None = None,
+    scale: str = "raw",
 ) -> str:
     """A Newick tree computed now (Biopython) over the chosen models: distance as in `matrix(order='cluster')`.
 
-    For a filtered subset of models; the stored `tree()` covers all models of the release.
+    For a filtered subset of models, or on the calibrated scale (distance 1 - symmetrised calibrated score; the
+    stored `tree()` covers all models of the release, raw).
     """
     from io import StringIO
 
@@ -67,10 +69,10 @@ def tree_for_models(
 
     if method not in ("nj", "upgma"):
         raise ValueError(f"unknown tree method {method!r}; use 'nj' or 'upgma'")
-    res = matrix(release, dataset, metric, k, order="family", models=models)
+    res = matrix(release, dataset, metric, k, order="family", models=models, scale=scale)
     if len(res.order) < 3:
         raise ValueError(f"a tree needs at least 3 models with values, got {len(res.order)}")
-    d = _distance_matrix(res.matrix, METRICS[res.metric].higher_is_aligned).to_numpy()
+    d = _distance_matrix(res.matrix, scale == "calibrated" or METRICS[res.metric].higher_is_aligned).to_numpy()
     lower = [[float(d[i, j]) for j in range(i + 1)] for i in range(len(res.order))]
     dm = DistanceMatrix(list(res.order), lower)
     t = getattr(DistanceTreeConstructor(), method)(dm)
