@@ -60,9 +60,14 @@ def summary_lines(result, top: int) -> list[str]:
             + (f" (p < 1/{int(r.n_permutations) + 1}: the floor)" if r.p_value <= 1 / (r.n_permutations + 1) else "")
         )
         cal = "" if r.calibrated != r.calibrated else f"  calibrated {r.calibrated:.3f}"
-        lines.append(f"  {i:2d}. {r.model_b:32s} {r.value:7.4f}{cal}{p}{above}")  # fmt: skip
+        ci = "" if r.ci_low is None or r.ci_low != r.ci_low else f"  [{r.ci_low:.4f}, {r.ci_high:.4f}]"
+        lines.append(f"  {i:2d}. {r.model_b:32s} {r.value:7.4f}{ci}{cal}{p}{above}")  # fmt: skip
+    with_ci = sorted({int(x) for x in t.loc[t.ci_low.notna(), "k"]})
+    lines.append(f"95% half-sampling intervals (equal to the analysis'): CKNNA and mutual kNN at k = {with_ci}"
+                 if with_ci else "no confidence intervals: " + str(ck.note.iloc[0] if len(ck) else "none scored"))  # fmt: skip
     lines.append("not computable from a release (need the release models' embeddings): CKA, unbiased CKA, IDCor, "
-                 "information imbalance your model -> model, and confidence intervals (a subsample's neighbour lists)")  # fmt: skip
+                 "information imbalance your model -> model; intervals at larger k and for information imbalance "
+                 "(the note column says why)")  # fmt: skip
     if result.n_duplicates:
         lines.append(f"note: {result.n_duplicates} of your rows repeat an earlier row; ties go to the lower position, "
                      "as in the analysis")  # fmt: skip

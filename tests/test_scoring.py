@@ -221,6 +221,9 @@ def test_score_command_writes_the_table_and_derives_a_release(scored_release, tm
     again = score_embeddings(d, "qm9", feats["coulomb-spectrum"], "x", models=["my-model"], permutations=0).table
     ref = score_embeddings(release, "qm9", feats["coulomb-spectrum"], "x", models=["ani1x-m0"], permutations=0).table
     assert np.allclose(again.dropna(subset=["value"]).value, ref.dropna(subset=["value"]).value, atol=1e-6)
+    # ... and its neighbours_deep rows give my-model the intervals ani1x-m0 gets (k <= 10 at N = 120)
+    ci = lambda t: t.dropna(subset=["ci_low"])[["ci_low", "ci_high"]].to_numpy(float)  # noqa: E731
+    assert len(ci(ref)) == 6 and np.allclose(ci(again), ci(ref), atol=1e-6)
     assert d.query("SELECT count(*) AS n FROM intrinsic_dim WHERE model_id = 'my-model'").n.iloc[0] == 1
     trees = d.query("SELECT newick FROM trees WHERE dataset_id = 'qm9'").newick
     assert len(trees) == 2 and trees.str.contains("my-model").all()  # rebuilt with the user's model (k = 25 scored)

@@ -76,8 +76,14 @@ if need(not sd.empty, "This release carries no neighbour lists, so nothing can b
                 "CKNNA: yours -> model (cknna) and model -> yours (cknna_reverse); the null: your rows permuted "
                 f"({int(result.table['n_permutations'].max() or 0)} permutations, seed 0); p at its floor reads "
                 "'< 1/(P+1)'; cknna_calibrated: Gröger et al.'s null-calibrated score (0 unless above the null's "
-                "95% critical value). Mutual kNN's null mean is about k/(N-1). No confidence intervals: a subsample's "
-                "neighbour lists need the release models' embeddings."
+                "95% critical value). Mutual kNN's null mean is about k/(N-1). Intervals (cknna_ci_low/high, ties "
+                "grouped where they overlap): the analysis' half-sampling CIs, at "
+                + (
+                    f"k = {sorted({int(x) for x in result.table.loc[result.table.ci_low.notna(), 'k']})}"
+                    if result.table.ci_low.notna().any()
+                    else "no k for this release"
+                )
+                + "; the others need deeper lists than a release holds (the CSV's note says why)."
                 + (
                     f" {result.n_duplicates} of your rows repeat an earlier row (ties to the lower position)."
                     if result.n_duplicates

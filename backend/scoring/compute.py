@@ -15,8 +15,13 @@ For a user embedding U of the dataset's N samples (rows in `samples.position` or
 Null: the rows of U permuted (seeded), by re-indexing U's cache (O(N·k) per permutation) for the kNN metrics and in
 one tiled pass over U for information imbalance; p-value (1 + #{null at least as aligned}) / (P + 1); calibrated
 score and critical value as precompute.metrics.calibrated (Gröger et al. 2026, Algorithm 1).
-Confidence intervals are not computable from a release: a subsample's neighbour lists need the release model's
-embedding wherever fewer than k of its shipped neighbours are kept; ci_low / ci_high stay empty and the outputs say so.
+Confidence intervals (intervals.py): the analysis' half-sampling CIs of CKNNA and mutual kNN, equal to its own, at
+the k the release's `neighbours_deep` lists cover (k <= 5 where N > 5,000, else k <= 10); every other scored row
+has empty ci_low / ci_high and a note saying why.
+
+Speed (fast.py): the upload's cosine cache takes its candidates from a float32 product with a rigorous error bound
+(exact result), its Euclidean ranks use one vectorised search per tile, every k comes from one intersection, and
+the release's lists and self terms are read once per release; each fast path is tested equal to the analysis' own.
 """
 
 from __future__ import annotations

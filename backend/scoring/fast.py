@@ -139,10 +139,12 @@ def euclidean_ranks(B: np.ndarray, neighbour_lists: dict[str, np.ndarray], tile_
     sq = np.einsum("ij,ij->i", B, B)
     t = int(max(1, min(n, tile_bytes // (8 * n))))
     steps = int(np.ceil(np.log2(n + 1))) + 1
-    B2 = 2.0 * B  # exact: (2B) Bᵀ = 2 (B Bᵀ) entry for entry, so d2 below is ranks_in's (sq_i + sq_j) - 2 g_ij
     for start in range(0, n, t):
         stop = min(n, start + t)
-        G = B2[start:stop] @ B.T
+        # the very product ranks_in forms: numpy computes B @ B.T (one tile of all rows) with syrk, another operand
+        # with gemm, and the two round differently, which moves ranks among tied distances (binary fingerprints)
+        G = B[start:stop] @ B.T
+        G *= 2.0  # exact: d2 below is ranks_in's (sq_i + sq_j) - 2 g_ij
         d2 = sq[start:stop, None] + sq[None, :]
         d2 -= G
         del G

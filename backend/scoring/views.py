@@ -11,6 +11,7 @@ import pandas as pd
 from backend import queries as q
 from backend.queries.matrix import _distance_matrix
 from backend.release import Release
+from precompute.metrics.resampling import mark_ties
 
 from .compute import ScoreResult
 
@@ -67,6 +68,8 @@ def ranked(release: Release, result: ScoreResult, k: int) -> pd.DataFrame:
             "family": meta.at[m, "family"] if m in meta.index else None,
             "cknna": None if f is None else f.value,
             "cknna_reverse": back.value.iloc[0] if len(back) else None,
+            "cknna_ci_low": None if f is None else f.ci_low,
+            "cknna_ci_high": None if f is None else f.ci_high,
             "cknna_calibrated": None if f is None else f.calibrated,
             "null_q95": None if f is None else f.null_q95,
             "above_null_q95": None if f is None or pd.isna(f.null_q95) else bool(f.value > f.null_q95),
@@ -79,6 +82,8 @@ def ranked(release: Release, result: ScoreResult, k: int) -> pd.DataFrame:
     key = "cknna" if df["cknna"].notna().any() else "mutual_knn"
     df = df.sort_values(key, ascending=False, na_position="last").reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
+    if key == "cknna" and df["cknna_ci_low"].notna().any():  # ties: overlapping intervals (resampling.mark_ties)
+        df.insert(1, "tie_group", mark_ties(df["cknna"], df["cknna_ci_low"], df["cknna_ci_high"]) + 1)
     return df
 
 

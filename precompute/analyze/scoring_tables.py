@@ -62,7 +62,8 @@ def interval_k(n: int) -> int:
 
     Each seeded subset keeps about half of a row's list, so the k-th kept neighbour sits near rank 2k and, over the
     ~R/2 subsets holding a row, as deep as ~3k-5k: QM9 (N = 9,848, 36 models, R = 50) needs ~2.7 M extra entries
-    at k = 5 (~16 MB) but ~7.2 M at k = 10 (~43 MB), which the 100 MB budget of data/ cannot hold.
+    at k = 5 (~20 MB as zstd Parquet) but ~7.2 M at k = 10 (~55 MB), which the 100 MB budget of data/ cannot
+    hold next to the other tables.
     """
     return CI_K_SMALL if n <= SMALL_N else CI_K_LARGE
 
@@ -141,11 +142,17 @@ def neighbours_deep_table(
             break
         subs = resample_subsets(c.n, s)
         feats = kernel_features(load_features(Path(work), m), _prep(s), m)
-        depth, idx, sc = deep_lists(c.indices, c.scores, feats, subs, max(ks))
-        pos, rank = np.nonzero(np.arange(1, idx.shape[1] + 1)[None, :] <= depth[:, None])
-        sel = rank >= shipped_k  # 0-based: ranks shipped_k + 1 ... depth
-        pos, rank = pos[sel], rank[sel]
-        parts.append(pd.DataFrame({"dataset_id": dataset_id, "model_id": m, "position": pos.astype(np.int64),
-                                   "rank": (rank + 1).astype(np.int64), "neighbour": idx[pos, rank].astype(np.int64),
-                                   "similarity": sc[pos, rank].astype(np.float32)}))  # fmt: skip
+        parts.append(deep_rows(dataset_id, m, *deep_lists(c.indices, c.scores, feats, subs, max(ks)), shipped_k))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def deep_rows(
+    dataset_id: str, model: str, depth: np.ndarray, indices: np.ndarray, scores: np.ndarray, shipped_k: int
+) -> pd.DataFrame:
+    """`neighbours_deep` rows: ranks shipped_k + 1 .. depth[i] of each row i (similarities as float32)."""
+    pos, rank = np.nonzero(np.arange(1, indices.shape[1] + 1)[None, :] <= depth[:, None])
+    sel = rank >= shipped_k  # 0-based rank
+    pos, rank = pos[sel], rank[sel]
+    return pd.DataFrame({"dataset_id": dataset_id, "model_id": model, "position": pos.astype(np.int64),
+                         "rank": (rank + 1).astype(np.int64), "neighbour": indices[pos, rank].astype(np.int64),
+                         "similarity": scores[pos, rank].astype(np.float32)})  # fmt: skip

@@ -35,6 +35,25 @@ def user_model_id(name: str) -> str:
     return mid
 
 
+def _deep_rows(result: ScoreResult, settings: dict, k_ship: int) -> pd.DataFrame:
+    """`neighbours_deep` rows of the user's model: its cosine list beyond rank k_ship, as deep as each row needs."""
+    from precompute.analyze.scoring_tables import deep_lists, deep_rows, interval_k
+    from precompute.analyze.settings import AnalysisSettings
+    from precompute.analyze.tasks import resample_subsets
+    from precompute.metrics.preprocess import KernelPreprocessing, kernel_features
+
+    cols = TABLES["neighbours_deep"].column_names
+    known = {k: v for k, v in settings.items() if k in AnalysisSettings.__dataclass_fields__}
+    s = AnalysisSettings.from_dict(known)
+    ks = [k for k in s.ks_knn if k <= min(interval_k(result.n), k_ship)]
+    if "resamples" not in settings or s.resamples <= 0 or not ks or result.cosine is None:
+        return pd.DataFrame(columns=cols)
+    feats = kernel_features(result.features, KernelPreprocessing(s.clip_quantile, s.normalize), result.name)
+    subs = resample_subsets(result.n, s)
+    deep = deep_lists(result.cosine.indices, result.cosine.scores, feats, subs, max(ks))
+    return deep_rows(result.dataset_id, result.name, *deep, k_ship)[cols]
+
+
 def _parent_tables(release: Release) -> dict[str, pd.DataFrame]:
     return {t: pd.read_parquet(release.path / f"{t}.parquet") for t in release.tables}
 
@@ -90,6 +109,9 @@ def derive_release(
     if "neighbour_similarity" in tables:
         sim = long_lists(ds, mid, cos.scores[:, :k_cos].astype(np.float32), "similarity")
         tables["neighbour_similarity"] = pd.concat([tables["neighbour_similarity"], sim], ignore_index=True)
+    if "neighbours_deep" in tables:  # the user's lists as deep as the parent's CI subsets need (scoring_tables)
+        tables["neighbours_deep"] = pd.concat([tables["neighbours_deep"], _deep_rows(result, settings, k_ship)],
+                                              ignore_index=True)  # fmt: skip
     if "neighbours_euclidean" in tables:
         euc = build_neighbour_cache(result.features, EUCLIDEAN_K, "euclidean", name=mid, duplicates="keep")
         tables["neighbours_euclidean"] = pd.concat(
