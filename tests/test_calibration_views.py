@@ -322,3 +322,14 @@ def test_shipped_release_says_it_has_no_calibration(app):
         at = app(page, root=SHIPPED, scale="calibrated")
         msgs = [i.value for i in at.info]
         assert any(f"This release ({shipped.release_id}) has no calibration data" in m for m in msgs), (page, msgs)
+
+
+def test_model_card_nearest_models_mark_ties(app, rel):
+    at = app("model_cards", model="mace_a")
+    shown = next(d.value for d in at.dataframe if "tied_with_nearest" in d.value.columns)
+    qm9 = shown[shown["dataset_id"] == "qm9"]
+    ref = q.ranked_partners(rel, "qm9", "cknna", "mace_a", 10, scale="calibrated").head(5)
+    assert (qm9["scale"] == "calibrated").all() and list(qm9["tied_with_nearest"]) == list(ref["tied_with_nearest"])
+    assert np.allclose(qm9["value"].astype(float), ref["value"].astype(float))
+    off = shown[shown["dataset_id"] == "offeq"]
+    assert len(off) and (off["scale"] == "raw").all()  # no calibration there: raw, said in the column

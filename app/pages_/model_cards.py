@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app.data import SOURCE_LABELS, q
-from app.state import control
+from app.state import control, default_k
 from app.ui import csv_name, ctx, download, need, table
 
 c = ctx()
@@ -137,3 +137,36 @@ if need(bool(ids), "No model passes the filters."):
         )  # fmt: skip
     table(shown)
     download(prof, csv_name(c, f"model-{m}"), key="csv_profile", label="Download this model's numbers (CSV)")
+    # nearest models by CKNNA per dataset, calibrated where the release has it; ties = overlapping intervals
+    near = []
+    for d in card["datasets"]:
+        try:
+            ks = q(r, "k_values", d, "cknna")
+        except ValueError:
+            continue
+        k = default_k(ks)
+        sc = "calibrated" if q(r, "has_calibration", d, "cknna", k) else "raw"
+        rk = q(r, "ranked_partners", d, "cknna", m, k, scale=sc)
+        near.append(rk.head(5).assign(dataset_id=d, k=k, model=[c.labels.get(x, x) for x in rk.head(5)["other_model"]]))
+    if near:
+        st.subheader("Nearest models (CKNNA)")
+        st.caption("Per dataset, the five most aligned partners (model → partner), calibrated where the release has "
+                   "calibration data, raw otherwise (the `scale` column). `tied_with_nearest`: the partner's interval "
+                   "overlaps the nearest one's, so their order is not supported by the data (without intervals only "
+                   "equal values tie).")  # fmt: skip
+        nt = pd.concat(near, ignore_index=True)
+        cols = [
+            "dataset_id",
+            "k",
+            "rank",
+            "model",
+            "value",
+            "ci_low",
+            "ci_high",
+            "p_text",
+            "tied_with_nearest",
+            "scale",
+        ]
+        table(nt[cols], key="nearest_table")
+        download(nt.drop(columns=["model"]), csv_name(c, f"model-{m}-nearest"), key="csv_nearest",
+                 label="Download the nearest models (CSV)")  # fmt: skip
