@@ -88,7 +88,7 @@ _CARDS: dict[str, dict[str, Any]] = {
         "1000/3000 K with pretrained CHGNet 0.3.0 (OMat24-style); recipe and seed stored with the cache",
         "license": "generated here; seeds: libavogadro-data (BSD-3), pymatgen (MIT), ASE (LGPL)",
         "citation": None,
-        "in_distribution_for": ["mptrj", "omat24", "salex", "alexandria"],
+        "in_distribution_for": ["mptrj", "omat24", "salex", "alexandria", "mp", "oqmd"],
     },
     "crystals-real": {
         "display_name": "Real crystals (COD, IZA, AFLOW, Delta)",
@@ -103,7 +103,8 @@ _CARDS: dict[str, dict[str, Any]] = {
         "citation": "Grazulis et al., J. Appl. Cryst. 42, 726 (2009); Baerlocher and McCusker, IZA-SC Database of "
         "Zeolite Structures; Mehl et al., Comput. Mater. Sci. 136, S1 (2017); Lejaeghere et al., Science 351, aad3000 "
         "(2016)",
-        "in_distribution_for": ["mptrj", "alexandria", "salex", "omat24", "mp-r2scan", "matpes-r2scan"],
+        # mp / oqmd: the Roost composition models' training sets (inorganic crystals of the same kind)
+        "in_distribution_for": ["mptrj", "alexandria", "salex", "omat24", "mp-r2scan", "matpes-r2scan", "mp", "oqmd"],
     },
     "offeq-molecules": {
         "display_name": "Off-equilibrium molecules (generated)",
