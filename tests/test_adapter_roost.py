@@ -237,3 +237,20 @@ def test_extraction_never_imports_mattervial_or_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_element_table_option_wins_and_is_checked(tmp_path):
+    import json
+
+    from precompute.adapters.roost import RoostAdapter
+    from precompute.registry import load_card
+
+    table = tmp_path / "elements.json"
+    table.write_text(json.dumps({"Na": [0.0] * 10, "Cl": [1.0] * 10}))
+    card = load_card("roost-mp-bandgap")
+    with pytest.raises(ValueError, match="not 200-d"):
+        RoostAdapter({**card, "options": {"element_embedding": str(table)}})
+    table.write_text(json.dumps({"Na": [0.0] * 200, "Cl": [1.0] * 200}))
+    ad = RoostAdapter({**card, "options": {"element_embedding": str(table)}})
+    r = ad.embed([Sample("nacl", Atoms("NaCl")), Sample("mgo", Atoms("MgO"))])
+    assert r.ids == ["nacl"] and "['Mg', 'O']" in r.failures["mgo"]

@@ -68,7 +68,8 @@ def safe_globals() -> list[Any]:
     """What torch's weights_only unpickler may build beyond tensors and plain containers: numpy scalars and dtypes
     (the stored best_val_score) and collections.Counter (in the stored optimizer state)."""
     return [
-        (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+        # numpy 2 moved numpy.core to numpy._core; the pickle names the old path
+        ((np._core if hasattr(np, "_core") else np.core).multiarray.scalar, "numpy.core.multiarray.scalar"),
         np.dtype,
         collections.Counter,
         *(type(np.dtype(c)) for c in ("f4", "f8", "i4", "i8")),
@@ -210,11 +211,12 @@ class RoostAdapter:
         self._mean, self._std = float(norm["mean"]), float(norm["std"])
         self.net = RoostNet(ckpt["state_dict"], params, self.device)
         opts = card.get("options") or {}
-        emb_ref = str(opts.get("element_embedding") or PKG_DIR + EMBEDDING_FILE)
+        # the element table: the card option, else the one beside the checkpoint, else the wheel's
         emb_path = self.checkpoint.parent / EMBEDDING_FILE
-        if not emb_path.is_file():
-            emb_path = Path(str(local_checkpoint(emb_ref)))
+        if opts.get("element_embedding") or not emb_path.is_file():
+            emb_path = Path(str(local_checkpoint(str(opts.get("element_embedding") or PKG_DIR + EMBEDDING_FILE))))
         table = json.loads(Path(emb_path).read_text())
+        self.element_table = Path(emb_path).name
         self.elements = {el: np.asarray(v, dtype=np.float32) for el, v in table.items()}
         if {len(v) for v in self.elements.values()} != {int(params["elem_emb_len"])}:
             raise ValueError(f"{emb_path}: element vectors are not {params['elem_emb_len']}-d")
@@ -277,7 +279,10 @@ class RoostAdapter:
                 continue
             unknown = [el for el, _ in comp if el not in self.elements]
             if unknown:
-                failures[s.sample_id] = f"elements {unknown} are not in Roost's matscholar embedding (103 elements)"
+                failures[s.sample_id] = (
+                    f"elements {unknown} are not in Roost's element table ({self.element_table}, "
+                    f"{len(self.elements)} elements)"
+                )
                 continue
             ids.append(s.sample_id)
             comps.append(comp)
