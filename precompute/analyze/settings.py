@@ -20,8 +20,9 @@ class AnalysisSettings:
         permutations). IDCor's null is its own idcor_permutations. 0 switches the nulls and calibration off.
     calibration_alpha: level of the calibrated score's critical value (Gröger et al. 2026, Algorithm 1).
     resamples / resample_fraction: half-sampling confidence intervals (subsets without replacement, seeded per
-        dataset, shared by every pair) for CKNNA, mutual kNN and CKA; 0 switches them off. The cosine caches then
-        keep resampling.subsample_list_length(max(ks_knn)) neighbours so subsample lists are exact and cheap.
+        dataset, shared by every pair) for every pairwise metric: CKNNA, mutual kNN, CKA, information imbalance and
+        IDCor (subsets of its own subsample); 0 switches them off. The cosine and Euclidean caches then keep
+        resampling.subsample_list_length(max k) neighbours so subsample lists are exact and cheap.
     ci_level: coverage of those intervals.
     bootstrap: replicates for the TwoNN / GRIDE confidence intervals (resampling the per-point ratios mu_i).
     gride_n1: GRIDE scale (neighbours n1 and 2·n1).
