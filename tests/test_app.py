@@ -216,18 +216,18 @@ def test_heatmap_values_and_csv_are_the_backends(app, media, release):
     # the permutation null (stored for CKNNA at k = 5) is in the hover and in the CSV
     null = queries.pairwise_null(release, "qm9", "cknna", 5, models=models)
     assert len(null) and any("null (5 perm.)" in t for row in hm["text"] for t in row)
-    want = queries.matrix_table(res)  # the cells carry the null (and calibration) columns; the page adds z
-    want["z"] = (want["value_raw"] - want["null_mean"]) / want["null_std"].where(want["null_std"] > 0)
+    want = queries.matrix_table(res)  # the cells carry the null (and calibration) columns, z included
     z_null = null.set_index(["model_a", "model_b"])["z"]
     both = want.dropna(subset=["null_mean"]).set_index(["model_a", "model_b"])["z"]
     assert np.allclose(both.to_numpy(float), z_null.reindex(both.index).to_numpy(float))
     _, data = _download(at, media)
     assert data == queries.to_csv(want)
     assert len(pd.read_csv(io.BytesIO(data))) == len(res.cells)
-    # without a stored null (k = 10) the CSV is matrix_table with an empty z
+    # without a stored null (k = 10) the CSV is exactly matrix_table, its null columns empty
     at = app("heatmap", dataset="qm9", metric="cknna", k="10")
     res10 = queries.matrix(release, "qm9", "cknna", 10, order="family")
-    assert _download(at, media)[1] == queries.to_csv(queries.matrix_table(res10).assign(z=np.nan))
+    assert _download(at, media)[1] == queries.to_csv(queries.matrix_table(res10))
+    assert queries.matrix_table(res10)["null_mean"].isna().all()
 
 
 def test_clustered_heatmap_has_a_dendrogram(app, release):

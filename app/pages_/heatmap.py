@@ -59,7 +59,6 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
             if need(len(res.order) >= 1, "No values for these models on this dataset."):
                 # the CSV carries what the hover shows: raw and calibrated value, CI, null, p as shown
                 table = queries.matrix_table(res)
-                table["z"] = (table["value_raw"] - table["null_mean"]) / table["null_std"].where(table["null_std"] > 0)
                 zr = zrange(res.matrix.to_numpy(dtype=float), mdef, rng)
                 perms = res.cells["n_permutations"] if res.cells["n_permutations"].notna().any() else None
                 marked = int((res.cells["above_null_q95"] == False).sum())  # noqa: E712 (nullable boolean)

@@ -33,7 +33,7 @@ SCALES = ("raw", "calibrated")
 # the columns the calibration adds to every long table of pairwise values (matrix cells, CSV)
 CALIBRATION_COLUMNS = ["value_raw", "ci_low_raw", "ci_high_raw", "calibrated", "calibrated_ci_low",
                        "calibrated_ci_high", "tau", "alpha", "null_mean", "null_std", "null_q95", "null_q99",
-                       "n_permutations", "seed", "p_text", "above_null_q95"]  # fmt: skip
+                       "n_permutations", "seed", "p_text", "above_null_q95", "z"]  # fmt: skip
 
 
 def check_scale(scale: str) -> str:
@@ -104,7 +104,7 @@ def pair_rows(release: Release, dataset: str, metric: str, k: int | None) -> pd.
 
 def add_scale(cells: pd.DataFrame, metric: str, scale: str) -> pd.DataFrame:
     """Derived columns of a long table from `pair_rows` (value_raw, calibrated interval, p_text, above_null_q95,
-    scale) and `value` / `ci_low` / `ci_high` on the chosen scale."""
+    z = (raw - null mean) / null sd, scale) and `value` / `ci_low` / `ci_high` on the chosen scale."""
     check_scale(scale)
     out = cells.copy()
     higher = METRICS[metric].higher_is_aligned
@@ -118,6 +118,8 @@ def add_scale(cells: pd.DataFrame, metric: str, scale: str) -> pd.DataFrame:
     out["above_null_q95"] = pd.array([None if np.isnan(t) else bool(v) for t, v in zip(q95, above, strict=True)],
                                      dtype="boolean")  # fmt: skip
     out["p_text"] = [p_value_text(p, n) for p, n in zip(out["p_value"], out["n_permutations"], strict=True)]
+    sd = pd.to_numeric(out["null_std"], errors="coerce")
+    out["z"] = (raw - pd.to_numeric(out["null_mean"], errors="coerce")) / sd.where(sd > 0)
     if scale == "calibrated":
         out["value"] = out["calibrated"].astype(float)
         out["ci_low"], out["ci_high"] = out["calibrated_ci_low"], out["calibrated_ci_high"]
