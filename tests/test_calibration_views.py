@@ -132,6 +132,8 @@ def test_ranked_partners_ties_are_overlapping_intervals(rel, tables):
             for x in rk.itertuples():
                 overlaps = x.ci_low <= best.ci_high and best.ci_low <= x.ci_high
                 assert x.tied_with_nearest == overlaps
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        q.ranked_partners(rel, "qm9", "cknna", "nope", 5)
     ii = q.ranked_partners(rel, "qm9", "info_imbalance", "mace_a", 1)
     assert ii["value"].is_monotonic_increasing  # raw information imbalance: lower = more aligned, first
     iic = q.ranked_partners(rel, "qm9", "info_imbalance", "mace_a", 1, scale="calibrated")

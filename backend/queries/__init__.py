@@ -38,7 +38,6 @@ from .calibration import (
     null_vs_width,
     p_value_text,
     ranked_partners,
-    scale_label,
     width_check,
 )
 from .catalogue import (
@@ -80,7 +79,6 @@ __all__ = [
     "null_vs_width",
     "p_value_text",
     "ranked_partners",
-    "scale_label",
     "LINKAGE_METHODS",
     "METRICS",
     "ORDERS",

@@ -27,7 +27,7 @@ from precompute.metrics.resampling import mark_ties
 from precompute.release.schema import METRICS
 
 from ..release import Release
-from ._common import _dataset, _metric_k
+from ._common import _dataset, _metric_k, _model
 
 SCALES = ("raw", "calibrated")
 # the columns the calibration adds to every long table of pairwise values (matrix cells, CSV)
@@ -127,12 +127,6 @@ def add_scale(cells: pd.DataFrame, metric: str, scale: str) -> pd.DataFrame:
     return out
 
 
-def scale_label(metric: str, scale: str) -> str:
-    """'CKNNA' or 'calibrated CKNNA' (the axis and colour-bar title)."""
-    name = METRICS[metric].display_name
-    return f"calibrated {name} (0 = not above the null)" if scale == "calibrated" else name
-
-
 def ranked_partners(
     release: Release,
     dataset: str,
@@ -149,6 +143,7 @@ def ranked_partners(
     above_null_q95, rank, tie_group, tied_with_nearest, scale."""
     from .matrix import matrix
 
+    _model(release, model)
     _, k = _metric_k(release, dataset, metric, k)
     res = matrix(release, dataset, metric, k, models=models, scale=scale)
     c = res.cells[(res.cells["model_a"] == model) & (res.cells["model_b"] != model)].dropna(subset=["value"])
