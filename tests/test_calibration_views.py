@@ -254,6 +254,7 @@ def test_switch_url_round_trip_and_marks(app, rel):
     z = np.array(_heatmap_trace(at)["z"], dtype=float)
     assert np.allclose(z, res.matrix.to_numpy(float), equal_nan=True)
     assert _heatmap_trace(at)["colorbar"]["title"]["text"] == "calibrated CKNNA"
+    assert _charts(at)[0]["layout"]["title"]["text"].startswith("calibrated · QM9 · CKNNA · k = 5")
     marks = next(t for t in _charts(at)[0]["data"] if t.get("name", "").startswith("not above"))
     want = {(int(r), int(c)) for r, c in zip(res.cells.row, res.cells.col, strict=True)
             if res.cells.set_index(["row", "col"]).at[(r, c), "above_null_q95"] == False}  # noqa: E712  # fmt: skip
@@ -320,7 +321,7 @@ def test_shipped_release_says_it_has_no_calibration(app):
         pytest.skip("no shipped release")
     shipped = Release.open(SHIPPED / (SHIPPED / "latest").read_text().strip())
     assert not q.has_calibration(shipped)
-    for page in ("heatmap", "summary", "compare", "convergence"):
+    for page in ("heatmap", "summary", "compare", "convergence", "tree", "id_vs_ood", "local_vs_global"):
         at = app(page, root=SHIPPED, scale="calibrated")
         msgs = [i.value for i in at.info]
         assert any(f"This release ({shipped.release_id}) has no calibration data" in m for m in msgs), (page, msgs)

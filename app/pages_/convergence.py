@@ -44,7 +44,8 @@ elif need(f.dataset is not None and f.metric is not None, "This release has no p
                 c, "alignment-vs-mae" + ("-calibrated" if scale == "calibrated" else ""), f.dataset, f.metric, f.k
             ),
             key="convergence",
-            title=about(c, f.dataset, f.metric, f.k, df["n"])
+            title=("calibrated · " if scale == "calibrated" else "")
+            + about(c, f.dataset, f.metric, f.k, df["n"])
             + " · energy MAE on n_test = "
             + "/".join(sorted({f"{int(v):,}" for v in df["n_test"].dropna()})),
             caption="Star (top, on the dashed line): the lowest-MAE model, drawn at its MAE above the others (it has "

@@ -68,7 +68,8 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
                     table,
                     csv_name(c, "matrix" if scale == "raw" else "matrix-calibrated", f.dataset, f.metric, f.k),
                     key="heatmap",
-                    title=about(c, f.dataset, f.metric, f.k, res.cells["n"], perms),
+                    title=("calibrated · " if scale == "calibrated" else "")
+                    + about(c, f.dataset, f.metric, f.k, res.cells["n"], perms),
                     caption="Rows: model A, columns: model B. "
                     + range_note(zr, mdef, rng)
                     + f"{'Higher' if mdef['higher_is_aligned'] else 'Lower'} = more aligned. "
@@ -96,7 +97,8 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
                 fb,
                 csv_name(c, "family-block" if scale == "raw" else "family-block-calibrated", f.dataset, f.metric, f.k),
                 key="family_block",
-                title="Family means · " + about(c, f.dataset, f.metric, f.k, nres.cells["n"]),
+                title=f"Family means{' (calibrated)' if scale == 'calibrated' else ''} · "
+                + about(c, f.dataset, f.metric, f.k, nres.cells["n"]),
                 caption="Each cell: the mean over ordered pairs of distinct models of the two families, and the "
                 "number of pairs; blank: a one-model family's own block.",
             )

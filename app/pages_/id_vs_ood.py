@@ -74,7 +74,8 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
                 queries.matrix_table(md.a),
                 csv_name(c, "matrix-a", f.dataset, f.metric, md.k),
                 key="mat_a",
-                title="A · " + about(c, f.dataset, f.metric, md.k, md.a.cells["n"]),
+                title=f"A{' · calibrated' if scale == 'calibrated' else ''} · "
+                + about(c, f.dataset, f.metric, md.k, md.a.cells["n"]),
             )
         with right:
             st.markdown(f"**B: {c.ds_name(dsb)}** (labels: ID/OOD on B)")
@@ -83,7 +84,8 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
                 queries.matrix_table(md.b),
                 csv_name(c, "matrix-b", dsb, f.metric, md.k),
                 key="mat_b",
-                title="B · " + about(c, dsb, f.metric, md.k, md.b.cells["n"]),
+                title=f"B{' · calibrated' if scale == 'calibrated' else ''} · "
+                + about(c, dsb, f.metric, md.k, md.b.cells["n"]),
             )
         st.subheader("Difference B − A")
         diff_tab = md.cells.assign(dataset_a=f.dataset, dataset_b=dsb, metric=f.metric, k=md.k)
@@ -92,7 +94,7 @@ if need(f.metric is not None and bool(others), "This comparison needs a metric w
             diff_tab,
             csv_name(c, f"difference-{dsb}-minus", f.dataset, f.metric, md.k),
             key="diff",
-            title=f"{c.ds_name(dsb)} − {c.ds_name(f.dataset)} · {c.metric_name(f.metric)}{kt} · "
+            title=f"{c.ds_name(dsb)} − {c.ds_name(f.dataset)} · {mdef['display_name']}{kt} · "
             f"A: {about(c, f.dataset, n=md.a.cells['n'])}; B: {about(c, dsb, n=md.b.cells['n'])}",
             caption="Red: higher on B, blue: higher on A (for a similarity, red = more aligned on B). Grey: no value "
             "(a model with itself), not a difference of zero.",

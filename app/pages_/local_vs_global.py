@@ -90,7 +90,7 @@ if need("info_imbalance" in have, "This dataset has no information-imbalance val
                 iik,
             ),  # fmt: skip
             key="ii_plane",
-            title="Information imbalance · "
+            title=("Calibrated information imbalance · " if scale == "calibrated" else "Information imbalance · ")
             + about(c, f.dataset, None, iik, ii["n"] if "n" in ii else None)
             + (f" · colour: CKNNA at k = {ii['cknna_k'].iloc[0]}" if ic == "cknna" and len(ii) else "")
             + (" · colour: IDCor" if ic == "idcor" else ""),

@@ -79,7 +79,8 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
             leaves,
             csv_name(c, f"tree-{method}{'-calibrated' if scale == 'calibrated' else ''}", f.dataset, f.metric, f.k),
             key="tree",
-            title=f"{name} tree · " + about(c, f.dataset, f.metric, f.k, nres.cells["n"]),
+            title=f"{name} tree{' (calibrated)' if scale == 'calibrated' else ''} · "
+            + about(c, f.dataset, f.metric, f.k, nres.cells["n"]),
             caption=f"Source: {origin}. Distance 1 − (S(A,B) + S(B,A))/2"
             + (
                 " with S the calibrated score (pairs without one: the largest distance)"
