@@ -156,6 +156,12 @@ def score_embeddings(
     ks_ci = tuple(k for k in ks_knn if k <= min(interval_k(n), k_cos)) if ci is not None else ()
     deep = deep_lists(release, dataset, zoo) if ks_ci else {}
     length = min(n - 2, max(max(ks_knn), subsample_list_length(max(ks_ci)))) if deep else max(ks_knn)
+    with_euclid = {m: z.euclidean_indices for m, z in zoo.items() if z.euclidean_indices is not None}
+    ks_ii: tuple[int, ...] = ()
+    if with_euclid:
+        k_euc = min(e.shape[1] for e in with_euclid.values())
+        ks_ii = tuple(k for k in s.get("ks_ii", ()) if k <= k_euc and n > k + 1)
+    lists = {m: e[:, : max(ks_ii)].astype(np.int64) for m, e in with_euclid.items()} if ks_ii else {}
     feats = kernel_features(X, prep, name)
     user = cosine_cache(feats, length, name=name)  # = build_neighbour_cache(..., duplicates="keep"), faster
     rng = np.random.default_rng(seed)
@@ -195,13 +201,7 @@ def score_embeddings(
         iv = pair_intervals(ci, user, feats, deep, ks_ci, values, name)
         for r in rows:
             r["ci_low"], r["ci_high"] = iv.get((r["metric"], r["k"], r["model_a"], r["model_b"]), (None, None))
-    with_euclid = {m: z.euclidean_indices for m, z in zoo.items() if z.euclidean_indices is not None}
-    ks_ii: tuple[int, ...] = ()
-    if with_euclid:
-        k_euc = min(e.shape[1] for e in with_euclid.values())
-        ks_ii = tuple(k for k in s.get("ks_ii", ()) if k <= k_euc and n > k + 1)
     if ks_ii:
-        lists = {m: e[:, : max(ks_ii)].astype(np.int64) for m, e in with_euclid.items()}
         ranks = euclidean_ranks(X, lists)  # = ranks_in, faster
         ii_null = {}
         if permutations:  # rows of U permuted: the same permutations for every model, one pass over U
