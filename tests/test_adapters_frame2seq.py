@@ -166,3 +166,20 @@ def test_weights_root_folder_wins_over_the_wheel(tmp_path, monkeypatch):
     got = f2s.resolve_weights({"model_id": "frame2seq-2", "options": {"model": 2}})
     assert got == tmp_path / "frame2seq-2" / "model2.ckpt"
     assert f2s.resolve_weights({"model_id": "frame2seq-3", "options": {"model": 3}}).name == "model3.ckpt"
+
+
+def test_lean_pair_features_equal_the_packages(chains, monkeypatch):
+    """The block-wise pair features equal the package's make_z_init (small blocks, so several are used), the
+    embedding with and without them is the same, and the package's function is restored after the call."""
+    import frame2seq.model.Frame2seq as package_model
+    from frame2seq.utils.featurize import make_z_init
+
+    monkeypatch.setattr(f2s, "LEAN_BLOCK_PAIRS", 500)
+    ad = adapter(2)
+    ci = ad.featurize(chains[0])
+    z_pkg, z_lean = make_z_init(ad.model, ci.X), ad._lean_z_init(ad.model, ci.X)
+    assert z_lean.dtype == z_pkg.dtype == torch.float32 and z_lean.shape == z_pkg.shape
+    assert (z_lean - z_pkg).abs().max().item() <= 1e-6
+    plain = f2s.Frame2seqAdapter({"model_id": "frame2seq-2", "options": {"model": 2, "lean_pairs": False}})
+    np.testing.assert_allclose(ad.embed(chains[:2]).embeddings, plain.embed(chains[:2]).embeddings, rtol=0, atol=1e-6)
+    assert package_model.make_z_init is make_z_init

@@ -32,6 +32,10 @@ Loading: `--checkpoint` > `<weights root>/<model_id>/model<i>.ckpt` > the card's
 > the wheel's `model<i>.ckpt`; always `torch.load(weights_only=True)` (the Lightning checkpoint holds only tensors
 and plain config values), then `frame2seq(config)` with a strict `load_state_dict`.
 
+Memory (option `lean_pairs`, default true): the package builds its pair features, L x L x 449, in float64 with a
+(4L x 4L x 24) RBF intermediate: 10 GB RSS for a 1,058-residue chain. The adapter swaps in, for its own forward call
+only, a block-wise construction of the same values that keeps only the float32 result (tested equal to the package).
+
 Samples that cannot be embedded (no structure path, unreadable file, chain not in the file, an insertion code, which
 the package's parser refuses, fewer than two residues, non-finite output) go to `failures` with the reason.
 """
@@ -51,6 +55,7 @@ from precompute.adapters.base import CannotEmbed, EmbedResult
 from precompute.datasets.base import Sample
 
 MODELS = (1, 2, 3)
+LEAN_BLOCK_PAIRS = 65536  # residue pairs per block of the lean pair features (~0.2 GB of float64 RBFs)
 HIDDEN = 128
 
 
@@ -106,6 +111,7 @@ class Frame2seqAdapter:
         model.load_state_dict(ck["state_dict"])  # strict: every weight of the architecture must be there
         self.model = model.to(self.device).eval()
         self.embedding_dim = int(self.model.single_to_sequence.in_features)
+        self.lean_pairs = bool((card.get("options") or {}).get("lean_pairs", True))
         self.last_timing: dict[str, float] = {}
 
     def featurize(self, sample: Sample) -> ChainInput:
@@ -139,6 +145,33 @@ class Frame2seqAdapter:
             raise CannotEmbed(f"{path}: no residue of chain {chain!r} with N, CA and C (chains: {_chains_in(path)})")
         return ChainInput(X=X, seq_mask=seq_mask, aatype=aatype)  # float64, as the package passes it (docstring)
 
+    def _lean_z_init(self, model: Any, X: Any) -> Any:
+        """The package's `make_z_init` built in blocks of residue rows: the same float64 distances, RBFs and
+        relative-position one-hots, cast to float32 block by block. The package materialises the (4L, 4L, 24) RBF
+        tensor and the (L, L, 449) pair features in float64 (~10 GB RSS for 1,058 residues); this keeps only the
+        float32 result (2 GB there). Equal to the package's z within float32 rounding (tested)."""
+        torch = self._torch
+        from einops import rearrange
+
+        B, L = X.shape[0], X.shape[1]
+        k = model.relpos_k
+        x_bb = rearrange(X[:, :, :4], "b n c d -> b (n c) d", c=4)
+        d_max, n_bins = model.dist_bins * model.dist_bin_width, model.dist_bins
+        mu = torch.linspace(0.0, d_max, n_bins, device=X.device).view(1, 1, 1, -1)
+        sigma = d_max / n_bins
+        idx = torch.arange(L, dtype=torch.long, device=X.device)
+        z = torch.empty((B, L, L, 16 * n_bins + 2 * k + 1), dtype=torch.float32, device=X.device)
+        step = max(1, LEAN_BLOCK_PAIRS // max(1, L))
+        for i0 in range(0, L, step):
+            i1 = min(L, i0 + step)
+            dist = torch.cdist(x_bb[:, 4 * i0 : 4 * i1], x_bb)  # (B, 4b, 4L)
+            rbf = torch.exp(-(((dist.unsqueeze(-1) - mu) / sigma) ** 2))
+            rbf = rearrange(rbf, "b (n1 c1) (n2 c2) d -> b n1 n2 (c1 c2 d)", c1=4, c2=4)
+            rel = (idx[i0:i1, None] - idx[None, :]).clamp(-k, k) + k
+            rel = torch.nn.functional.one_hot(rel, 2 * k + 1).to(rbf.dtype).unsqueeze(0).expand(B, -1, -1, -1)
+            z[:, i0:i1] = torch.cat([rbf, rel], dim=-1).float()
+        return z
+
     def forward(self, ci: ChainInput) -> tuple[np.ndarray, np.ndarray]:
         """(s, logits) of one chain: (L, 128) last-layer single representation and (L, 21) sequence logits, float32,
         all residue rows (mask with `ci.seq_mask`)."""
@@ -147,11 +180,17 @@ class Frame2seqAdapter:
         hook = self.model.single_to_sequence.register_forward_pre_hook(lambda _m, args: captured.update(s=args[0]))
         inp = torch.zeros((1, ci.X.shape[1], 21), device=self.device)
         inp[:, :, 20] = 1.0  # every position masked ("unknown"), as the package's design/score
+        import frame2seq.model.Frame2seq as package_model
+
+        package_z_init = package_model.make_z_init
+        if self.lean_pairs:  # swapped in for this call only: the package's own runner stays untouched
+            package_model.make_z_init = self._lean_z_init
         try:
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.utils.checkpoint's use_reentrant notice (no gradients here)
                 logits = self.model(ci.X.to(self.device), ci.seq_mask.to(self.device), inp)
         finally:
+            package_model.make_z_init = package_z_init
             hook.remove()
         return captured["s"][0].float().cpu().numpy(), logits[0].float().cpu().numpy()
 
