@@ -5,6 +5,7 @@ synthetic, never shipped).
     .venv/bin/python bench/score_speed.py                       # N = 10,000, D = 1,024, 30 models, 20 permutations
     .venv/bin/python bench/score_speed.py --n 2000 --models 10 --permutations 0
     .venv/bin/python bench/score_speed.py --keep /tmp/rel      # then --release /tmp/rel/<id> to time it again
+    .venv/bin/python bench/score_speed.py --n 2000 --models 10 --intervals     # the release ships neighbours_deep
 
 Builds the release once in a temp folder (exact neighbour caches of each synthetic model, the analysis' list
 lengths: cosine k = 10 at N > 5,000, Euclidean k = 5), then times the score of a fresh N x D embedding (wall time
@@ -31,19 +32,31 @@ sys.path.insert(0, str(ROOT))
 
 from bench._synthetic import structured_views  # noqa: E402
 
+CI_SETTINGS = {"resamples": 50, "resample_fraction": 0.5, "seed": 0, "ci_level": 0.95}  # the analysis' defaults
 
-def build_release(root: Path, n: int, n_models: int, seed: int) -> Path:
-    from precompute.analyze.scoring_tables import EUCLIDEAN_K, shipped_cosine_k
+
+def build_release(root: Path, n: int, n_models: int, seed: int, intervals: bool = False) -> Path:
+    from precompute.analyze.scoring_tables import EUCLIDEAN_K, deep_lists, deep_rows, interval_k, shipped_cosine_k
+    from precompute.analyze.settings import AnalysisSettings
+    from precompute.analyze.tasks import resample_subsets
     from precompute.metrics.neighbours import build_neighbour_cache
     from precompute.metrics.preprocess import KernelPreprocessing, kernel_features
+    from precompute.metrics.resampling import subsample_list_length
     from precompute.release.writer import write_release
 
     views = structured_views(n, n_models, seed=seed, dim=64)
     k = shipped_cosine_k(n)
     prep = KernelPreprocessing(0.95, True)
-    nb, sim, euc, models, pw = [], [], [], [], []
+    nb, sim, euc, models, pw, deep = [], [], [], [], [], []
+    k_ci = min(k, interval_k(n))
+    subs = resample_subsets(n, AnalysisSettings.from_dict(CI_SETTINGS)) if intervals else []
     for m, X in views.items():
-        cos = build_neighbour_cache(kernel_features(X, prep, m), k, "cosine", name=m, duplicates="keep")
+        F = kernel_features(X, prep, m)
+        length = max(k, subsample_list_length(k_ci)) if intervals else k
+        cos = build_neighbour_cache(F, length, "cosine", name=m, duplicates="keep")
+        if intervals:  # the lists the seeded CI subsets need, as a release ships them (neighbours_deep)
+            deep.append(deep_rows("synthetic", m, *deep_lists(cos.indices, cos.scores, F, subs, k_ci), k))
+        cos = type(cos)(cos.indices[:, :k], cos.scores[:, :k], "cosine")
         e = build_neighbour_cache(X, EUCLIDEAN_K, "euclidean", name=m, duplicates="keep")
         base = {"dataset_id": "synthetic", "model_id": m, "position": np.repeat(np.arange(n), k),
                 "rank": np.tile(np.arange(1, k + 1), n)}  # fmt: skip
@@ -97,9 +110,10 @@ def build_release(root: Path, n: int, n_models: int, seed: int) -> Path:
         "neighbours": pd.concat(nb, ignore_index=True),
         "neighbour_similarity": pd.concat(sim, ignore_index=True),
         "neighbours_euclidean": pd.concat(euc, ignore_index=True),
+        **({"neighbours_deep": pd.concat(deep, ignore_index=True)} if intervals else {}),
     }
     settings = {"synthetic": {"ks_knn": [5, 10, 25, 50, 100], "ks_ii": [1, 5, 25], "clip_quantile": 0.95,
-                              "normalize": True}}  # fmt: skip
+                              "normalize": True, **(CI_SETTINGS if intervals else {})}}  # fmt: skip
     return write_release(tables, {"inputs": [{"name": "synthetic", "recipe": "bench"}], "settings": settings}, root)
 
 
@@ -122,6 +136,7 @@ def main() -> int:
     ap.add_argument("--permutations", type=int, default=20)
     ap.add_argument("--keep", type=Path, help="build the synthetic release into this folder and keep it")
     ap.add_argument("--release", type=Path, help="a synthetic release folder this script built before (--keep)")
+    ap.add_argument("--intervals", action="store_true", help="ship neighbours_deep so the scores carry CIs")
     args = ap.parse_args()
     from backend import Release
     from backend.scoring import score_embeddings
@@ -131,7 +146,7 @@ def main() -> int:
             t = time.perf_counter()
             root = args.keep if args.keep is not None else Path(tmp)
             root.mkdir(parents=True, exist_ok=True)
-            folder = build_release(root, args.n, args.models, seed=0)
+            folder = build_release(root, args.n, args.models, seed=0, intervals=args.intervals)
             print(f"synthetic release: {args.models} models x N = {args.n:,} built in {time.perf_counter() - t:.0f} s"
                   f" ({folder})")  # fmt: skip
         else:
@@ -156,9 +171,10 @@ def main() -> int:
             sampler.join()
             rss = max(peaks, default=base) / 2**30
             rows = int(res.table["value"].notna().sum())
+            cis = int(res.table["ci_low"].notna().sum())
             print(f"score N = {args.n:,} x D = {args.d:,} vs {len(set(res.table.model_b.dropna()) - {'upload'})} "
                   f"models, k = {list(res.ks_knn)} (II k = {list(res.ks_ii)}), {perms} permutations, {label}: "
-                  f"{wall:.2f} s wall ({cpu:.1f} CPU-s), {rows} values, Python heap peak {peak / 2**30:.2f} GB, "
+                  f"{wall:.2f} s wall ({cpu:.1f} CPU-s), {rows} values ({cis} with a CI), Python heap peak {peak / 2**30:.2f} GB, "
                   f"process RSS {base / 2**30:.2f} GB before and {rss:.2f} GB at most during the call; load average "
                   f"before the run {load[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
     return 0

@@ -16,10 +16,10 @@ import numpy as np
 
 from precompute.analyze.settings import AnalysisSettings
 from precompute.analyze.tasks import resample_subsets
-from precompute.metrics.cknna import self_hsic
 from precompute.metrics.neighbours import NeighbourCache
 from precompute.metrics.resampling import basic_interval, knn_subsample_values, subsample_cache
 
+from .fast import self_hsic_lists
 from .zoo import DeepLists
 
 
@@ -69,9 +69,12 @@ def pair_intervals(
     got: dict[tuple, list[float]] = {}
     for keep in subs:
         sub_u = subsample_cache(user, keep, kmax, features)
-        own = {("a", k): self_hsic(sub_u, k) for k in ks}  # the user's self terms, shared by every model
+        # self terms by fast.self_hsic_lists (bit-identical to self_hsic): the user's once per subset
+        own = {("a", k): self_hsic_lists(sub_u.indices, sub_u.scores, k) for k in ks}
         for model, d in deep.items():
-            kv = knn_subsample_values(sub_u, subset_lists(d, keep, kmax), ks, own)
+            sub_m = subset_lists(d, keep, kmax)
+            st = {**own, **{("b", k): self_hsic_lists(sub_m.indices, sub_m.scores, k) for k in ks}}
+            kv = knn_subsample_values(sub_u, sub_m, ks, st)
             for q, k in enumerate(ks):
                 got.setdefault(("cknna", k, name, model), []).append(kv["cknna_ab"][q])
                 got.setdefault(("cknna", k, model, name), []).append(kv["cknna_ba"][q])
