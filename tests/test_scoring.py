@@ -82,6 +82,11 @@ def test_a_release_model_scored_as_new_gets_the_analysis_intervals(scored_releas
             assert (r.ci_low, r.ci_high) == pytest.approx(look[key], abs=1e-6), (key, r.ci_low, r.ci_high, look[key])
             checked += 1
     assert checked == 3 * 2 * 2 * 3  # 3 models x 2 others x 2 k x (2 CKNNA + mutual)
+    from backend.scoring import ranked
+
+    rk = ranked(release, score_embeddings(release, "qm9", feats["ani1x-m0"], "x", permutations=0), 5)
+    assert rk.cknna_ci_low.notna().all() and (rk.cknna_ci_low <= rk.cknna_ci_high).all()
+    assert rk.tie_group.iloc[0] == 1 and rk.tie_group.is_monotonic_increasing  # overlapping intervals share a group
 
 
 def test_rows_given_by_sample_id_in_any_order_give_the_same_scores(scored_release):
@@ -201,6 +206,7 @@ def test_score_command_writes_the_table_and_derives_a_release(scored_release, tm
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "my-model on qm9" in proc.stdout and "nearest release models by CKNNA at k = 10" in proc.stdout
     assert "not computable from a release" in proc.stdout
+    assert "95% half-sampling intervals (equal to the analysis'): CKNNA and mutual kNN at k = [5, 10]" in proc.stdout
     table = pd.read_csv(tmp_path / "s.csv")
     assert {"value", "null_mean", "p_value", "note"} <= set(table.columns)
     # the ani1x-m0 rows of the score equal its self-pair: CKNNA of a model with itself is 1
