@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from precompute.metrics._checks import as_representation, check_k, check_not_constant, pow2_scale
+from precompute.metrics.information_imbalance import rank_space
 from precompute.metrics.neighbours import NeighbourCache, _exact_row, _exact_scores, _order
 
 _BLOCK_BYTES = 48 * 2**20  # one (rows x N) float32 similarity block
@@ -128,22 +129,17 @@ def euclidean_ranks(B: np.ndarray, neighbour_lists: dict[str, np.ndarray], tile_
     The same float64 Gram form, tile size and row sort as ranks_in (so the same distances and counts); the ranks
     are read by one vectorised binary search per tile instead of a search per row, and the distance block is
     formed with one temporary less."""
-    from precompute.metrics._checks import centred_scaled
-
     n = B.shape[0]
     names = list(neighbour_lists)
     widths = [neighbour_lists[m].shape[1] for m in names]
     stacked = np.hstack([neighbour_lists[m] for m in names]).astype(np.int64)
     out = np.empty(stacked.shape, dtype=np.int64)
-    B, _ = centred_scaled(B, "B")
-    sq = np.einsum("ij,ij->i", B, B)
+    B, sq, BT = rank_space(B)
     t = int(max(1, min(n, tile_bytes // (8 * n))))
     steps = int(np.ceil(np.log2(n + 1))) + 1
     for start in range(0, n, t):
         stop = min(n, start + t)
-        # the very product ranks_in forms: numpy computes B @ B.T (one tile of all rows) with syrk, another operand
-        # with gemm, and the two round differently, which moves ranks among tied distances (binary fingerprints)
-        G = B[start:stop] @ B.T
+        G = B[start:stop] @ BT  # ranks_in's product (rank_space, sq_distance_block)
         G *= 2.0  # exact: d2 below is ranks_in's (sq_i + sq_j) - 2 g_ij
         d2 = sq[start:stop, None] + sq[None, :]
         d2 -= G

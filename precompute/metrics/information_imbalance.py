@@ -22,6 +22,30 @@ from ._checks import as_pair, centred_scaled, check_k
 from .neighbours import Backend, build_neighbour_cache
 
 _DEFAULT_TILE_BYTES = 16 * 2**20
+_EXACT_INTEGER_SUM = 2.0**52  # below this, sums of products of integers are exact in float64 in any order
+
+
+def rank_space(B: np.ndarray, name: str = "B") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B', |b'_i|², B'ᵀ as its own array) on which every rank computation forms squared distances.
+
+    Integer data (fingerprints, counts) stay as they are when 2·D·max|b|² < 2^52: every Gram entry and distance is
+    then an exact integer, so exact ties stay tied whatever the tiling or BLAS. Otherwise B is carefully centred and
+    rescaled by a power of two (ranks do not change under translation and scale) so the Gram form neither loses the
+    spread to a large offset nor overflows / underflows. Bᵀ is a separate copy so numpy always calls gemm: for one
+    all-row tile, B @ B.T would be a syrk, which rounds differently and moved ranks with the tile size.
+    """
+    peak = float(np.max(np.abs(B))) if B.size else 0.0
+    if np.array_equal(B, np.round(B)) and 2.0 * B.shape[1] * peak * peak < _EXACT_INTEGER_SUM:
+        B = np.array(B, dtype=np.float64, order="C")
+    else:
+        B, _ = centred_scaled(B, name)
+    return B, np.einsum("ij,ij->i", B, B), np.ascontiguousarray(B.T)
+
+
+def sq_distance_block(B: np.ndarray, sq: np.ndarray, BT: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Squared distances (clamped at 0) of rows start:stop to all N rows: the one formula every rank uses."""
+    d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (B[start:stop] @ BT)
+    return np.maximum(d2, 0.0, out=d2)
 
 
 def ranks_in(
@@ -38,21 +62,19 @@ def ranks_in(
     widths = [neighbour_lists[m].shape[1] for m in names]
     stacked = np.hstack([neighbour_lists[m] for m in names]).astype(np.int64)
     out = np.empty(stacked.shape, dtype=np.int64)
-    # ranks do not change under translation and scale: centre carefully and rescale by a power of two so the Gram
-    # form below neither loses the spread to a large offset nor overflows / underflows
-    B, _ = centred_scaled(B, "B")
-    sq = np.einsum("ij,ij->i", B, B)
+    B, sq, BT = rank_space(B)
     t = int(max(1, min(n, tile_bytes // (8 * n))))
     if backend == "torch":
         import torch
 
         Bt = torch.as_tensor(B, dtype=torch.float64, device=device)
+        BTt = torch.as_tensor(BT, dtype=torch.float64, device=device)
         sqt = torch.as_tensor(sq, dtype=torch.float64, device=device)
     for start in range(0, n, t):
         stop = min(n, start + t)
         rows = np.arange(start, stop)
         if backend == "torch":
-            d2 = (sqt[start:stop, None] + sqt[None, :] - 2.0 * (Bt[start:stop] @ Bt.T)).clamp_min_(0.0)
+            d2 = (sqt[start:stop, None] + sqt[None, :] - 2.0 * (Bt[start:stop] @ BTt)).clamp_min_(0.0)
             r = torch.arange(stop - start, device=Bt.device)
             d2[r, r + start] = torch.inf
             idx = torch.as_tensor(stacked[start:stop], device=Bt.device)
@@ -61,8 +83,7 @@ def ranks_in(
             counts = torch.searchsorted(d2_sorted, thr.contiguous(), side="left")
             out[start:stop] = counts.cpu().numpy() + 1
             continue
-        d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (B[start:stop] @ B.T)
-        np.maximum(d2, 0.0, out=d2)
+        d2 = sq_distance_block(B, sq, BT, start, stop)
         d2[rows - start, rows] = np.inf  # self never counts
         thr = np.take_along_axis(d2, stacked[start:stop], 1)
         d2.sort(axis=1)

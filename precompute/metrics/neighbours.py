@@ -2,14 +2,15 @@
 
 For a tile of t query rows the similarity (or squared-distance) block S = X_t Xᵀ (t x N) is computed with one
 matrix product, the self entries are excluded, and the best c = k_max + margin candidates are kept. The candidates
-are then re-scored with an exact per-pair formula (dot product or the norm of the difference, in float64) and
+are then re-scored with an exact per-pair formula (dot product, or the norm of the difference of the uncentred
+inputs, in float64, summed in a fixed order so exact ties such as fingerprint overlaps give identical scores) and
 ordered by (score, index): ties go to the lower index. If the k_max-th score equals the last candidate's score,
 an exact tie may extend past the candidate set, so that row is redone exactly over all N points. The result does
 not depend on the tile size or the backend, apart from float64 round-off in the matrix product used only to
 choose candidates.
 
 Backends: "numpy" (default) or "torch" (CPU or CUDA, float64 by default) for the O(N²·D) matrix products and the
-candidate selection; the exact re-scoring always runs in float64.
+candidate selection; the exact re-scoring always runs in float64 on the CPU (tests/metrics/test_ties_exact.py).
 """
 
 from __future__ import annotations
@@ -74,13 +75,26 @@ def _tile_rows(n: int, d: int, c: int, tile_bytes: int) -> int:
     return int(max(1, min(n, tile_bytes // (8 * max(n, 1)), tile_bytes // (8 * max(c * d, 1)))))
 
 
-def _exact_scores(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, kind: Kind) -> np.ndarray:
-    """Exact float64 score of each (row, candidate) pair: dot product or Euclidean distance."""
-    c = X[cand]
+def _exact_scores(
+    X: np.ndarray, rows: np.ndarray, cand: np.ndarray, kind: Kind, raw: np.ndarray | None = None
+) -> np.ndarray:
+    """Float64 score of each (row, candidate) pair: dot product or Euclidean distance, tie-exact.
+
+    The terms are summed strictly left to right (np.add.accumulate), never by SIMD lanes or pairwise blocks whose
+    grouping depends on where the nonzero terms sit: pairs with the same terms up to zeros (binary fingerprints
+    with equal overlaps) get bit-identical scores, so exact ties stay ties and the lower-index rule decides. For
+    kind "euclidean", `raw` (the uncentred rows at X's scale) supplies the differences: a difference of inputs is
+    rounded once, where centring rounds each column's offset differently and would split ties.
+    """
+    src = raw if raw is not None and kind == "euclidean" else X
+    c = src[cand]
     if kind == "cosine":
-        return np.einsum("tcd,td->tc", c, X[rows])
-    c -= X[rows][:, None, :]
-    return np.sqrt(np.einsum("tcd,tcd->tc", c, c))
+        c *= X[rows][:, None, :]
+    else:
+        c -= src[rows][:, None, :]
+        c *= c
+    s = np.add.accumulate(c, axis=-1, out=c)[..., -1]
+    return s if kind == "cosine" else np.sqrt(s)
 
 
 def _order(scores: np.ndarray, cand: np.ndarray, kind: Kind) -> np.ndarray:
@@ -89,10 +103,12 @@ def _order(scores: np.ndarray, cand: np.ndarray, kind: Kind) -> np.ndarray:
     return np.lexsort((cand, key), axis=-1)
 
 
-def _exact_row(X: np.ndarray, i: int, k: int, kind: Kind) -> tuple[np.ndarray, np.ndarray]:
+def _exact_row(
+    X: np.ndarray, i: int, k: int, kind: Kind, raw: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Slow exact path for one row: score all N points, drop self, stable order."""
     others = np.delete(np.arange(X.shape[0]), i)
-    s = _exact_scores(X, np.array([i]), others[None, :], kind)[0]
+    s = _exact_scores(X, np.array([i]), others[None, :], kind, raw)[0]
     order = _order(s[None, :], others[None, :], kind)[0][:k]
     return others[order], s[order]
 
@@ -112,8 +128,9 @@ def _candidates_numpy(X: np.ndarray, sq: np.ndarray, start: int, stop: int, c: i
     return np.argpartition(key, c - 1, axis=1)[:, :c]
 
 
-def _tile_torch(Xt, sqt, start: int, stop: int, c: int, kind: Kind) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates, exact float64 re-scoring and (score, index) ordering, all on the torch device."""
+def _candidates_torch(Xt, sqt, start: int, stop: int, c: int, kind: Kind) -> np.ndarray:
+    """Candidates on the torch device; the re-scoring runs on the CPU (_exact_scores), whose fixed summation order
+    keeps exact ties tied (a device reduction's order is not fixed)."""
     import torch  # optional backend: imported only when asked for
 
     key = Xt[start:stop] @ Xt.T
@@ -123,19 +140,7 @@ def _tile_torch(Xt, sqt, start: int, stop: int, c: int, kind: Kind) -> tuple[np.
         key.mul_(-2.0).add_(sqt[start:stop, None]).add_(sqt[None, :])
     rows = torch.arange(stop - start, device=Xt.device)
     key[rows, rows + start] = torch.inf
-    cand = torch.topk(key, c, dim=1, largest=False, sorted=False).indices
-    del key
-    q = Xt[start:stop]
-    cv = Xt[cand]
-    if kind == "cosine":
-        s = torch.einsum("tcd,td->tc", cv, q)
-    else:
-        cv -= q[:, None, :]
-        s = torch.sqrt(torch.einsum("tcd,tcd->tc", cv, cv))
-    cand, by_index = torch.sort(cand, dim=1)
-    s = torch.gather(s, 1, by_index)
-    _, by_score = torch.sort(-s if kind == "cosine" else s, dim=1, stable=True)
-    return torch.gather(cand, 1, by_score).cpu().numpy(), torch.gather(s, 1, by_score).cpu().numpy()
+    return torch.topk(key, c, dim=1, largest=False, sorted=False).indices.cpu().numpy()
 
 
 def build_neighbour_cache(
@@ -177,8 +182,13 @@ def build_neighbour_cache(
         # loses precision when the data sit far from the origin; careful centring keeps it near the exact distance,
         # and an exact power-of-two rescale keeps squared distances from overflowing or underflowing (the distances
         # are scaled back at the end)
+        X0 = X
         X, scale_exp = centred_scaled(X, name)
+        raw = np.ldexp(X0, -scale_exp)  # exact (a power of two) unless the offset dwarfs the spread by ~2^1000
+        if not np.isfinite(raw).all():
+            raw = None
     else:
+        raw = None
         # cosine scores are dot products; an exact power-of-two rescale keeps them finite for tiny or huge rows
         X, scale_exp = pow2_scale(X)
     c = min(k_max + _MARGIN, n - 1)
@@ -199,19 +209,19 @@ def build_neighbour_cache(
         stop = min(n, start + t)
         rows = np.arange(start, stop)
         if backend == "torch":
-            cand, s = _tile_torch(Xt, sqt, start, stop, c, kind)
+            cand = _candidates_torch(Xt, sqt, start, stop, c, kind)
         else:
             cand = _candidates_numpy(X, sq, start, stop, c, kind)
-            s = _exact_scores(X, rows, cand, kind)
-            order = _order(s, cand, kind)
-            cand = np.take_along_axis(cand, order, 1)
-            s = np.take_along_axis(s, order, 1)
+        s = _exact_scores(X, rows, cand, kind, raw)
+        order = _order(s, cand, kind)
+        cand = np.take_along_axis(cand, order, 1)
+        s = np.take_along_axis(s, order, 1)
         indices[start:stop] = cand[:, :k_max]
         scores[start:stop] = s[:, :k_max]
         if c < n - 1:  # an exact tie at the boundary may continue outside the candidate set
             redo.extend((rows[s[:, k_max - 1] == s[:, -1]]).tolist())
     for i in redo:
-        indices[i], scores[i] = _exact_row(X, i, k_max, kind)
+        indices[i], scores[i] = _exact_row(X, i, k_max, kind, raw)
     scores = np.ldexp(scores, scale_exp if kind == "euclidean" else 2 * scale_exp)
     options = {"kind": kind, "k_max": k_max, "backend": backend, "tile_rows": t, "rows_redone_for_ties": len(redo)}
     return NeighbourCache(indices=indices, scores=scores, kind=kind, options=options)

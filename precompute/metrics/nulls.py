@@ -44,6 +44,7 @@ import numpy as np
 from ._checks import centred_scaled
 from .cknna import self_hsic
 from .hsic import sparse_hsic_unbiased
+from .information_imbalance import rank_space, sq_distance_block
 from .neighbours import NeighbourCache
 
 _BITSET_MAX_BYTES = 2**28  # N <= ~46,000: membership by bit test, else by binary search
@@ -277,15 +278,13 @@ def info_imbalance_null_values(
     perms = {m: np.stack(list(permutations(n, n_permutations, seeds[m]))) for m in names}
     invs = {m: np.stack([inverse(p) for p in perms[m]]) for m in names}
     sums = {m: np.zeros((n_permutations, kmax)) for m in names}
-    Bc, _ = centred_scaled(B, "B")
-    sq = np.einsum("ij,ij->i", Bc, Bc)
+    Bc, sq, BcT = rank_space(B)
     t = int(max(1, min(n, tile_bytes // (8 * n))))
     rank_total = 0.0
     for start in range(0, n, t):
         stop = min(n, start + t)
         u = np.arange(start, stop)
-        d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (Bc[start:stop] @ Bc.T)
-        np.maximum(d2, 0.0, out=d2)
+        d2 = sq_distance_block(Bc, sq, BcT, start, stop)
         d2[u - start, u] = np.inf
         # thresholds of each (name, permutation): row u asks for π(N_k^A(π⁻¹(u))), in list order
         thr = []

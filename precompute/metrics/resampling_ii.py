@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._checks import centred_scaled
+from .information_imbalance import rank_space, sq_distance_block
 from .neighbours import _exact_row
 
 _DEFAULT_TILE_BYTES = 64 * 2**20
@@ -66,16 +66,14 @@ def info_imbalance_subsample_values(
     for r, s in enumerate(subsets):
         member[s, r] = True
         local[r, s] = np.arange(m)
-    Bc, _ = centred_scaled(B, "B")
-    sq = np.einsum("ij,ij->i", Bc, Bc)
+    Bc, sq, BcT = rank_space(B)
     count_dtype = np.int16 if m < 2**15 else np.int32
     t = int(max(1, min(n, tile_bytes // (max(n, 1) * (8 + 2 * R * np.dtype(count_dtype).itemsize)))))
     sums = {a: np.zeros((R, len(ks))) for a in names}
     for start in range(0, n, t):
         stop = min(n, start + t)
         u = np.arange(start, stop)
-        d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (Bc[start:stop] @ Bc.T)
-        np.maximum(d2, 0.0, out=d2)
+        d2 = sq_distance_block(Bc, sq, BcT, start, stop)
         d2[u - start, u] = np.inf  # self never counts
         order = np.argsort(d2, axis=1, kind="stable")
         srt = np.take_along_axis(d2, order, 1)
