@@ -36,8 +36,10 @@ Memory (option `lean_pairs`, default true): the package builds its pair features
 (4L x 4L x 24) RBF intermediate: 10 GB RSS for a 1,058-residue chain. The adapter swaps in, for its own forward call
 only, a block-wise construction of the same values that keeps only the float32 result (tested equal to the package).
 
-Samples that cannot be embedded (no structure path, unreadable file, chain not in the file, an insertion code, which
-the package's parser refuses, fewer than two residues, non-finite output) go to `failures` with the reason.
+Insertion codes: the package's parser refuses them, so a chain that has any is read from a copy renumbered 1..n in
+file order (`renumber_insertions`; the model uses array positions, never residue numbers). Samples that cannot be
+embedded (no structure path, unreadable file, chain not in the file, fewer than two residues, no residue with N, CA
+and C, non-finite output) go to `failures` with the reason.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class Frame2seqAdapter:
                 chain = " "  # a single-chain file with a blank id that the loader named "A"
             if chain not in _chains_in(pdb_path):
                 raise CannotEmbed(f"{path}: no ATOM records for chain {chain!r} (chains: {_chains_in(pdb_path)})")
+            pdb_path = renumber_insertions(pdb_path, chain, Path(tmp))
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # torch.cross without dim, inside the package's O placement
@@ -224,3 +227,23 @@ class Frame2seqAdapter:
         emb = np.stack(rows) if rows else np.zeros((0, self.embedding_dim), dtype=np.float32)
         self.last_timing = {"forward_s": time.perf_counter() - t0}
         return EmbedResult(ids=ids, embeddings=emb, failures=failures)
+
+
+def renumber_insertions(pdb_path: Path, chain: str, tmp: Path) -> Path:
+    """`pdb_path` itself when `chain` has no insertion code; else a copy in `tmp` whose records of that chain are
+    renumbered 1, 2, ... in file order with the insertion codes blanked. The package's parser refuses insertion codes,
+    and the model never reads residue numbers (its positions are array indices), so this changes nothing else."""
+    lines = pdb_path.read_text(errors="replace").splitlines(keepends=True)
+    mine = [i for i, ln in enumerate(lines) if ln.startswith(("ATOM", "HETATM")) and ln[21:22] == chain]
+    if all(len(lines[i]) < 27 or lines[i][26] == " " for i in mine):
+        return pdb_path
+    new_number: dict[str, int] = {}
+    for i in mine:
+        ln = lines[i]
+        key = ln[22:27]  # residue number + insertion code
+        if key not in new_number:
+            new_number[key] = len(new_number) + 1
+        lines[i] = f"{ln[:22]}{new_number[key]:>4} {ln[27:]}"
+    out = tmp / f"renumbered_{pdb_path.name}"
+    out.write_text("".join(lines))
+    return out
