@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from precompute.metrics._checks import as_representation, check_k, check_not_constant, pow2_scale
-from precompute.metrics.information_imbalance import rank_space
+from precompute.metrics.information_imbalance import gram_block, rank_space
 from precompute.metrics.neighbours import NeighbourCache, _exact_row, _exact_scores, _order
 
 _BLOCK_BYTES = 48 * 2**20  # one (rows x N) float32 similarity block
@@ -139,7 +139,7 @@ def euclidean_ranks(B: np.ndarray, neighbour_lists: dict[str, np.ndarray], tile_
     steps = int(np.ceil(np.log2(n + 1))) + 1
     for start in range(0, n, t):
         stop = min(n, start + t)
-        G = B[start:stop] @ BT  # ranks_in's product (rank_space, sq_distance_block)
+        G = gram_block(B, BT, start, stop)  # ranks_in's product (rank_space, sq_distance_block)
         G *= 2.0  # exact: d2 below is ranks_in's (sq_i + sq_j) - 2 g_ij
         d2 = sq[start:stop, None] + sq[None, :]
         d2 -= G

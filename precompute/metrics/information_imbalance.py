@@ -32,7 +32,8 @@ def rank_space(B: np.ndarray, name: str = "B") -> tuple[np.ndarray, np.ndarray, 
     then an exact integer, so exact ties stay tied whatever the tiling or BLAS. Otherwise B is carefully centred and
     rescaled by a power of two (ranks do not change under translation and scale) so the Gram form neither loses the
     spread to a large offset nor overflows / underflows. Bᵀ is a separate copy so numpy always calls gemm: for one
-    all-row tile, B @ B.T would be a syrk, which rounds differently and moved ranks with the tile size.
+    all-row tile, B @ B.T would be a syrk, which rounds differently and moved ranks with the tile size (as did gemv
+    for one-row tiles: see gram_block).
     """
     peak = float(np.max(np.abs(B))) if B.size else 0.0
     if np.array_equal(B, np.round(B)) and 2.0 * B.shape[1] * peak * peak < _EXACT_INTEGER_SUM:
@@ -42,9 +43,17 @@ def rank_space(B: np.ndarray, name: str = "B") -> tuple[np.ndarray, np.ndarray, 
     return B, np.einsum("ij,ij->i", B, B), np.ascontiguousarray(B.T)
 
 
+def gram_block(B: np.ndarray, BT: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """B[start:stop] @ Bᵀ, always by gemm: a one-row block is computed as two rows, since numpy would call gemv,
+    which rounds unlike gemm (both tested equal across tile sizes)."""
+    if stop - start == 1:
+        return (B[[start, start]] @ BT)[:1]
+    return B[start:stop] @ BT
+
+
 def sq_distance_block(B: np.ndarray, sq: np.ndarray, BT: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Squared distances (clamped at 0) of rows start:stop to all N rows: the one formula every rank uses."""
-    d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (B[start:stop] @ BT)
+    d2 = sq[start:stop, None] + sq[None, :] - 2.0 * gram_block(B, BT, start, stop)
     return np.maximum(d2, 0.0, out=d2)
 
 
@@ -74,7 +83,8 @@ def ranks_in(
         stop = min(n, start + t)
         rows = np.arange(start, stop)
         if backend == "torch":
-            d2 = (sqt[start:stop, None] + sqt[None, :] - 2.0 * (Bt[start:stop] @ BTt)).clamp_min_(0.0)
+            G = (Bt[[start, start]] @ BTt)[:1] if stop - start == 1 else Bt[start:stop] @ BTt  # as gram_block
+            d2 = (sqt[start:stop, None] + sqt[None, :] - 2.0 * G).clamp_min_(0.0)
             r = torch.arange(stop - start, device=Bt.device)
             d2[r, r + start] = torch.inf
             idx = torch.as_tensor(stacked[start:stop], device=Bt.device)

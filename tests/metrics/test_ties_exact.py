@@ -73,11 +73,14 @@ def test_information_imbalance_ranks_are_exact_and_tile_independent():
     assert imbalance_from_ranks(one_tile, 5) == imbalance_from_ranks(expected, 5)
 
 
-def test_information_imbalance_continuous_values_do_not_depend_on_tiling():
-    rng = np.random.default_rng(8)
-    A, B = rng.normal(size=(500, 6)), rng.normal(size=(500, 9)) + 1e3
-    B[:, :3] = np.round(B[:, :3], 1)  # coarse columns: many near-ties in B
-    lists = build_neighbour_cache(A, 5, "euclidean").indices
+@pytest.mark.parametrize("scale", [0.3, 1.0])
+def test_information_imbalance_values_do_not_depend_on_tiling(scale):
+    """Non-integer tied data (a scaled fingerprint) go through the centred Gram form: its ranks must not depend on
+    the tile size either (one row: numpy's gemv; all rows: syrk; both used to round unlike the other tiles)."""
+    A, B = _fingerprints(600, seed=5), scale * _fingerprints(600, seed=6)
+    lists = build_neighbour_cache(A, 5, "euclidean", duplicates="keep").indices
     ref = ranks_in(B, {"a": lists}, tile_bytes=2**30)["a"]
-    for tile_bytes in (8 * 500 * 3, 8 * 500 * 64):
-        assert np.array_equal(ranks_in(B, {"a": lists}, tile_bytes=tile_bytes)["a"], ref), tile_bytes
+    for tile_bytes in (8 * 600, 8 * 600 * 7, 8 * 600 * 64):
+        got = ranks_in(B, {"a": lists}, tile_bytes=tile_bytes)["a"]
+        assert np.array_equal(got, ref), tile_bytes
+        assert imbalance_from_ranks(got, 5) == imbalance_from_ranks(ref, 5)
