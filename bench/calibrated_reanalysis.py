@@ -99,6 +99,13 @@ def raw_check(new: Release, old: Release, dataset: str) -> list[str]:
     a["k"], b["k"] = a["k"].fillna(-1), b["k"].fillna(-1)
     m = a.merge(b, on=["metric", "k", "model_a", "model_b"], suffixes=("_new", "_old"))
     m["diff"] = (m["value_new"] - m["value_old"]).abs()
+    differ = int((m["n_new"] != m["n_old"]).sum())
+    m = m[m["n_new"] == m["n_old"]]  # a raw value is only comparable on the same samples
+    if differ:
+        out.append(f"  {differ} shared rows have a different N (not comparable, left out)")
+    if m.empty:
+        out.append("  no shared row at the same N: the raw values cannot be checked against this release")
+        return out
     out.append(f"  N here {sorted(a['n'].unique().tolist())}, shipped {sorted(b['n'].unique().tolist())}; "
                f"{len(m)} shared rows of {len(a)} here")  # fmt: skip
     for metric, g in m.groupby("metric"):
