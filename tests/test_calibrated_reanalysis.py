@@ -93,3 +93,17 @@ def test_report_runs_end_to_end(releases):
     for head in ("## raw values", "## by relation", "## UPGMA clades"):
         assert head in text
     assert "permutations >= 99" in text
+
+
+def test_raw_check_refuses_rows_of_another_n(tmp_path):
+    from backend.release import Release
+    from precompute.release.writer import write_release
+    from tests._release_fixture import MANIFEST_EXTRA
+
+    t = _tables()
+    t["pairwise"]["n"] = t["pairwise"]["n"] - 1  # same rows, as if computed on one sample fewer
+    other = Release.open(write_release(t, MANIFEST_EXTRA, tmp_path, None))
+    text = "\n".join(
+        cr.raw_check(other, Release.open(write_release(_tables(), MANIFEST_EXTRA, tmp_path / "b", None)), "qm9")
+    )
+    assert "no shared row at the same N" in text and "max |diff|" not in text
