@@ -5,7 +5,8 @@ matrix product, the self entries are excluded, and the best c = k_max + margin c
 are then re-scored with an exact per-pair formula (dot product, or the norm of the difference of the uncentred
 inputs, in float64, summed in a fixed order so exact ties such as fingerprint overlaps give identical scores) and
 ordered by (score, index): ties go to the lower index. If the k_max-th score equals the last candidate's score,
-an exact tie may extend past the candidate set, so that row is redone exactly over all N points. The result does
+an exact tie may extend past the candidate set, so that row is re-scored over every point whose matrix-product key
+lies within a round-off bound of that score (over all N points with the torch backend). The result does
 not depend on the tile size or the backend, apart from float64 round-off in the matrix product used only to
 choose candidates.
 
@@ -113,7 +114,9 @@ def _exact_row(
     return others[order], s[order]
 
 
-def _candidates_numpy(X: np.ndarray, sq: np.ndarray, start: int, stop: int, c: int, kind: Kind) -> np.ndarray:
+def _candidates_numpy(
+    X: np.ndarray, sq: np.ndarray, start: int, stop: int, c: int, kind: Kind
+) -> tuple[np.ndarray, np.ndarray]:
     key = X[start:stop] @ X.T  # becomes the ranking key in place: smaller is better
     rows = np.arange(stop - start)
     if kind == "cosine":
@@ -124,8 +127,20 @@ def _candidates_numpy(X: np.ndarray, sq: np.ndarray, start: int, stop: int, c: i
         key += sq[None, :]
     key[rows, rows + start] = np.inf
     if c >= X.shape[0] - 1:
-        return np.argsort(key, axis=1, kind="stable")[:, :c]
-    return np.argpartition(key, c - 1, axis=1)[:, :c]
+        return np.argsort(key, axis=1, kind="stable")[:, :c], key
+    return np.argpartition(key, c - 1, axis=1)[:, :c], key
+
+
+def _widen(X, raw, key, start, tied, bound, kind: Kind, k: int, slack: np.ndarray, indices, scores) -> None:
+    """Rows whose k-th exact score ties the last candidate's: re-score every point whose matrix-product key is
+    within the round-off bound `slack` of that score (a superset of the tie group), not all N points."""
+    lim = (-bound if kind == "cosine" else bound * bound) + slack[tied]
+    for r, row_lim in zip(tied, lim, strict=True):
+        sup = np.flatnonzero(key[r] <= row_lim)  # self is +inf, never in
+        i = start + r
+        sc = _exact_scores(X, np.array([i]), sup[None, :], kind, raw)[0]
+        o = _order(sc[None, :], sup[None, :], kind)[0][:k]
+        indices[i], scores[i] = sup[o], sc[o]
 
 
 def _candidates_torch(Xt, sqt, start: int, stop: int, c: int, kind: Kind) -> np.ndarray:
@@ -205,13 +220,20 @@ def build_neighbour_cache(
     indices = np.empty((n, k_max), dtype=np.int64)
     scores = np.empty((n, k_max), dtype=np.float64)
     redo: list[int] = []
+    widened = 0
+    # bound on |matrix-product key - exact score| (both float64 sums of D products, plus centring round-off), with
+    # a wide safety factor: it only sizes the superset re-scored for tied rows
+    norms = np.sqrt(sq)
+    u = (X.shape[1] + 8) * 2.0**-53
+    slack = 8 * u * norms * norms.max() if kind == "cosine" else 32 * u * (norms + norms.max()) ** 2
+    slack = slack + 2.0**-1000
     for start in range(0, n, t):
         stop = min(n, start + t)
         rows = np.arange(start, stop)
         if backend == "torch":
             cand = _candidates_torch(Xt, sqt, start, stop, c, kind)
         else:
-            cand = _candidates_numpy(X, sq, start, stop, c, kind)
+            cand, key = _candidates_numpy(X, sq, start, stop, c, kind)
         s = _exact_scores(X, rows, cand, kind, raw)
         order = _order(s, cand, kind)
         cand = np.take_along_axis(cand, order, 1)
@@ -219,11 +241,22 @@ def build_neighbour_cache(
         indices[start:stop] = cand[:, :k_max]
         scores[start:stop] = s[:, :k_max]
         if c < n - 1:  # an exact tie at the boundary may continue outside the candidate set
-            redo.extend((rows[s[:, k_max - 1] == s[:, -1]]).tolist())
+            tied = np.flatnonzero(s[:, k_max - 1] == s[:, -1])
+            if backend == "numpy":
+                _widen(X, raw, key, start, tied, s[tied, k_max - 1], kind, k_max, slack[start:stop], indices, scores)
+                widened += tied.size
+            else:
+                redo.extend((rows[tied]).tolist())
     for i in redo:
         indices[i], scores[i] = _exact_row(X, i, k_max, kind, raw)
     scores = np.ldexp(scores, scale_exp if kind == "euclidean" else 2 * scale_exp)
-    options = {"kind": kind, "k_max": k_max, "backend": backend, "tile_rows": t, "rows_redone_for_ties": len(redo)}
+    options = {
+        "kind": kind,
+        "k_max": k_max,
+        "backend": backend,
+        "tile_rows": t,
+        "rows_redone_for_ties": len(redo) + widened,
+    }
     return NeighbourCache(indices=indices, scores=scores, kind=kind, options=options)
 
 
