@@ -32,13 +32,17 @@ def _dense_order(key: np.ndarray, i: int, k: int) -> np.ndarray:
     return others[np.lexsort((others, key[i, others]))][:k]
 
 
-def test_cosine_cache_keeps_lower_index_ties():
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_cosine_cache_keeps_lower_index_ties(backend):
     X = _fingerprints()
     m = X @ X.T  # exact integers
     pop = X.sum(axis=1)
     key = -(m * m) / pop[None, :]  # exact order of m_ij / sqrt(n_i n_j) within row i: equal rationals, equal floats
     F = kernel_features(X, KernelPreprocessing(None, True))
-    cache = build_neighbour_cache(F, 10, "cosine", duplicates="keep")
+    if backend == "torch":
+        pytest.importorskip("torch")
+    cache = build_neighbour_cache(F, 10, "cosine", duplicates="keep", backend=backend)
+    assert cache.options["rows_redone_for_ties"] > 0  # the widened (numpy) or full-row (torch) path ran
     bad = [i for i in range(X.shape[0]) if not np.array_equal(cache.indices[i], _dense_order(key, i, 10))]
     assert not bad, f"{len(bad)} rows differ from the dense order, first {bad[:5]}"
     # tied pairs carry bit-identical scores
@@ -52,6 +56,7 @@ def test_euclidean_cache_keeps_lower_index_ties(tile_bytes):
     X = _fingerprints(seed=4)
     h = X @ (1 - X).T + (1 - X) @ X.T  # Hamming distances, exact integers
     cache = build_neighbour_cache(X, 10, "euclidean", duplicates="keep", tile_bytes=tile_bytes)
+    assert cache.options["rows_redone_for_ties"] > 0
     bad = [i for i in range(X.shape[0]) if not np.array_equal(cache.indices[i], _dense_order(h, i, 10))]
     assert not bad, f"{len(bad)} rows differ from the dense order, first {bad[:5]}"
     rows = np.arange(X.shape[0])[:, None]
