@@ -33,9 +33,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ks-ii", default=None, help="k values for the information imbalance, e.g. 1,5,25")
     p.add_argument("--clip-quantile", default=None, help="kernel clipping quantile, or 'none' (default 0.95)")
     p.add_argument("--idcor-n", type=int, default=None, help="IDCor subsample size (default 2000)")
-    p.add_argument("--idcor-permutations", type=int, default=None, help="IDCor permutations (default 10)")
-    p.add_argument("--null-permutations", type=int, default=None, help="CKNNA null permutations (default 10)")
-    p.add_argument("--bootstrap", type=int, default=None, help="TwoNN bootstrap replicates (default 200)")
+    from precompute.analyze.settings import AnalysisSettings
+
+    dflt = AnalysisSettings()  # help texts quote the live defaults, so they cannot drift from the code
+    p.add_argument("--idcor-permutations", type=int, default=None,
+                   help=f"IDCor permutations (default {dflt.idcor_permutations})")  # fmt: skip
+    p.add_argument("--null-permutations", type=int, default=None,
+                   help=f"permutation nulls of every pairwise metric and k; 0 turns nulls and calibration off "
+                   f"(default {dflt.null_permutations})")  # fmt: skip
+    p.add_argument("--resamples", type=int, default=None,
+                   help=f"half-sampling resamples for the confidence intervals (default {dflt.resamples})")  # fmt: skip
+    p.add_argument("--bootstrap", type=int, default=None, help=f"TwoNN bootstrap replicates (default {dflt.bootstrap})")
     from precompute.cluster import add_cluster_arguments
 
     add_cluster_arguments(p)
@@ -51,7 +59,7 @@ def settings_from_args(args: argparse.Namespace):
         d["ks_ii"] = [int(x) for x in args.ks_ii.split(",")]
     if args.clip_quantile is not None:
         d["clip_quantile"] = None if args.clip_quantile.lower() == "none" else float(args.clip_quantile)
-    for name in ("idcor_n", "idcor_permutations", "null_permutations", "bootstrap"):
+    for name in ("idcor_n", "idcor_permutations", "null_permutations", "resamples", "bootstrap"):
         if getattr(args, name) is not None:
             d[name] = getattr(args, name)
     return AnalysisSettings.from_dict(d)

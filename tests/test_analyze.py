@@ -333,3 +333,21 @@ def test_release_neighbours_reproduce_mutual_knn(mini_release):
         a, b = lists[row.model_a][:, : row.k], lists[row.model_b][:, : row.k]
         value = np.mean([len(set(x) & set(y)) / row.k for x, y in zip(a, b, strict=True)])
         assert value == pytest.approx(row.value, abs=1e-12), row
+
+
+def test_cli_settings_options_reach_the_settings_and_help_quotes_the_live_defaults():
+    import argparse
+
+    from precompute import cli_analyze
+
+    p = argparse.ArgumentParser()
+    cli_analyze.add_arguments(p)
+    args = p.parse_args(
+        ["--dataset", "qm9", "--resamples", "7", "--null-permutations", "0", "--idcor-permutations", "3"]
+    )
+    s = cli_analyze.settings_from_args(args)
+    assert (s.resamples, s.null_permutations, s.idcor_permutations) == (7, 0, 3)
+    dflt = AnalysisSettings()
+    assert cli_analyze.settings_from_args(p.parse_args(["--dataset", "qm9"])).resamples == dflt.resamples
+    help_text = " ".join(p.format_help().split())
+    assert f"(default {dflt.null_permutations})" in help_text and f"(default {dflt.resamples})" in help_text
