@@ -35,7 +35,7 @@ import pandas as pd
 from backend.release import Release
 from precompute.analyze.scoring_tables import interval_k
 from precompute.analyze.tasks import permuted_cache
-from precompute.metrics.calibrated import calibrated_score
+from precompute.metrics.calibrated import calibrated_metric_score
 from precompute.metrics.hsic import sparse_hsic_unbiased
 from precompute.metrics.information_imbalance import imbalance_from_ranks
 from precompute.metrics.neighbours import NeighbourCache
@@ -193,9 +193,9 @@ def score_embeddings(
             if h_m is not None:
                 for a, b, v, col in ((name, m, ab, 0), (m, name, ba, 1)):
                     rows.append({**base, "metric": "cknna", "k": k, "model_a": a, "model_b": b, "value": float(v),
-                                 **_null(v, null[:, q, col], seed)})  # fmt: skip
+                                 **_null(v, null[:, q, col], seed, "cknna")})  # fmt: skip
             rows.append({**base, "metric": "mutual_knn", "k": k, "model_a": name, "model_b": m,
-                         "value": float(mutual), **_null(mutual, null[:, q, 2], seed)})  # fmt: skip
+                         "value": float(mutual), **_null(mutual, null[:, q, 2], seed, "mutual_knn")})  # fmt: skip
     if deep:
         values = {(r["metric"], r["k"], r["model_a"], r["model_b"]): r["value"] for r in rows}
         iv = pair_intervals(ci, user, feats, deep, ks_ci, values, name)
@@ -211,7 +211,7 @@ def score_embeddings(
                 v = imbalance_from_ranks(r, k)
                 null = ii_null[m][:, j] if m in ii_null else np.zeros(0)
                 rows.append({**base, "metric": "info_imbalance", "k": k, "model_a": m, "model_b": name,
-                             "value": v, **_null(v, null, seed, higher_is_aligned=False)})  # fmt: skip
+                             "value": v, **_null(v, null, seed, "info_imbalance")})  # fmt: skip
     for r in rows:
         if r["ci_low"] is None and r["note"] is None:
             r["note"] = _no_interval_note(r["metric"], r["k"], ks_ci, ci is not None, intervals, bool(deep))
@@ -226,13 +226,14 @@ def score_embeddings(
     return ScoreResult(table, dataset, name, n, duplicate_rows(X), ks_knn, ks_ii, seconds, X, user)
 
 
-def _null(value: float, null: np.ndarray, seed: int, higher_is_aligned: bool = True) -> dict:
+def _null(value: float, null: np.ndarray, seed: int, metric: str) -> dict:
     """The null summary (critical value and q95 on the aligned side), +1 p-value and the calibrated score."""
     if null.size == 0:
         return {**_no_null(), "note": None}
     # float32 similarities can put a self-like CKNNA a few ulps above 1: that is round-off, calibrated at 1
+    higher_is_aligned = metric != "info_imbalance"
     v_cal = min(value, 1.0) if higher_is_aligned and value <= 1.0 + 1e-6 else value
-    cal = calibrated_score(v_cal, null, higher_is_aligned=higher_is_aligned, smax=1.0 if v_cal <= 1.0 else None)
+    cal = calibrated_metric_score(v_cal, null, metric)  # the analysis' rule (values above 1: the effect size)
     return {
         "p_value": cal.p_value,
         "null_mean": float(null.mean()),

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from precompute.metrics import NeighbourCache, build_neighbour_cache, idcor_details, prepare_idcor
-from precompute.metrics.calibrated import calibrated_score
+from precompute.metrics.calibrated import calibrated_metric_score
 from precompute.metrics.cka import cka_features
 from precompute.metrics.cknna import masked_entries, self_hsic
 from precompute.metrics.gride import gride_from_ratios, gride_ratios
@@ -159,10 +159,10 @@ def _null_record(metric: str, k, a: str, b: str, observed: float, values, s: Ana
                  closed_form_mean: float | None = None, higher: bool = True) -> dict:  # fmt: skip
     """One pairwise_null / calibration record: the null summary and the calibrated score of one ordered pair."""
     summ = summarize_null(observed, values, seed=s.seed, higher_is_aligned=higher, closed_form_mean=closed_form_mean)
-    # IDCor has no attainable maximum (estimated IDs can give values above 1): its calibrated value is the paper's
-    # unnormalised effect size max(s - tau, 0) in IDCor units; every other metric is normalised by its best value
-    smax = None if metric == "idcor" else 1.0
-    cal = calibrated_score(observed, values, alpha=s.calibration_alpha, smax=smax, higher_is_aligned=higher)
+    try:  # each metric's bound (IDCor and values above 1: the effect size): the rule the scoring shares
+        cal = calibrated_metric_score(observed, values, metric, alpha=s.calibration_alpha)
+    except ValueError as exc:
+        raise ValueError(f"{metric} k={k} {a} ~ {b} (N = {n}): {exc}") from exc
     return {"metric": metric, "k": k, "model_a": a, "model_b": b, "null_mean": summ.mean, "null_std": summ.sd,
             "null_q95": summ.q95, "null_q99": summ.q99, "n_permutations": summ.n_permutations, "seed": s.seed,
             "p_value": summ.p_value, "calibrated": cal.value, "tau": cal.tau, "alpha": cal.alpha,

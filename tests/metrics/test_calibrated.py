@@ -39,3 +39,29 @@ def test_lower_is_aligned_mirrors_one_minus_the_score():
         assert lo.tau == pytest.approx(1.0 - hi.tau, abs=1e-12)
         assert lo.p_value == hi.p_value
     assert calibrated_score(0.2, null, higher_is_aligned=False).value > 0.7
+
+
+def test_metric_rule_unbiased_estimators_above_one_get_the_effect_size_not_an_error():
+    import precompute.metrics as M
+    from precompute.metrics.calibrated import calibrated_metric_score
+
+    # CKNNA's unbiased HSIC ratio is not bounded by 1 when k is close to N (seen: 1.47 at k = 100 on 135 chains)
+    rng = np.random.default_rng(137)
+    a = rng.normal(size=(30, 5)) + rng.normal(size=5) * 2
+    b = a @ rng.normal(size=(5, 5)) + rng.normal(size=(30, 5)) * rng.uniform(0, 2)
+    s = M.cknna(a, b, 28)
+    assert s > 1.0
+    null = np.linspace(-0.2, 0.3, 99)
+    with pytest.raises(ValueError, match="beyond the best attainable"):
+        calibrated_score(s, null)
+    cal = calibrated_metric_score(s, null, "cknna")
+    assert (
+        cal.tau == calibrated_score(s, null, smax=None).tau
+        and cal.value == pytest.approx(s - cal.tau)
+        and cal.value > 1
+    )
+    # within the bound: the normalised score, as calibrated_score with s_max = 1
+    assert calibrated_metric_score(0.8, null, "cknna").value == pytest.approx(calibrated_score(0.8, null).value)
+    assert calibrated_metric_score(0.8, null, "idcor").value == pytest.approx(0.8 - calibrated_score(0.8, null).tau)
+    ii = calibrated_metric_score(0.1, null + 0.5, "info_imbalance")
+    assert ii.value == pytest.approx(calibrated_score(0.1, null + 0.5, higher_is_aligned=False).value)
