@@ -144,6 +144,17 @@ def test_changed_settings_need_a_new_work_folder(mini_release):
         run_analysis(analysis, {m: (ids, emb[m]) for m in MODELS}, AnalysisSettings(ks_knn=(7,)))
 
 
+def test_changed_model_list_needs_a_new_work_folder(mini_release):
+    # a rerun with one more model once kept the old pair blocks (resumed by file) and silently left out its pairs
+    _, emb, analysis = mini_release
+    ids = json.loads((analysis / "features" / "ids.json").read_text())
+    with pytest.raises(ValueError, match="previous run analysed models"):
+        run_analysis(analysis, {m: (ids, emb[m]) for m in MODELS[:-1]})
+    extra = {**{m: (ids, emb[m]) for m in MODELS}, "copy": (ids, emb[MODELS[0]] * 2.0)}
+    with pytest.raises(ValueError, match="use a new work folder"):
+        run_analysis(analysis, extra)
+
+
 def _square(path: str, value: int) -> None:
     Path(path).write_text(str(value * value))
 

@@ -46,8 +46,8 @@ def prepare_features(
     """Write the rows every model embedded, in the first model's order, as float64 .npy; returns the shared ids.
 
     Samples a model could not embed are dropped for every model (so all pairs compare the same samples); the
-    counts are recorded in features/meta.json. A model whose rows differ from a previous run's is an error:
-    delete the work folder to start over.
+    counts are recorded in features/meta.json. A model whose rows differ from a previous run's, or a different model
+    list, is an error: delete the work folder to start over.
     """
     work = Path(work)
     models = list(embeddings)
@@ -67,6 +67,12 @@ def prepare_features(
     ids_file = feat / "ids.json"
     if ids_file.exists() and json.loads(ids_file.read_text()) != ids:
         raise ValueError(f"{work}: the shared samples differ from the previous run's; use a new work folder")
+    meta_file = feat / "meta.json"
+    if meta_file.exists() and sorted(before := json.loads(meta_file.read_text())["models"]) != sorted(models):
+        # the pair blocks and information-imbalance tasks are planned for one model set and resumed by file: a
+        # changed set would silently keep the old blocks and miss the new pairs (the same set reordered is complete)
+        raise ValueError(f"{work}: the previous run analysed models {before}, this run asks for {models}; "
+                         "use a new work folder (--work) for a different model set")  # fmt: skip
     meta = {"models": models, "n_shared": len(ids), "per_model": {}}
     for m in models:
         mids, X = embeddings[m]
