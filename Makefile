@@ -20,12 +20,17 @@ SEVENNETS := sevenn-7net-0-11jul2024,sevenn-7net-0-22may2024,sevenn-7net-mf-0,se
 MACE_QM9 := mace-qm9-n200-c16,mace-qm9-n200-c64,mace-qm9-n800-c16,mace-qm9-n800-c64,mace-qm9-n3200-c16,mace-qm9-n3200-c64
 # the untrained controls: the real MACE-MP-0 medium and Orb v3 architectures with seeded random weights
 RANDOM_QM9 := mace-mp-0-medium-random-init,orb-v3-conservative-inf-random-init
-RELEASE_QM9_MODELS ?= morgan-fp,coulomb-spectrum,soap,$(SMILES_LMS),$(ANI),$(CHGNET),$(MACE_QM9),$(RANDOM_QM9)
-RELEASE_OFFEQ_MODELS ?= morgan-fp,$(SMILES_LMS),$(ANI),$(CHGNET),$(MACE_QM9),orb-v3-conservative-inf-random-init
+# the graph modality (issue 17): MiniMol v1 and the OpenFF NAGL GNN
+GRAPH := minimol-v1,nagl-am1bcc-1.0.0
+RELEASE_QM9_MODELS ?= morgan-fp,coulomb-spectrum,soap,$(GRAPH),$(SMILES_LMS),$(ANI),$(CHGNET),$(MACE_QM9),$(RANDOM_QM9)
+RELEASE_OFFEQ_MODELS ?= morgan-fp,$(GRAPH),$(SMILES_LMS),$(ANI),$(CHGNET),$(MACE_QM9),orb-v3-conservative-inf-random-init
 # SOAP's species list and the Coulomb spectrum (molecules only) do not cover the crystals; UMA's and Orb's random
 # controls cost ~0.3-0.9 s per crystal on one CPU core, so the crystals' random control is MACE's
 RELEASE_CRYSTALS_MODELS ?= $(CHGNET),$(SEVENNETS),mace-mp-0-medium-random-init
-RELEASE_PDB_MODELS ?= proteinmpnn-vanilla,proteinmpnn-soluble,proteinmpnn-ca,ligandmpnn,esm2-35m-random-init
+# the real crystals (crystals-real: COD, IZA, AFLOW prototypes, ASE dcdft): MLIPs of four training sets and the
+# composition-only Roosts (issue 17)
+RELEASE_CRYSTALS_REAL_MODELS ?= $(CHGNET),$(SEVENNETS),hienet-v3,diep-matpes-r2scan,roost-mp-bandgap,roost-oqmd-eform,mace-mp-0-medium-random-init
+RELEASE_PDB_MODELS ?= proteinmpnn-vanilla,proteinmpnn-soluble,proteinmpnn-ca,ligandmpnn,unirep-64,unirep-256,unirep-1900,frame2seq-1,frame2seq-2,frame2seq-3,esm2-35m-random-init
 DATASET_CACHE ?= $(abspath work-cache/dataset-cache)
 MOSES_WHEEL ?= $(abspath work-cache/src/molsets-0.3.1-py3-none-any.whl)
 PDB_DIR ?= work-cache/pdb/offline
@@ -121,20 +126,22 @@ extract-qm9: env env-sevenn
 # the random-init controls and SevenNet; --device auto uses a GPU when there is one).
 release: export MATTER_ALIGN_CACHE = $(DATASET_CACHE)
 release: export MATTER_ALIGN_MOSES = $(MOSES_WHEEL)
-release: env env-sevenn env-mlip
+release: env env-sevenn env-mlip crystal-data
 	test -f $(MOSES_WHEEL) || $(VENV)/bin/pip download -q --no-deps molsets==0.3.1 -d $(dir $(MOSES_WHEEL))
 	$(VENV)/bin/python -m precompute.datasets.offline_pdb --out $(PDB_DIR)
 	bash precompute/train/train_family.sh
 	$(VENV)/bin/matter-align extract --dataset qm9 --n $(RELEASE_QM9_N) --seed 0 --device auto --models $(RELEASE_QM9_MODELS)
 	$(VENV)/bin/matter-align extract --dataset offeq-molecules --n 2000 --seed 0 --device auto --models $(RELEASE_OFFEQ_MODELS)
 	$(VENV)/bin/matter-align extract --dataset crystals --n 3000 --seed 0 --device auto --models $(RELEASE_CRYSTALS_MODELS)
+	$(VENV)/bin/matter-align extract --dataset crystals-real --seed 0 --device auto --models $(RELEASE_CRYSTALS_REAL_MODELS)
 	$(VENV)/bin/matter-align extract --dataset pdb --path $(PDB_DIR) --seed 0 --device auto --models $(RELEASE_PDB_MODELS)
 	$(VENV)/bin/matter-align analyze --work $(ANALYSIS) --dataset qm9 --n $(RELEASE_QM9_N) --seed 0 --models $(RELEASE_QM9_MODELS) --jobs $(JOBS)
 	$(VENV)/bin/matter-align analyze --work $(ANALYSIS) --dataset offeq-molecules --n 2000 --seed 0 --models $(RELEASE_OFFEQ_MODELS) --jobs $(JOBS)
 	$(VENV)/bin/matter-align analyze --work $(ANALYSIS) --dataset crystals --n 3000 --seed 0 --models $(RELEASE_CRYSTALS_MODELS) --jobs $(JOBS)
+	$(VENV)/bin/matter-align analyze --work $(ANALYSIS) --dataset crystals-real --seed 0 --models $(RELEASE_CRYSTALS_REAL_MODELS) --jobs $(JOBS)
 	$(VENV)/bin/matter-align analyze --work $(ANALYSIS) --dataset pdb --path $(PDB_DIR) --seed 0 --models $(RELEASE_PDB_MODELS) --jobs $(JOBS)
 	$(VENV)/bin/matter-align release --out data/releases --analyses $(ANALYSIS)/qm9_n$(RELEASE_QM9_N)_seed0 \
-	  $(ANALYSIS)/offeq-molecules_n2000_seed0 $(ANALYSIS)/crystals_n3000_seed0 $$(ls -d $(ANALYSIS)/pdb_nall_seed0_path-*)
+	  $(ANALYSIS)/offeq-molecules_n2000_seed0 $(ANALYSIS)/crystals_n3000_seed0 $(ANALYSIS)/crystals-real_nall_seed0 $$(ls -d $(ANALYSIS)/pdb_nall_seed0_path-*)
 
 clean-envs:
 	rm -rf $(VENV) $(ORACLE) $(SEVENN) .venv-mlip $(FAIRCHEM1) .venv-app
