@@ -78,8 +78,14 @@ def embeddings(seed: int = 0, report_models: bool = False) -> dict[str, dict[str
     return out
 
 
-def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = False) -> dict[str, pd.DataFrame]:
-    """The release tables; report_models=True adds REPORT_MODELS (default: the five MODELS only)."""
+def build_tables(
+    seed: int = 0, permutations: int = 9, report_models: bool = False, deep: bool = False
+) -> dict[str, pd.DataFrame]:
+    """The release tables; report_models=True adds REPORT_MODELS (default: the five MODELS only).
+
+    deep=True adds a `neighbours_deep` table (ranks 11-12, schema coverage only: not the depth the seeded subsets
+    need, so scoring must not be given it).
+    """
     from Bio import Phylo
     from Bio.Phylo.TreeConstruction import DistanceMatrix, DistanceTreeConstructor
 
@@ -223,13 +229,13 @@ def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = Fal
                     "n_atoms": 1 + i % 5,
                 }
             )
-    neighbours, similarity, euclid = [], [], []
+    neighbours, similarity, euclid, deeper = [], [], [], []
     for ds, *_ in DATASETS:
         for m, X in emb[ds].items():
             Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
             S = Xn @ Xn.T
             np.fill_diagonal(S, -np.inf)
-            order = np.argsort(-S, axis=1, kind="stable")[:, :10]
+            order = np.argsort(-S, axis=1, kind="stable")[:, :12]
             D = np.linalg.norm(X[:, None, :] - X[None, :, :], axis=-1)
             np.fill_diagonal(D, np.inf)
             near = np.argsort(D, axis=1, kind="stable")[:, :5]
@@ -238,11 +244,16 @@ def build_tables(seed: int = 0, permutations: int = 9, report_models: bool = Fal
                     key = {"dataset_id": ds, "model_id": m, "position": i, "rank": r + 1}
                     neighbours.append({**key, "neighbour": int(order[i, r])})
                     similarity.append({**key, "similarity": float(S[i, order[i, r]])})
+                for r in range(10, 12) if deep else ():
+                    deeper.append({"dataset_id": ds, "model_id": m, "position": i, "rank": r + 1,
+                                   "neighbour": int(order[i, r]), "similarity": float(S[i, order[i, r]])})  # fmt: skip
                 for r in range(5):
                     euclid.append({"dataset_id": ds, "model_id": m, "position": i, "rank": r + 1,
                                    "neighbour": int(near[i, r])})  # fmt: skip
     cols = ["dataset_id", "metric", "k", "model_a", "model_b", "value", "ci_low", "ci_high", "p_value", "n"]
+    extra = {"neighbours_deep": pd.DataFrame(deeper)} if deep else {}
     return {
+        **extra,
         "models": models,
         "datasets": datasets,
         "pairwise": pd.DataFrame(pair)[cols],

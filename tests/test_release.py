@@ -22,7 +22,7 @@ from tests._release_fixture import MANIFEST_EXTRA, build_tables
 def tables() -> dict[str, pd.DataFrame]:
     from precompute.release.schema import metric_definitions_table
 
-    return {**build_tables(), "metric_definitions": metric_definitions_table()}
+    return {**build_tables(deep=True), "metric_definitions": metric_definitions_table()}
 
 
 def fresh(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
