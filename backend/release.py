@@ -25,7 +25,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from precompute.release.schema import REQUIRED_TABLES, TABLES, SchemaError
+from precompute.release.schema import REQUIRED_TABLES, TABLES
+from precompute.release.validation import SchemaError
 from precompute.release.writer import make_release_id
 
 from .validate import validate_values

@@ -13,7 +13,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from precompute.release.schema import METRICS, REQUIRED_TABLES, TABLES, SchemaError, validate_table
+from precompute.release.schema import METRICS, REQUIRED_TABLES, TABLES
+from precompute.release.validation import SchemaError, validate_table
 from precompute.release.writer import ReleaseExistsError, write_release
 from tests._release_fixture import MANIFEST_EXTRA, build_tables
 

@@ -12,7 +12,8 @@ import pytest
 from backend import Release
 from backend import queries as q
 from precompute.analyze.trees import trees_from_similarity
-from precompute.release.schema import TABLES, validate_table
+from precompute.release.schema import TABLES
+from precompute.release.validation import validate_table
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "releases"
 

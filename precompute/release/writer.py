@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .schema import FORMAT_VERSION, TABLES, metric_definitions_table, validate_release_tables
+from .schema import FORMAT_VERSION, TABLES, metric_definitions_table
+from .validation import validate_release_tables
 
 RELEASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RESERVED_MANIFEST_KEYS = ("release_id", "format_version", "created", "files", "tables")
