@@ -15,16 +15,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_suite_in(venv: str, folder: str, create: str, what: str, allow_skips: bool = True) -> None:
-    """`pytest -q tests/<folder>` with `<repo>/<venv>/bin/python` (one OpenMP thread, offline hub); the test fails
-    with the output's tail unless it passes (and, with `allow_skips=False`, skips nothing). `create` is the script
-    that builds the environment, `what` its name in the messages."""
+def env_python(venv: str, create: str, what: str) -> Path:
+    """`<repo>/<venv>/bin/python`; the test skips with the reason where it is missing (fails under CI)."""
     python = ROOT / venv / "bin" / "python"
     if not python.exists():
         msg = f"{python} is missing: create it with `bash {create}`"
         if os.environ.get("CI"):
             pytest.fail(f"CI is set and the {what} environment is not built. {msg}")
         pytest.skip(msg)
+    return python
+
+
+def run_suite_in(venv: str, folder: str, create: str, what: str, allow_skips: bool = True) -> None:
+    """`pytest -q tests/<folder>` with `<repo>/<venv>/bin/python` (one OpenMP thread, offline hub); the test fails
+    with the output's tail unless it passes (and, with `allow_skips=False`, skips nothing). `create` is the script
+    that builds the environment, `what` its name in the messages."""
+    python = env_python(venv, create, what)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", folder],

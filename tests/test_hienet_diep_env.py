@@ -17,25 +17,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import _env_suite
+
 pytest.importorskip("ase")
 
 from precompute.adapters import _testdata as td  # noqa: E402
 from precompute.datasets.base import Sample  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV_PY = ROOT / ".venv-sevenn" / "bin" / "python"
 ADAPTERS = {"hienet": ("hienet:HIENetAdapter", 512), "diep": ("diep:DIEPAdapter", 64)}
 # float32 models: rotated / translated inputs measured within 1.1e-5 (HIENet) and 8.4e-6 (DIEP) on these inputs
 INVARIANCE_TOL = 1e-4
 
 
 def env_python() -> Path:
-    if ENV_PY.exists():
-        return ENV_PY
-    msg = f"{ENV_PY} is missing: create it with `bash precompute/envs/create_sevenn.sh`"
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set and the SevenNet/HIENet/DIEP environment is not built. {msg}")
-    pytest.skip(msg)
+    return _env_suite.env_python(".venv-sevenn", "precompute/envs/create_sevenn.sh", "SevenNet/HIENet/DIEP")
 
 
 def _env() -> dict[str, str]:

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import _env_suite
+
 pytest.importorskip("ase")
 
 from precompute.adapters import _testdata as td  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SEVENN_PY = ROOT / ".venv-sevenn" / "bin" / "python"
 MODELS = [
     {"model": "7net-0"},
     {"model": "7net-0_22May2024"},
@@ -35,12 +36,7 @@ INVARIANCE_TOL = {"7net-l3i5": 2e-4}
 
 
 def sevenn_python() -> Path:
-    if SEVENN_PY.exists():
-        return SEVENN_PY
-    msg = f"{SEVENN_PY} is missing: create it with `bash precompute/envs/create_sevenn.sh`"
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set and the SevenNet environment is not built. {msg}")
-    pytest.skip(msg)
+    return _env_suite.env_python(".venv-sevenn", "precompute/envs/create_sevenn.sh", "SevenNet")
 
 
 def run_embed(tmp_path: Path, inputs: list[Path], models: list[dict], *extra: str) -> subprocess.CompletedProcess:
