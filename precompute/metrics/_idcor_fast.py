@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _idcor_kernel
+
 _U = float(np.finfo(np.float64).eps) / 2.0
 _MARGIN = 2  # extra candidates re-scored exactly: c = 2 + _MARGIN at the first level
 _WIDE = 64  # candidates for the rows the first level cannot certify
@@ -79,20 +81,32 @@ def _exact_d2(blocks: Sequence[DistanceBlock], sel: Sequence[np.ndarray], rows: 
 
 
 def _top2(
-    blocks: Sequence[DistanceBlock], sel: Sequence[np.ndarray], ident: Sequence[bool], rows: np.ndarray, c: int
+    blocks: Sequence[DistanceBlock],
+    sel: Sequence[np.ndarray],
+    ident: Sequence[bool],
+    rows: np.ndarray,
+    c: int,
+    use_kernel: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(exact r1², r2² of the distinct points `rows` from their c best Gram candidates, certified mask)."""
+    """(exact r1², r2² of the distinct points `rows` from their c best Gram candidates, certified mask).
+
+    use_kernel: the compiled candidate search when numba is there (else, and for c >= m - 2, the NumPy path)."""
     m = sel[0].size
-    fast = np.zeros((rows.size, m))
-    for b, s, same in zip(blocks, sel, ident, strict=True):
-        fast += b.d2[rows] if same else b.d2[s[rows]][:, s]
-    fast[np.arange(rows.size), rows] = np.inf
-    if c >= m - 1:  # every other point is a candidate: nothing to certify
-        cand = np.argsort(fast, axis=1)[:, : m - 1]
-        return np.sort(_exact_d2(blocks, sel, rows, cand), axis=1)[:, :2], np.ones(rows.size, dtype=bool)
-    part = np.argpartition(fast, c, axis=1)
-    s_next = fast[np.arange(rows.size), part[:, c]]
-    exact = np.sort(_exact_d2(blocks, sel, rows, part[:, :c]), axis=1)[:, :2]
+    if (
+        c < m - 2 and len(blocks) == 2 and use_kernel and _idcor_kernel.available()
+    ):  # one streamed pass per row (same sums, same s_next): _idcor_kernel.py
+        cand, s_next = _idcor_kernel.top_candidates(tuple(b.d2 for b in blocks), np.stack(sel), rows, c)
+    else:
+        fast = np.zeros((rows.size, m))
+        for b, s, same in zip(blocks, sel, ident, strict=True):
+            fast += b.d2[rows] if same else b.d2[s[rows]][:, s]
+        fast[np.arange(rows.size), rows] = np.inf
+        if c >= m - 1:  # every other point is a candidate: nothing to certify
+            cand = np.argsort(fast, axis=1)[:, : m - 1]
+            return np.sort(_exact_d2(blocks, sel, rows, cand), axis=1)[:, :2], np.ones(rows.size, dtype=bool)
+        part = np.argpartition(fast, c, axis=1)
+        cand, s_next = part[:, :c], fast[np.arange(rows.size), part[:, c]]
+    exact = np.sort(_exact_d2(blocks, sel, rows, cand), axis=1)[:, :2]
     err = sum(b.g * (b.sq[s[rows]] + b.sq_max) for b, s in zip(blocks, sel, strict=True))
     rescore_rel = 2.0 * (sum(b.Z.shape[1] for b in blocks) + 2) * _U
     return exact, exact[:, 1] * (1.0 + rescore_rel) <= s_next - err
