@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import _knn_null_kernel
 from ._checks import centred_scaled
 from .cknna import self_hsic
 from .hsic import sparse_hsic_unbiased
@@ -178,11 +179,14 @@ def knn_null_values(
     seed: int | np.random.SeedSequence,
     *,
     self_terms: Mapping[tuple[str, int], float] | None = None,
+    use_kernel: bool = True,
 ) -> dict[str, np.ndarray]:
     """Null values (P, len(ks)) of "cknna_ab" = CKNNA(A, B'), "cknna_ba" = CKNNA(B', A), "mutual_knn".
 
     Same numbers as cknna_from_caches / mutual_knn_from_caches on the re-indexed cache of B[π] (tested).
     self_terms: {("a", k): HSIC_u(M_A∘K, M_A∘K), ("b", k): ...} when the caller has them (invariant under π).
+    use_kernel: find the shared entries with the compiled search (_knn_null_kernel.py) when numba is there; the
+    NumPy path (flat keys against an N² bitset) gives bit-identical values.
     """
     n, ks = cache_a.n, [int(k) for k in ks]
     kmax = max(ks)
@@ -190,7 +194,8 @@ def knn_null_values(
     ib, vb = cache_b.prefix(kmax)
     rows = np.repeat(np.arange(n, dtype=np.int64), kmax)
     ia_flat, va_flat = ia.reshape(-1), va.reshape(-1)
-    members = _Membership(rows * n + ia_flat, n)
+    compiled = use_kernel and _knn_null_kernel.available()
+    members = _knn_null_kernel.SharedEntries(ia, ib) if compiled else _Membership(rows * n + ia_flat, n)
     st = dict(self_terms or {})
     denom = {}
     for k in ks:
@@ -202,12 +207,16 @@ def knn_null_values(
     out = {m: np.empty((n_permutations, len(ks))) for m in ("cknna_ab", "cknna_ba", "mutual_knn")}
     for p, perm in enumerate(permutations(n, n_permutations, seed)):
         inv = inverse(perm)
-        jb = inv[ib[perm]].reshape(-1)  # neighbours of row i in B[π]
-        pos_b, pos_a = members.find(rows * n + jb)
-        r, c = rows[pos_a], ia_flat[pos_a]
-        x = va_flat[pos_a]
-        y = vb[perm].reshape(-1)[pos_b]
-        rank_a, rank_b = pos_a % kmax, pos_b % kmax
+        if compiled:
+            r, c, rank_a, rank_b = members.find(perm, inv)
+            x, y = va[r, rank_a], vb[perm[r], rank_b]
+        else:
+            jb = inv[ib[perm]].reshape(-1)  # neighbours of row i in B[π]
+            pos_b, pos_a = members.find(rows * n + jb)
+            r, c = rows[pos_a], ia_flat[pos_a]
+            x = va_flat[pos_a]
+            y = vb[perm].reshape(-1)[pos_b]
+            rank_a, rank_b = pos_a % kmax, pos_b % kmax
         for q, k in enumerate(ks):
             sel = (rank_a < k) & (rank_b < k)
             rs, cs, xs, ys = r[sel], c[sel], x[sel], y[sel]

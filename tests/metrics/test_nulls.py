@@ -31,20 +31,40 @@ def _caches(A, B, k):
     return build_neighbour_cache(fa, k, "cosine"), build_neighbour_cache(fb, k, "cosine"), fa, fb
 
 
-@pytest.mark.parametrize("bitset", [True, False])
-def test_knn_nulls_equal_metrics_on_permuted_rows(monkeypatch, bitset):
-    if not bitset:
+@pytest.mark.parametrize("path", ["compiled", "bitset", "search"])
+def test_knn_nulls_equal_metrics_on_permuted_rows(monkeypatch, path):
+    if path == "compiled" and not nl._knn_null_kernel.available():
+        pytest.skip("numba (the 'fast' extra) is not installed")
+    if path == "search":
         monkeypatch.setattr(nl, "_BITSET_MAX_BYTES", 0)
     v = views(150, seed=1)
     ca, cb, _, _ = _caches(v["linear"], v["tanh"], 12)
     ks = [3, 7, 12]
-    got = nl.knn_null_values(ca, cb, ks, 6, seed=5)
+    got = nl.knn_null_values(ca, cb, ks, 6, seed=5, use_kernel=path == "compiled")
     for p, perm in enumerate(nl.permutations(150, 6, 5)):
         cbp = _permuted(cb, perm)
         for q, k in enumerate(ks):
             assert got["mutual_knn"][p, q] == mutual_knn_from_caches(ca, cbp, k)
             assert got["cknna_ab"][p, q] == pytest.approx(cknna_from_caches(ca, cbp, k), abs=1e-12)
             assert got["cknna_ba"][p, q] == pytest.approx(cknna_from_caches(cbp, ca, k), abs=1e-12)
+
+
+def test_compiled_knn_null_is_bit_identical_to_the_numpy_path_with_ties():
+    """Integer features: many tied similarities, so the caches' tie order matters; both paths must agree exactly."""
+    if not nl._knn_null_kernel.available():
+        pytest.skip("numba (the 'fast' extra) is not installed")
+    rng = np.random.default_rng(4)
+    A = rng.integers(0, 4, size=(220, 9)).astype(float) + 1.0
+    A = A[np.unique(A, axis=0, return_index=True)[1]]  # distinct rows (the caches refuse duplicates)
+    B = A @ rng.integers(-1, 2, size=(9, 5)).astype(float) + 0.5 * A[:, :5]
+    ca, cb, _, _ = _caches(A, B, 20)
+    ks = [1, 5, 20]
+    fast = nl.knn_null_values(ca, cb, ks, 8, seed=9)
+    slow = nl.knn_null_values(ca, cb, ks, 8, seed=9, use_kernel=False)
+    for m in fast:
+        np.testing.assert_array_equal(fast[m], slow[m])
+    with pytest.raises(ValueError, match="differ in shape"):
+        nl._knn_null_kernel.SharedEntries(ca.indices, cb.indices[:, :5])
 
 
 def test_mutual_knn_closed_form_mean_exact_over_all_permutations():
