@@ -15,6 +15,7 @@ a query of the release.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from io import StringIO
@@ -335,10 +336,20 @@ def extra_report(r: Release, dataset: str, k: int = 10) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    r = Release.open(argv[0] if argv else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m backend.report",
+        description="Print every section of the release report (the numbers docs/FINDINGS.md quotes) as Markdown.",
+    )
+    parser.add_argument("release", nargs="?", help="release folder or id (default: the shipped latest)")
+    parser.add_argument("--dataset", action="append", help="only this dataset (repeatable; default: every one)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    r = Release.open(args.release)
     print(f"release {r.release_id} ({r.created})")
     datasets = list(q.list_datasets(r).dataset_id)
+    unknown = sorted(set(args.dataset or []) - set(datasets))
+    if unknown:
+        parser.error(f"dataset(s) {', '.join(unknown)} not in release {r.release_id} (it has {', '.join(datasets)})")
+    datasets = [d for d in datasets if not args.dataset or d in args.dataset]
     for d in datasets:
         print("\n".join(dataset_report(r, d)))
         print("\n".join(extra_report(r, d)))

@@ -84,6 +84,15 @@ def test_report_runs_on_every_dataset(release, capsys):
     assert "tree clusters by first training-set tag" in out
 
 
+def test_report_one_dataset_and_bad_names(release, capsys):
+    assert report.main([str(release.path), "--dataset", "offeq"]) == 0
+    out = capsys.readouterr().out
+    assert "## offeq" in out and "## qm9" not in out
+    with pytest.raises(SystemExit):
+        report.main([str(release.path), "--dataset", "no-such-set"])
+    assert "no-such-set not in release" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------- 4. sources
 def test_source_counts(release, tables):
     src = pd.Series(_source(tables)).value_counts()  # every fixture model has values on both datasets
