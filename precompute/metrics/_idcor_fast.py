@@ -22,7 +22,7 @@ The result equals twonn.twonn_ratios on the explicitly joined matrix up to float
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,6 +45,8 @@ class DistanceBlock:
     n_ids: int
     g: float  # |d2_ij - exact| <= g (sq_i + sq_j)
     sq_max: float
+    # this block's own results keyed by their settings (its TwoNN ID): a model in many pairs pays for them once
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def distance_block(Z: np.ndarray) -> DistanceBlock:

@@ -100,8 +100,13 @@ def _idcor_gram(
     def twonn(blocks, index, name):
         return twonn_from_ratios(joint_ratios(blocks, index, name)[0], discard_fraction)
 
-    id_a = twonn([a], [None], "A")
-    id_b = twonn([b], [None], "B")
+    def own(block, name):  # a block's own ID does not depend on its partner: computed once per prepared block
+        key = ("twonn", discard_fraction)
+        if key not in block.memo:
+            block.memo[key] = twonn([block], [None], name)
+        return block.memo[key]
+
+    id_a, id_b = own(a, "A"), own(b, "B")
     id_joint = twonn([a, b], [None, None], "[A|B]")
     rng = np.random.default_rng(seed)
     null_ids = [twonn([a, b], [None, rng.permutation(za.shape[0])], "[A|B perm]") for _ in range(permutations)]

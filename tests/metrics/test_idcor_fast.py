@@ -231,3 +231,19 @@ def test_prepared_blocks_give_the_same_result_and_are_checked():
         idcor_details(A, B, 4, 3, prepared=(pa, prepare_idcor(C)))
     with pytest.raises(ValueError, match="prepared block for A"):
         idcor_details(A, B, 4, 3, prepared=(prepare_idcor(A[::-1]), None))
+
+
+def test_a_prepared_block_computes_its_own_id_once(monkeypatch):
+    """A model in several pairs: its TwoNN ID comes from the prepared block's memo after the first pair, and the
+    results equal those of unprepared calls."""
+    rng = np.random.default_rng(2)
+    A, B = _structured(150, rng)
+    C = rng.normal(size=(150, 5))
+    pa = prepare_idcor(A, "A")
+    first = idcor_details(A, B, 3, 1, prepared=(pa, None))
+    calls = []
+    real = _idcor_fast.joint_ratios
+    monkeypatch.setattr(idcor_module, "joint_ratios", lambda blocks, *a: calls.append(len(blocks)) or real(blocks, *a))
+    second = idcor_details(A, C, 3, 1, prepared=(pa, None))
+    assert calls.count(1) == 1  # only C's own ID; A's from the memo
+    assert second.id_a == first.id_a == idcor_details(A, C, 0, 1).id_a
