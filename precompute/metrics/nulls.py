@@ -288,27 +288,30 @@ def info_imbalance_null_values(
     invs = {m: np.stack([inverse(p) for p in perms[m]]) for m in names}
     sums = {m: np.zeros((n_permutations, kmax)) for m in names}
     Bc, sq, BcT = rank_space(B)
-    t = int(max(1, min(n, tile_bytes // (8 * n))))
+    t = int(max(1, min(n, tile_bytes // (40 * n))))  # d2, order, sorted values, tie starts, ranks
+    p_index = np.arange(n_permutations)[None, :, None]
     rank_total = 0.0
     for start in range(0, n, t):
         stop = min(n, start + t)
         u = np.arange(start, stop)
         d2 = sq_distance_block(Bc, sq, BcT, start, stop)
         d2[u - start, u] = np.inf
-        # thresholds of each (name, permutation): row u asks for π(N_k^A(π⁻¹(u))), in list order
-        thr = []
-        for m in names:
-            i = invs[m][:, start:stop]  # (P, t)
-            lists = neighbour_lists[m][:, :kmax]
-            j = np.take_along_axis(perms[m][:, None, :], lists[i].reshape(n_permutations, 1, -1), 2)
-            j = j.reshape(n_permutations, stop - start, kmax)
-            thr.append(np.take_along_axis(d2[None], j, 2))  # (P, t, kmax)
-        d2.sort(axis=1)
-        for r in range(stop - start):
-            row = d2[r, :-1]  # the self entry (inf) sorts last
-            rank_total += float(np.searchsorted(row, row, side="left").sum() + (n - 1))
-            for m, th in zip(names, thr, strict=True):
-                sums[m] += np.searchsorted(row, th[:, r, :], side="left") + 1
+        # rank table: rank[u, v] = 1 + #{l != u : d2(u, l) < d2(u, v)}, the first position of v's tie group in
+        # row u's sorted order (the self entry, inf, sorts last); every null rank is then one lookup
+        order = np.argsort(d2, axis=1)
+        srt = np.take_along_axis(d2, order, 1)
+        new_value = np.ones(srt.shape, dtype=bool)
+        new_value[:, 1:] = srt[:, 1:] != srt[:, :-1]
+        left = np.maximum.accumulate(np.where(new_value, np.arange(n), 0), axis=1)
+        rank_total += float(left[:, :-1].sum(dtype=np.int64) + (stop - start) * (n - 1))
+        rank = np.empty(d2.shape, dtype=np.int32 if n < 2**31 - 1 else np.int64)
+        np.put_along_axis(rank, order, left + 1, axis=1)
+        del order, srt, new_value, left
+        rows_t = np.arange(stop - start)[:, None, None]
+        for m in names:  # row u asks for the ranks of π(N_k^A(π⁻¹(u))), in list order
+            i = invs[m][:, start:stop].T  # (t, P): row-major, so each B row's lookups stay in one cached row
+            j = perms[m][p_index, neighbour_lists[m][i, :kmax]]  # (t, P, kmax)
+            sums[m] += rank[rows_t, j].sum(axis=0, dtype=np.int64)  # (P, kmax)
     out = {}
     for m in names:
         csum = np.cumsum(sums[m], axis=1)
