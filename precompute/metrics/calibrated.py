@@ -93,3 +93,26 @@ def calibrated_metric_score(
         return calibrated_score(observed, null_values, alpha=alpha, higher_is_aligned=False)
     bounded = metric != "idcor" and observed <= 1.0
     return calibrated_score(observed, null_values, alpha=alpha, smax=1.0 if bounded else None)
+
+
+def calibrated_from_critical(observed: float, tau: float, p_value: float, metric: str, *,
+                             alpha: float = 0.05) -> CalibratedScore:  # fmt: skip
+    """The calibrated score for a critical value τ and p-value from a fitted null (CKA's exact-moment null).
+
+    Same rule as `calibrated_metric_score` (higher is aligned, s_max = 1, the effect size above 1), with τ the
+    fitted (1 - α) quantile instead of the combined-sample order statistic; n_permutations = 0 marks it.
+    """
+    if not (math.isfinite(observed) and math.isfinite(tau)):
+        raise ValueError(f"calibration needs a finite observed score and critical value, got {observed!r}, {tau!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not 0.0 <= p_value <= 1.0:
+        raise ValueError(f"p-value must be in [0, 1], got {p_value!r}")
+    if metric == "info_imbalance":
+        raise ValueError("a fitted critical value is defined here only for higher-is-aligned metrics")
+    s = float(observed)
+    if metric == "idcor" or s > 1.0:
+        value = max(s - tau, 0.0)
+    else:
+        value = min(max((s - tau) / max(1.0 - tau, _EPS), 0.0), 1.0)
+    return CalibratedScore(float(value), float(tau), float(p_value), float(alpha), 0)
