@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=None, help="the subsample size used at extraction (omit for all)")
     p.add_argument("--seed", type=int, default=0, help="the subsampling seed used at extraction")
     p.add_argument("--path", default=None, help="the dataset path used at extraction, if any")
+    from precompute.datasets.options import add_option_argument
+
+    add_option_argument(p)  # the same options as at extraction: they are part of the dataset key
     p.add_argument("--models", default=None, help="comma-separated model ids (default: every complete store entry)")
     p.add_argument("--store", default=None, help="embedding store root (default: work-cache/embeddings)")
     p.add_argument("--work", default="work-cache/analysis", help="analysis work root")
@@ -65,11 +68,13 @@ def settings_from_args(args: argparse.Namespace):
     return AnalysisSettings.from_dict(d)
 
 
-def analysed_samples(dataset: str, ids: list[str], n: int | None, seed: int, path: str | None) -> list:
-    """The dataset's Samples for the analysed ids, in analysis order."""
+def analysed_samples(
+    dataset: str, ids: list[str], n: int | None, seed: int, path: str | None, options: dict | None = None
+) -> list:
+    """The dataset's Samples for the analysed ids, in analysis order (loaded with the key's dataset options)."""
     from precompute.datasets import load_dataset
 
-    by_id = {s.sample_id: s for s in load_dataset(dataset, n=n, seed=seed, path=path)}
+    by_id = {s.sample_id: s for s in load_dataset(dataset, n=n, seed=seed, path=path, **(options or {}))}
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise ValueError(f"{dataset}: sample {missing[0]} is in the embeddings but not in the dataset as loaded now")
@@ -97,10 +102,17 @@ def run(args: argparse.Namespace) -> int:
     from precompute.analyze.pipeline import collect_tables, repeated_rows_notes, run_analysis
     from precompute.analyze.tasks import write_json_atomic
     from precompute.cluster import spec_from_args
+    from precompute.datasets import DatasetError
+    from precompute.datasets.options import parse_dataset_options
     from precompute.extract.store import DatasetKey, EmbeddingStore
     from precompute.release.sample_records import sample_structures_table
 
-    key = DatasetKey.build(args.dataset, args.n, args.seed, args.path)
+    try:
+        options = parse_dataset_options(args.dataset, getattr(args, "dataset_options", None))
+        key = DatasetKey.build(args.dataset, args.n, args.seed, args.path, options)
+    except (FileNotFoundError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     store = EmbeddingStore(args.store)
     folder = store.folder(key)
     if args.models:
@@ -160,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                 settings = run_analysis(work, embeddings, settings_from_args(args), executor=ex, **analysis)
     tables = collect_tables(work, args.dataset)
     ids = json.loads((work / "features" / "ids.json").read_text())
-    samples = analysed_samples(args.dataset, ids, args.n, args.seed, args.path)
+    samples = analysed_samples(args.dataset, ids, args.n, args.seed, args.path, key.options_dict)
     tables["samples"] = samples_table(args.dataset, samples)
     tables["sample_structures"] = sample_structures_table(args.dataset, samples)
     energy_rows, energy_info = energy_table(args.dataset, samples, energies, seed=settings.seed,

@@ -227,6 +227,10 @@ def worker_args(job: Job, args: argparse.Namespace, key: DatasetKey, store: Embe
         cmd += ["--n", str(key.n)]
     if key.path is not None:
         cmd += ["--path", key.path]
+    if key.options:
+        from precompute.datasets.options import option_args
+
+        cmd += option_args(key.options_dict)
     cmd += ["--card", str(Path(job.spec).resolve())] if is_card_file(job.spec) else ["--model", job.model_id]
     if job.checkpoint:
         cmd += ["--checkpoint", job.checkpoint]
@@ -329,6 +333,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=None, help="number of samples (seeded subsample; default: all)")
     p.add_argument("--seed", type=int, default=0, help="subsampling seed (default 0)")
     p.add_argument("--path", default=None, help="dataset file or folder (needed by omat24, salex, omol25)")
+    from precompute.datasets.options import add_option_argument
+
+    add_option_argument(p)
     p.add_argument(
         "--models",
         required=True,
@@ -380,9 +387,13 @@ def run(args: argparse.Namespace) -> int:
         print("matter-align extract: --jobs, --chunk-size and --batch-size must be positive", file=sys.stderr)
         return 2
     ckpts = _checkpoints(args.checkpoint, specs)
+    from precompute.datasets import DatasetError
+    from precompute.datasets.options import parse_dataset_options
+
     try:
-        key = DatasetKey.build(args.dataset, args.n, args.seed, args.path)
-    except FileNotFoundError as e:
+        options = parse_dataset_options(args.dataset, getattr(args, "dataset_options", None))
+        key = DatasetKey.build(args.dataset, args.n, args.seed, args.path, options)
+    except (FileNotFoundError, DatasetError) as e:
         print(f"matter-align extract: {e}", file=sys.stderr)
         return 2
     store = EmbeddingStore(args.store if args.store is not None else default_root())
@@ -393,7 +404,10 @@ def run(args: argparse.Namespace) -> int:
             Job(spec, Path(spec).stem if is_card_file(spec) else spec, None, str(Path(ck).resolve()) if ck else None)
         )
     progress = Progress(args.progress)
-    print(f"extract {key.dataset_id} (n={key.n or 'all'}, seed={key.seed}) -> {store.folder(key)}", file=sys.stderr)
+    opts = "".join(f", {k}={v}" for k, v in key.options)
+    print(
+        f"extract {key.dataset_id} (n={key.n or 'all'}, seed={key.seed}{opts}) -> {store.folder(key)}", file=sys.stderr
+    )
 
     outcomes: list[Outcome] = []
     if getattr(args, "cluster", None) or getattr(args, "cluster_config", None):

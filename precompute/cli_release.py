@@ -45,6 +45,8 @@ def build_tables(analyses: list[Path]) -> tuple[dict, dict]:
         recipe = {**meta["dataset_key"], "limit": meta.get("limit")}
         inputs.append({"name": f"dataset:{ds}", "recipe": json.dumps(recipe, sort_keys=True)})
         settings[ds] = meta["settings"]
+        if meta["dataset_key"].get("options"):  # loader keywords the samples were loaded with (e.g. a length filter)
+            settings[ds] = {**settings[ds], "dataset_options": meta["dataset_key"]["options"]}
         if meta.get("energy"):  # which label the energy MAE is against, and its split
             settings[ds] = {**settings[ds], "energy": meta["energy"]}
         for f in sorted((a / "tables").glob("*.parquet")):

@@ -133,15 +133,15 @@ def compute_shard(args: argparse.Namespace, report: Callable[..., None]) -> int:
     from precompute.datasets import load_dataset
     from precompute.extract.cards import card_hash, load_card
     from precompute.extract.store import checkpoint_fingerprint, sha256_samples
-    from precompute.extract.worker import _code_version, build_adapter, embed_chunk, resolve_device
+    from precompute.extract.worker import _code_version, build_adapter, dataset_key, embed_chunk, resolve_device
 
     t_start = time.perf_counter()
     card = load_card(args.model, args.card)
     model_id = card["model_id"]
-    key = DatasetKey.build(args.dataset, args.n, args.seed, args.path)
+    key = dataset_key(args)
     store = EmbeddingStore(args.store)
     t0 = time.perf_counter()
-    samples = load_dataset(args.dataset, n=key.n, seed=key.seed, path=key.path)
+    samples = load_dataset(args.dataset, n=key.n, seed=key.seed, path=key.path, **key.options_dict)
     dataset_seconds = time.perf_counter() - t0
     if not samples:
         raise ValueError(f"dataset {args.dataset!r} (n={key.n}, seed={key.seed}) yielded no samples")

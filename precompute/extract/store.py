@@ -11,7 +11,7 @@ The dataset slug (e.g. ``qm9_n10000_seed0``, ``omat24_n1000_seed0_path-3fa9c2d1e
 :class:`DatasetKey`, so a different n, seed or input file never lands on a stale file; the full key is also stored in
 the metadata and compared on every read.
 
-Metadata (``<model_id>.json``): format, model_id, dataset_key {dataset_id, n, seed, path, path_fingerprint, slug},
+Metadata (``<model_id>.json``): format, model_id, dataset_key {dataset_id, n, seed, path, path_fingerprint, options (when any), slug},
 sample_ids_sha256 (all requested ids, in order), n_total, n_ok, n_failed, ids (the embedded ids are in the .npz),
 dtype, shape, embedding_dim, sha256 (of the C-order embedding bytes), ids_sha256 (of the embedded ids),
 failures {sample_id: reason}, timing {seconds, samples_per_s, chunks, runs}, code_version, card_hash,
@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -188,13 +188,31 @@ def path_fingerprint(path: str | os.PathLike[str] | None) -> str | None:
     return h.hexdigest()
 
 
+_SAFE_OPTION = re.compile(r"^[A-Za-z0-9.+-]{1,24}$")
+
+
+def options_slug(options: dict[str, Any]) -> str:
+    """Slug part of dataset options: readable (``_max_length-1000_min_length-40``) when every value is short and
+    file-name safe, else ``_opts-<sha256 of the sorted JSON, 10 hex>``. The full options are compared on every read."""
+    if not options:
+        return ""
+    parts = [f"{k}-{'none' if v is None else str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items()]
+    if all(re.match(r"^[A-Za-z0-9_]+$", k) for k in options) and all(_SAFE_OPTION.match(p.split("-", 1)[1] or "")
+                                                                       for p in parts):  # fmt: skip
+        return "_" + "_".join(parts)
+    return f"_opts-{hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]}"
+
+
 @dataclass(frozen=True)
 class DatasetKey:
     """What identifies the samples a store entry was computed on.
 
     dataset_id: e.g. "qm9"; n: requested subsample size (None = all); seed: subsampling seed;
     path: the user-supplied dataset path as given (informative only, not compared);
-    path_fingerprint: :func:`path_fingerprint` of that path (compared).
+    path_fingerprint: :func:`path_fingerprint` of that path (compared);
+    options: extra loader keywords as sorted (name, value) pairs (compared; precompute/datasets/options.py), e.g.
+    the PDB length filter. An empty ``options`` leaves the slug, identity and metadata as they were before options
+    existed, so older entries stay valid.
     """
 
     dataset_id: str
@@ -202,39 +220,65 @@ class DatasetKey:
     seed: int = 0
     path: str | None = None
     path_fingerprint: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
-    def build(cls, dataset_id: str, n: int | None = None, seed: int = 0, path: str | None = None) -> DatasetKey:
-        """A key whose fingerprint is computed from ``path`` now."""
+    def build(
+        cls,
+        dataset_id: str,
+        n: int | None = None,
+        seed: int = 0,
+        path: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> DatasetKey:
+        """A key whose fingerprint is computed from ``path`` now; ``options`` must already be validated
+        (:func:`precompute.datasets.options.parse_dataset_options`)."""
         if n is not None and n <= 0:
             n = None
         abspath = str(Path(path).expanduser().resolve()) if path is not None else None
-        return cls(dataset_id, n, int(seed), abspath, path_fingerprint(abspath))
+        return cls(dataset_id, n, int(seed), abspath, path_fingerprint(abspath), tuple(sorted((options or {}).items())))
+
+    @property
+    def options_dict(self) -> dict[str, Any]:
+        """The loader keywords, for ``load_dataset(..., **key.options_dict)``."""
+        return dict(self.options)
 
     @property
     def slug(self) -> str:
-        """Folder name under the store root, e.g. ``qm9_n10000_seed0`` or ``omat24_n1000_seed0_path-3fa9c2d1e0``."""
+        """Folder name under the store root, e.g. ``qm9_n10000_seed0``, ``omat24_n1000_seed0_path-3fa9c2d1e0`` or
+        ``pdb_nall_seed0_path-3fa9c2d1e0_max_length-1000_min_length-40``."""
         ds = re.sub(r"[^A-Za-z0-9.-]+", "-", self.dataset_id)
         s = f"{ds}_n{self.n if self.n is not None else 'all'}_seed{self.seed}"
         if self.path_fingerprint:
             s += f"_path-{self.path_fingerprint[:10]}"
-        return s
+        return s + options_slug(self.options_dict)
 
     def identity(self) -> dict[str, Any]:
         """The fields that must match for a stored entry to be reused (the path itself may move)."""
-        return {
+        ident = {
             "dataset_id": self.dataset_id,
             "n": self.n,
             "seed": self.seed,
             "path_fingerprint": self.path_fingerprint,
         }
+        if self.options:
+            ident["options"] = self.options_dict
+        return ident
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "slug": self.slug}
+        d = {"dataset_id": self.dataset_id, "n": self.n, "seed": self.seed, "path": self.path,
+             "path_fingerprint": self.path_fingerprint}  # fmt: skip
+        if self.options:
+            d["options"] = self.options_dict
+        return {**d, "slug": self.slug}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetKey:
-        return cls(d["dataset_id"], d.get("n"), int(d.get("seed", 0)), d.get("path"), d.get("path_fingerprint"))
+        opts = d.get("options") or {}
+        if not isinstance(opts, dict):
+            raise TypeError(f"dataset_key options must be a mapping, got {type(opts).__name__}")
+        return cls(d["dataset_id"], d.get("n"), int(d.get("seed", 0)), d.get("path"), d.get("path_fingerprint"),
+                   tuple(sorted(opts.items())))  # fmt: skip
 
 
 def check_model_id(model_id: str) -> str:

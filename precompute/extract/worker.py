@@ -206,7 +206,7 @@ def run(args: argparse.Namespace, report: Reporter) -> int:
     if args.model and args.model != model_id:
         raise ValueError(f"card {args.card or ''} is for {model_id!r}, not {args.model!r}")
     chash = card_hash(card)
-    key = DatasetKey.build(args.dataset, args.n, args.seed, args.path)
+    key = dataset_key(args)
     ckpt_fp = checkpoint_fingerprint(model_id, card.get("checkpoint"), args.checkpoint)
     store = EmbeddingStore(args.store)
     common = {"model_id": model_id, "dataset": key.slug}
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace, report: Reporter) -> int:
     from precompute.datasets import load_dataset
 
     t0 = time.perf_counter()
-    samples = load_dataset(args.dataset, n=key.n, seed=key.seed, path=key.path)
+    samples = load_dataset(args.dataset, n=key.n, seed=key.seed, path=key.path, **key.options_dict)
     dataset_seconds = time.perf_counter() - t0
     if not samples:
         raise ValueError(f"dataset {args.dataset!r} (n={key.n}, seed={key.seed}) yielded no samples")
@@ -305,6 +305,14 @@ def _code_version() -> str:
     return code_version()
 
 
+def dataset_key(args: argparse.Namespace) -> DatasetKey:
+    """The dataset key of --dataset/--n/--seed/--path/--dataset-option (options validated against the loader)."""
+    from precompute.datasets.options import parse_dataset_options
+
+    options = parse_dataset_options(args.dataset, getattr(args, "dataset_options", None))
+    return DatasetKey.build(args.dataset, args.n, args.seed, args.path, options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m precompute.extract.worker",
@@ -314,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=None, help="subsample size (default / 0: all)")
     p.add_argument("--seed", type=int, default=0, help="subsampling seed")
     p.add_argument("--path", default=None, help="dataset file or folder (omat24, salex, omol25, pdb)")
+    from precompute.datasets.options import add_option_argument
+
+    add_option_argument(p)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--model", help="model id of a card in precompute/registry/cards")
     g.add_argument("--card", help="a model card file (YAML/JSON) instead of a registry model id")
