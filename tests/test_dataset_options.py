@@ -164,3 +164,21 @@ def test_extract_and_analyze_keep_only_the_chains_in_range_and_refuse_other_opti
     r = _cli("analyze", *base, "--dataset-option", "min_length=40", "--dataset-option", "max_length=80",
              "--work", str(work), *SETTINGS, ok=False)  # fmt: skip
     assert r.returncode == 2 and "test-a" in r.stderr and "'max_length': 85" in r.stderr, r.stderr
+
+
+def test_the_workers_and_shards_get_the_same_key():
+    """The orchestrator hands the options to the worker (and to each cluster shard, which parses the worker's
+    arguments): the key the worker rebuilds is the orchestrator's, slug included."""
+    import argparse
+
+    from precompute.cli_extract import Job, worker_args
+    from precompute.extract.worker import build_parser, dataset_key
+
+    key = DatasetKey.build("pdb", path=str(PDB_DIR), options={"min_length": 40, "max_length": None})
+    args = argparse.Namespace(device="cpu", chunk_size=8, batch_size=4, force=False)
+    argv = worker_args(Job("esm2-8m", "esm2-8m", None, None), args, key, EmbeddingStore("/tmp/unused-store"))
+    assert argv.count("--dataset-option") == 2 and "max_length=none" in argv
+    assert dataset_key(build_parser().parse_args(argv)) == key
+    shard_parser = build_parser()
+    shard_parser.add_argument("--shard", type=int)
+    assert dataset_key(shard_parser.parse_args([*argv, "--shard", "0"])).slug == key.slug
