@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--null-permutations", type=int, default=None,
                    help=f"permutation nulls of every pairwise metric and k; 0 turns nulls and calibration off "
                    f"(default {dflt.null_permutations})")  # fmt: skip
+    p.add_argument("--cka-null", choices=["moments", "permutations"], default=None,
+                   help=f"CKA's null: exact permutation moments with fitted quantiles, or --null-permutations "
+                   f"permuted cross products (default {dflt.cka_null})")  # fmt: skip
     p.add_argument("--resamples", type=int, default=None,
                    help=f"half-sampling resamples for the confidence intervals (default {dflt.resamples})")  # fmt: skip
     p.add_argument("--bootstrap", type=int, default=None, help=f"TwoNN bootstrap replicates (default {dflt.bootstrap})")
@@ -62,7 +65,7 @@ def settings_from_args(args: argparse.Namespace):
         d["ks_ii"] = [int(x) for x in args.ks_ii.split(",")]
     if args.clip_quantile is not None:
         d["clip_quantile"] = None if args.clip_quantile.lower() == "none" else float(args.clip_quantile)
-    for name in ("idcor_n", "idcor_permutations", "null_permutations", "resamples", "bootstrap"):
+    for name in ("idcor_n", "idcor_permutations", "null_permutations", "cka_null", "resamples", "bootstrap"):
         if getattr(args, name) is not None:
             d[name] = getattr(args, name)
     return AnalysisSettings.from_dict(d)

@@ -18,10 +18,14 @@ class AnalysisSettings:
         mutual kNN at each of null_ks (default every swept k; re-indexed caches, O(N·k) each), CKA biased and
         unbiased (feature space), information imbalance both directions at every ks_ii (one pass over B for all
         permutations). IDCor's null is its own idcor_permutations. 0 switches the nulls and calibration off.
+    cka_null: "moments" (default): CKA's null from its exact permutation mean and variance with a fitted Pearson III
+        for the quantiles, p-value and critical value (metrics/cka_moments.py; recorded with n_permutations = 0);
+        "permutations": null_permutations permuted cross products, O(N·Da·Db) each.
     calibration_alpha: level of the calibrated score's critical value (Gröger et al. 2026, Algorithm 1).
     resamples / resample_fraction: half-sampling confidence intervals (subsets without replacement, seeded per
-        dataset, shared by every pair) for every pairwise metric: CKNNA, mutual kNN, CKA, information imbalance and
-        IDCor (subsets of its own subsample); 0 switches them off. The cosine and Euclidean caches then keep
+        dataset, shared by every pair) for CKNNA, mutual kNN, information imbalance and IDCor (subsets of its own
+        subsample); CKA's intervals are a delete-a-group jackknife over `resamples` seeded row groups
+        (metrics/cka_jackknife.py); 0 switches them off. The cosine and Euclidean caches then keep
         resampling.subsample_list_length(max k) neighbours so subsample lists are exact and cheap.
     ci_level: coverage of those intervals.
     bootstrap: replicates for the TwoNN / GRIDE confidence intervals (resampling the per-point ratios mu_i).
@@ -37,6 +41,7 @@ class AnalysisSettings:
     idcor_permutations: int = 100
     null_ks: tuple[int, ...] = (5, 10, 25, 50, 100)
     null_permutations: int = 100
+    cka_null: str = "moments"
     calibration_alpha: float = 0.05
     resamples: int = 50
     resample_fraction: float = 0.5
@@ -47,6 +52,10 @@ class AnalysisSettings:
     tree_k: int = 25
     seed: int = 0
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.cka_null not in ("moments", "permutations"):
+            raise ValueError(f"cka_null must be 'moments' or 'permutations', got {self.cka_null!r}")
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from precompute.metrics import NeighbourCache, build_neighbour_cache, idcor_details, prepare_idcor
-from precompute.metrics.calibrated import calibrated_metric_score
+from precompute.metrics.calibrated import calibrated_from_critical, calibrated_metric_score
 from precompute.metrics.cka import cka_features
+from precompute.metrics.cka_jackknife import CkaGroupParts, cka_jackknife_values, jackknife_groups, jackknife_interval
+from precompute.metrics.cka_moments import CkaMomentParts, MomentNull, cka_moment_nulls
 from precompute.metrics.cknna import masked_entries, self_hsic
 from precompute.metrics.gride import gride_from_ratios, gride_ratios
 from precompute.metrics.hsic import sparse_hsic_unbiased
@@ -40,9 +42,7 @@ from precompute.metrics.nulls import (
 )
 from precompute.metrics.preprocess import KernelPreprocessing, clip_threshold, kernel_features
 from precompute.metrics.resampling import (
-    CkaParts,
     basic_interval,
-    cka_pair,
     idcor_subsample_values,
     knn_subsample_values,
     subsample_cache,
@@ -169,13 +169,44 @@ def _null_record(metric: str, k, a: str, b: str, observed: float, values, s: Ana
             "closed_form_mean": closed_form_mean, "n": n}  # fmt: skip
 
 
+def _moment_null_record(metric: str, a: str, b: str, observed: float, null: MomentNull, s: AnalysisSettings,
+                        n: int) -> dict:  # fmt: skip
+    """A CKA null record from the exact-moment null: fitted quantiles, n_permutations = 0 (cka_moments.py)."""
+    tau = null.quantile(1.0 - s.calibration_alpha)
+    p = null.p_value(observed)
+    try:
+        cal = calibrated_from_critical(observed, tau, p, metric, alpha=s.calibration_alpha)
+    except ValueError as exc:
+        raise ValueError(f"{metric} {a} ~ {b} (N = {n}): {exc}") from exc
+    return {"metric": metric, "k": None, "model_a": a, "model_b": b, "null_mean": null.mean, "null_std": null.sd,
+            "null_q95": null.quantile(0.95), "null_q99": null.quantile(0.99), "n_permutations": 0, "seed": s.seed,
+            "p_value": p, "calibrated": cal.value, "tau": cal.tau, "alpha": cal.alpha, "closed_form_mean": null.mean,
+            "n": n}  # fmt: skip
+
+
+def cka_groups(n: int, s: AnalysisSettings) -> np.ndarray:
+    """The seeded row groups of CKA's jackknife intervals (one partition per dataset, shared by every pair)."""
+    return jackknife_groups(n, min(s.resamples, n), np.random.SeedSequence([s.seed, 0x1ACC]))
+
+
+def _cka_intervals(pairs, s: AnalysisSettings, feats, n: int) -> dict:
+    """(metric, None, a, b) -> the θ_(-g) of CKA biased and unbiased, from the delete-a-group jackknife."""
+    labels = cka_groups(n, s)
+    parts = {x: CkaGroupParts(feats[x], labels, name=x) for x in sorted({x for p in pairs for x in p})}
+    out = {}
+    for a, b in pairs:
+        for metric, v in cka_jackknife_values(parts[a], parts[b]).items():
+            out[(metric, None, a, b)] = v
+    return out
+
+
 def resample_subsets(n: int, s: AnalysisSettings) -> list[np.ndarray]:
     """The seeded subsets behind every confidence interval of a dataset (shared by all pairs and blocks)."""
     return subsets(n, s.resamples, np.random.SeedSequence([s.seed, 0x5EB5]), m=int(n * s.resample_fraction))
 
 
 def _pair_intervals(pairs, s: AnalysisSettings, caches, feats, n: int) -> tuple[dict, int]:
-    """(metric, k, model_a, model_b) -> (ci_low, ci_high) from the half-sampling scheme (resampling.py)."""
+    """(metric, k, model_a, model_b) -> the half-sample values of the kNN metrics (resampling.py)."""
     subs = resample_subsets(n, s)
     m = subs[0].size
     ks = [k for k in s.ks_knn if k + 1 < m - 1]
@@ -184,7 +215,6 @@ def _pair_intervals(pairs, s: AnalysisSettings, caches, feats, n: int) -> tuple[
     for keep in subs:
         sub = {x: subsample_cache(caches[x], keep, max(ks), feats[x]) for x in models} if ks else {}
         own = {(x, k): self_hsic(sub[x], k) for x in sub for k in ks}  # one model's term, shared by its pairs
-        parts = {x: CkaParts(feats[x][keep]) for x in models}
         for a, b in pairs:
             if ks:
                 st = {(w, k): own[(x, k)] for w, x in (("a", a), ("b", b)) for k in ks}
@@ -193,14 +223,13 @@ def _pair_intervals(pairs, s: AnalysisSettings, caches, feats, n: int) -> tuple[
                     values.setdefault(("cknna", k, a, b), []).append(kv["cknna_ab"][q])
                     values.setdefault(("cknna", k, b, a), []).append(kv["cknna_ba"][q])
                     values.setdefault(("mutual_knn", k, a, b), []).append(kv["mutual_knn"][q])
-            for metric, v in cka_pair(parts[a], parts[b]).items():
-                values.setdefault((metric, None, a, b), []).append(v)
     return {key: np.asarray(v) for key, v in values.items()}, m
 
 
 def task_pair_block(work: str, block: int, pairs: list[list[str]], settings: dict) -> None:
-    """For each unordered pair: CKNNA both orders and mutual kNN at every k, CKA (biased, unbiased); their
-    permutation nulls and calibrated scores (null_permutations > 0) and half-sampling CIs (resamples > 0)."""
+    """For each unordered pair: CKNNA both orders and mutual kNN at every k, CKA (biased, unbiased); their nulls
+    and calibrated scores (null_permutations > 0; CKA's from exact moments unless cka_null = "permutations") and
+    CIs (resamples > 0: half-sampling for the kNN metrics, the delete-a-group jackknife for CKA)."""
     work, s = Path(work), AnalysisSettings.from_dict(settings)
     models = sorted({m for p in pairs for m in p})
     caches = {m: load_cache(work, m, "cosine") for m in models}
@@ -208,6 +237,13 @@ def task_pair_block(work: str, block: int, pairs: list[list[str]], settings: dic
     self_terms = {(m, k): self_hsic(caches[m], k) for m in models for k in s.ks_knn}
     feats = {m: kernel_features(load_features(work, m), _prep(s), m) for m in models}
     rows, nulls = [], []
+    moments: dict[str, CkaMomentParts] = {}
+
+    def moment_parts(m: str) -> CkaMomentParts:  # one model's O(N·D²) terms, shared by its pairs in the block
+        if m not in moments:
+            moments[m] = CkaMomentParts.of(feats[m], m)
+        return moments[m]
+
     for a, b in pairs:
         for k in s.ks_knn:
             r, c, x, y = masked_entries(caches[a], caches[b], k)
@@ -243,15 +279,26 @@ def task_pair_block(work: str, block: int, pairs: list[list[str]], settings: dic
                         ("mutual_knn", a, b, kn["mutual_knn"][:, q], mutual_knn_null_mean(n, k)),
                     ):
                         nulls.append(_null_record(metric, k, ma, mb, observed[(metric, k, ma, mb)], vals, s, n, mean))
-            cn = cka_null_values(feats[a], feats[b], s.null_permutations, seed)
-            for metric, mean in (("cka", cka_null_mean(feats[a], feats[b])), ("cka_unbiased", 0.0)):
-                nulls.append(_null_record(metric, None, a, b, observed[(metric, None, a, b)], cn[metric], s, n, mean))
+            if s.cka_null == "moments":  # O(1) per pair from each model's terms
+                fit = cka_moment_nulls(moment_parts(a), moment_parts(b))
+                for metric in ("cka", "cka_unbiased"):
+                    nulls.append(_moment_null_record(metric, a, b, observed[(metric, None, a, b)], fit[metric], s, n))
+            else:
+                cn = cka_null_values(feats[a], feats[b], s.null_permutations, seed)
+                for metric, mean in (("cka", cka_null_mean(feats[a], feats[b])), ("cka_unbiased", 0.0)):
+                    obs = observed[(metric, None, a, b)]
+                    nulls.append(_null_record(metric, None, a, b, obs, cn[metric], s, n, mean))
     if s.resamples > 0:
         sub_values, m = _pair_intervals(pairs, s, caches, feats, n)
         for r in rows:
             vals = sub_values.get((r["metric"], r["k"], r["model_a"], r["model_b"]))
             if vals is not None:
                 r["ci_low"], r["ci_high"] = basic_interval(r["value"], vals, n, m, s.ci_level)
+        jack = _cka_intervals(pairs, s, feats, n)
+        for r in rows:
+            vals = jack.get((r["metric"], r["k"], r["model_a"], r["model_b"]))
+            if vals is not None:
+                r["ci_low"], r["ci_high"] = jackknife_interval(r["value"], vals, s.ci_level)
     write_json_atomic(work / "pairs" / f"block-{block:04d}.json", {"rows": rows, "nulls": nulls})
 
 
