@@ -117,7 +117,8 @@ def heatmap(
         for a, b, mu, sd, zz, npm in zip(null["model_a"], null["model_b"], null["null_mean"], null["null_std"],
                                          null["z"], null["n_permutations"], strict=True):  # fmt: skip
             if a in pos and b in pos:
-                nulls[pos[a], pos[b]] = f"<br>null ({npm} perm.): {_fmt(mu)} ± {_fmt(sd)}, z = {_fmt(zz, 1)}"
+                how = "exact moments" if npm == 0 else f"{npm} perm."  # 0: CKA's exact-moment null
+                nulls[pos[a], pos[b]] = f"<br>null ({how}): {_fmt(mu)} ± {_fmt(sd)}, z = {_fmt(zz, 1)}"
     q_name = "95th" if METRICS[res.metric].higher_is_aligned else "5th"  # the raw metric's direction, on any scale
     ticks = [labels.get(m, m) for m in order]
     kk = res.k if res.k is not None else "–"

@@ -121,8 +121,12 @@ def about(c: Ctx, dataset: str | None, metric: str | None = None, k=None, n=None
         parts.append(nt + " samples")
     if perms is not None:
         p = pd.to_numeric(pd.Series(perms), errors="coerce").dropna()
-        if len(p):
-            parts.append(f"null: {int(p.min())}" + (f"–{int(p.max())}" if p.max() != p.min() else "") + " permutations")
+        drawn = p[p > 0]  # 0: CKA's exact-moment null (no permutations drawn)
+        if len(drawn):
+            parts.append(f"null: {int(drawn.min())}" + (f"–{int(drawn.max())}" if drawn.max() != drawn.min() else "")
+                         + " permutations" + (", CKA: exact moments" if len(drawn) < len(p) else ""))  # fmt: skip
+        elif len(p):
+            parts.append("null: exact permutation moments")
     return " · ".join(parts)
 
 

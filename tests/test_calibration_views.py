@@ -336,3 +336,9 @@ def test_model_card_nearest_models_mark_ties(app, rel):
     assert np.allclose(qm9["value"].astype(float), ref["value"].astype(float))
     off = shown[shown["dataset_id"] == "offeq"]
     assert len(off) and (off["scale"] == "raw").all()  # no calibration there: raw, said in the column
+
+
+def test_p_value_text_for_the_exact_moment_null():
+    """P = 0 marks CKA's exact-moment null: a fitted tail, no permutation floor to print."""
+    assert q.p_value_text(3.1e-12, 0) == "p ≈ 3.1e-12 (moments)"
+    assert q.p_value_text(0.43, 0) == "p ≈ 0.43 (moments)"

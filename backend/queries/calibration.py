@@ -66,11 +66,14 @@ def calibration_note(release: Release, dataset: str | None = None, metric: str |
 
 
 def p_value_text(p, n_permutations) -> str:
-    """The p-value as every view prints it: 'p < 1/(P+1), P = 100' at the floor 1/(P+1), else 'p = 0.0312'."""
+    """The p-value as every view prints it: 'p < 1/(P+1), P = 100' at the floor 1/(P+1), else 'p = 0.0312';
+    P = 0 (CKA's exact-moment null, fitted tail, no floor): 'p ≈ 3.1e-12 (moments)'."""
     if p is None or pd.isna(p):
         return "–"
     if n_permutations is not None and not pd.isna(n_permutations):
         P = int(n_permutations)
+        if P == 0:
+            return f"p ≈ {float(p):.2g} (moments)"
         if float(p) <= 1.0 / (P + 1) * (1 + 1e-9):
             return f"p < 1/(P+1), P = {P}"
     return f"p = {float(p):.3g}"
