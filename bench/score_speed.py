@@ -36,7 +36,14 @@ CI_SETTINGS = {"resamples": 50, "resample_fraction": 0.5, "seed": 0, "ci_level":
 
 
 def build_release(root: Path, n: int, n_models: int, seed: int, intervals: bool = False) -> Path:
-    from precompute.analyze.scoring_tables import EUCLIDEAN_K, deep_lists, deep_rows, interval_k, shipped_cosine_k
+    from precompute.analyze.scoring_tables import (
+        EUCLIDEAN_K,
+        deep_euclidean_lists,
+        deep_lists,
+        deep_rows,
+        interval_k,
+        shipped_cosine_k,
+    )
     from precompute.analyze.settings import AnalysisSettings
     from precompute.analyze.tasks import resample_subsets
     from precompute.metrics.neighbours import build_neighbour_cache
@@ -47,7 +54,7 @@ def build_release(root: Path, n: int, n_models: int, seed: int, intervals: bool 
     views = structured_views(n, n_models, seed=seed, dim=64)
     k = shipped_cosine_k(n)
     prep = KernelPreprocessing(0.95, True)
-    nb, sim, euc, models, pw, deep = [], [], [], [], [], []
+    nb, sim, euc, models, pw, deep, deep_e = [], [], [], [], [], [], []
     k_ci = min(k, interval_k(n))
     subs = resample_subsets(n, AnalysisSettings.from_dict(CI_SETTINGS)) if intervals else []
     for m, X in views.items():
@@ -57,7 +64,12 @@ def build_release(root: Path, n: int, n_models: int, seed: int, intervals: bool 
         if intervals:  # the lists the seeded CI subsets need, as a release ships them (neighbours_deep)
             deep.append(deep_rows("synthetic", m, *deep_lists(cos.indices, cos.scores, F, subs, k_ci), k))
         cos = type(cos)(cos.indices[:, :k], cos.scores[:, :k], "cosine")
-        e = build_neighbour_cache(X, EUCLIDEAN_K, "euclidean", name=m, duplicates="keep")
+        e_len = subsample_list_length(EUCLIDEAN_K) if intervals else EUCLIDEAN_K  # the analysis' cache length
+        e = build_neighbour_cache(X, e_len, "euclidean", name=m, duplicates="keep")
+        if intervals:  # the II subsets' lists (neighbours_euclidean_deep, k = 5)
+            deep_e.append(deep_rows("synthetic", m, *deep_euclidean_lists(e.indices, X, subs, EUCLIDEAN_K), None,
+                                    EUCLIDEAN_K))  # fmt: skip
+        e = type(e)(e.indices[:, :EUCLIDEAN_K], e.scores[:, :EUCLIDEAN_K], "euclidean")
         base = {"dataset_id": "synthetic", "model_id": m, "position": np.repeat(np.arange(n), k),
                 "rank": np.tile(np.arange(1, k + 1), n)}  # fmt: skip
         nb.append(pd.DataFrame({**base, "neighbour": cos.indices.ravel()}))
@@ -110,7 +122,14 @@ def build_release(root: Path, n: int, n_models: int, seed: int, intervals: bool 
         "neighbours": pd.concat(nb, ignore_index=True),
         "neighbour_similarity": pd.concat(sim, ignore_index=True),
         "neighbours_euclidean": pd.concat(euc, ignore_index=True),
-        **({"neighbours_deep": pd.concat(deep, ignore_index=True)} if intervals else {}),
+        **(
+            {
+                "neighbours_deep": pd.concat(deep, ignore_index=True),
+                "neighbours_euclidean_deep": pd.concat(deep_e, ignore_index=True),
+            }
+            if intervals
+            else {}
+        ),  # fmt: skip
     }
     settings = {"synthetic": {"ks_knn": [5, 10, 25, 50, 100], "ks_ii": [1, 5, 25], "clip_quantile": 0.95,
                               "normalize": True, **(CI_SETTINGS if intervals else {})}}  # fmt: skip

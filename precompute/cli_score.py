@@ -62,12 +62,17 @@ def summary_lines(result, top: int) -> list[str]:
         cal = "" if r.calibrated != r.calibrated else f"  calibrated {r.calibrated:.3f}"
         ci = "" if r.ci_low is None or r.ci_low != r.ci_low else f"  [{r.ci_low:.4f}, {r.ci_high:.4f}]"
         lines.append(f"  {i:2d}. {r.model_b:32s} {r.value:7.4f}{ci}{cal}{p}{above}")  # fmt: skip
-    with_ci = sorted({int(x) for x in t.loc[t.ci_low.notna(), "k"]})
+    has_ci = t.ci_low.notna()
+    with_ci = sorted({int(x) for x in t.loc[has_ci & (t.metric != "info_imbalance"), "k"]})
+    ii_ci = sorted({int(x) for x in t.loc[has_ci & (t.metric == "info_imbalance"), "k"]})
     lines.append(f"95% half-sampling intervals (equal to the analysis'): CKNNA and mutual kNN at k = {with_ci}"
                  if with_ci else "no confidence intervals: " + str(ck.note.iloc[0] if len(ck) else "none scored"))  # fmt: skip
+    ii = t[(t.metric == "info_imbalance") & t.value.notna()]
+    if len(ii):
+        lines.append(f"  information imbalance model -> {result.name} at k = {ii_ci}" if ii_ci
+                     else f"  information imbalance: {ii.note.iloc[0]}")  # fmt: skip
     lines.append("not computable from a release (need the release models' embeddings): CKA, unbiased CKA, IDCor, "
-                 "information imbalance your model -> model; intervals at larger k and for information imbalance "
-                 "(the note column says why)")  # fmt: skip
+                 "information imbalance your model -> model; intervals at larger k (the note column says why)")  # fmt: skip
     if result.n_duplicates:
         lines.append(f"note: {result.n_duplicates} of your rows repeat an earlier row; ties go to the lower position, "
                      "as in the analysis")  # fmt: skip

@@ -83,8 +83,8 @@ def build_tables(
 ) -> dict[str, pd.DataFrame]:
     """The release tables; report_models=True adds REPORT_MODELS (default: the five MODELS only).
 
-    deep=True adds a `neighbours_deep` table (ranks 11-12, schema coverage only: not the depth the seeded subsets
-    need, so scoring must not be given it).
+    deep=True adds a `neighbours_deep` table (ranks 11-12) and a `neighbours_euclidean_deep` table (ranks 6-7), schema
+    coverage only: not the depth the seeded subsets need, so scoring must not be given them.
     """
     from Bio import Phylo
     from Bio.Phylo.TreeConstruction import DistanceMatrix, DistanceTreeConstructor
@@ -229,7 +229,7 @@ def build_tables(
                     "n_atoms": 1 + i % 5,
                 }
             )
-    neighbours, similarity, euclid, deeper = [], [], [], []
+    neighbours, similarity, euclid, deeper, euclid_deep = [], [], [], [], []
     for ds, *_ in DATASETS:
         for m, X in emb[ds].items():
             Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
@@ -238,7 +238,8 @@ def build_tables(
             order = np.argsort(-S, axis=1, kind="stable")[:, :12]
             D = np.linalg.norm(X[:, None, :] - X[None, :, :], axis=-1)
             np.fill_diagonal(D, np.inf)
-            near = np.argsort(D, axis=1, kind="stable")[:, :5]
+            far = np.argsort(D, axis=1, kind="stable")[:, :7]
+            near = far[:, :5]
             for i in range(N):
                 for r in range(10):
                     key = {"dataset_id": ds, "model_id": m, "position": i, "rank": r + 1}
@@ -250,8 +251,15 @@ def build_tables(
                 for r in range(5):
                     euclid.append({"dataset_id": ds, "model_id": m, "position": i, "rank": r + 1,
                                    "neighbour": int(near[i, r])})  # fmt: skip
+                for r in range(5, 7) if deep else ():
+                    euclid_deep.append({"dataset_id": ds, "model_id": m, "position": i, "rank": r + 1,
+                                        "neighbour": int(far[i, r])})  # fmt: skip
     cols = ["dataset_id", "metric", "k", "model_a", "model_b", "value", "ci_low", "ci_high", "p_value", "n"]
-    extra = {"neighbours_deep": pd.DataFrame(deeper)} if deep else {}
+    extra = (
+        {"neighbours_deep": pd.DataFrame(deeper), "neighbours_euclidean_deep": pd.DataFrame(euclid_deep)}
+        if deep
+        else {}
+    )
     return {
         **extra,
         "models": models,

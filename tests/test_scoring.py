@@ -34,7 +34,7 @@ def scored_release(tmp_path_factory):
     _cli("extract", "--dataset", "qm9", "--n", str(N), "--seed", "0", "--models", ",".join(MODELS),
          "--store", str(store))  # fmt: skip
     _cli("analyze", "--dataset", "qm9", "--n", str(N), "--seed", "0", "--store", str(store), "--work", str(work),
-         "--jobs", "1", "--ks", "5,10,25", "--ks-ii", "1,5", "--idcor-n", "60", "--idcor-permutations", "2",
+         "--jobs", "1", "--ks", "5,10,25", "--ks-ii", "1,5,25", "--idcor-n", "60", "--idcor-permutations", "2",
          "--null-permutations", "3", "--bootstrap", "10")  # fmt: skip
     analysis = work / f"qm9_n{N}_seed0"
     _cli("release", "--analyses", str(analysis), "--out", str(out))
@@ -66,9 +66,10 @@ def test_a_release_model_scored_as_new_gets_the_analysis_intervals(scored_releas
     have none and say why."""
     release, feats = scored_release
     pw = release.query("SELECT metric, k, model_a, model_b, ci_low, ci_high FROM pairwise WHERE dataset_id = 'qm9' "
-                       "AND ci_low IS NOT NULL AND metric IN ('cknna', 'mutual_knn')")  # fmt: skip
+                       "AND ci_low IS NOT NULL AND metric IN ('cknna', 'mutual_knn', 'info_imbalance')")  # fmt: skip
     look = {(r.metric, int(r.k), r.model_a, r.model_b): (r.ci_low, r.ci_high) for r in pw.itertuples()}
     assert release.query("SELECT count(*) AS n FROM neighbours_deep").n.iloc[0] > 0
+    assert release.query("SELECT count(*) AS n FROM neighbours_euclidean_deep").n.iloc[0] > 0
     checked = 0
     for m in MODELS:
         others = [z for z in MODELS if z != m]
@@ -81,12 +82,29 @@ def test_a_release_model_scored_as_new_gets_the_analysis_intervals(scored_releas
                 key = (r.metric, int(r.k), key[3], key[2])
             assert (r.ci_low, r.ci_high) == pytest.approx(look[key], abs=1e-6), (key, r.ci_low, r.ci_high, look[key])
             checked += 1
-    assert checked == 3 * 2 * 2 * 3  # 3 models x 2 others x 2 k x (2 CKNNA + mutual)
+        # information imbalance other -> m: the analysis' interval, from neighbours_euclidean_deep and m's own rows
+        for r in t[(t.metric == "info_imbalance") & t.k.notna()].itertuples():
+            key = ("info_imbalance", int(r.k), r.model_a, m)
+            assert r.ci_low < r.ci_high and pd.isna(r.note), (key, r.note)
+            assert (r.ci_low, r.ci_high) == pytest.approx(look[key], abs=1e-6), (key, r.ci_low, r.ci_high, look[key])
+            checked += 1
+    assert checked == 3 * 2 * 2 * 3 + 3 * 2 * 2  # 3 models x 2 others x 2 k x (2 CKNNA + mutual, + II)
     from backend.scoring import ranked
 
     rk = ranked(release, score_embeddings(release, "qm9", feats["ani1x-m0"], "x", permutations=0), 5)
     assert rk.cknna_ci_low.notna().all() and (rk.cknna_ci_low <= rk.cknna_ci_high).all()
     assert rk.tie_group.iloc[0] == 1 and rk.tie_group.is_monotonic_increasing  # overlapping intervals share a group
+
+
+def test_a_release_without_euclidean_deep_lists_says_why_ii_has_no_interval(scored_release, monkeypatch):
+    import backend.scoring.compute as compute
+
+    release, feats = scored_release
+    monkeypatch.setattr(compute, "deep_euclidean_lists", lambda *a: {})  # as a release before 2026-12-04
+    t = score_embeddings(release, "qm9", feats["ani1x-m0"], "x", models=["morgan-fp"], permutations=0).table
+    ii = t[(t.metric == "info_imbalance") & t.value.notna()]
+    assert len(ii) == 2 and ii.ci_low.isna().all() and ii.note.str.contains("neighbours_euclidean_deep").all()
+    assert t[t.metric == "cknna"].ci_low.notna().any()  # the kNN intervals are unaffected
 
 
 def test_rows_given_by_sample_id_in_any_order_give_the_same_scores(scored_release):
@@ -227,9 +245,9 @@ def test_score_command_writes_the_table_and_derives_a_release(scored_release, tm
     again = score_embeddings(d, "qm9", feats["coulomb-spectrum"], "x", models=["my-model"], permutations=0).table
     ref = score_embeddings(release, "qm9", feats["coulomb-spectrum"], "x", models=["ani1x-m0"], permutations=0).table
     assert np.allclose(again.dropna(subset=["value"]).value, ref.dropna(subset=["value"]).value, atol=1e-6)
-    # ... and its neighbours_deep rows give my-model the intervals ani1x-m0 gets (k <= 10 at N = 120)
+    # ... and its neighbours_deep and neighbours_euclidean_deep rows give my-model the intervals ani1x-m0 gets
     ci = lambda t: t.dropna(subset=["ci_low"])[["ci_low", "ci_high"]].to_numpy(float)  # noqa: E731
-    assert len(ci(ref)) == 6 and np.allclose(ci(again), ci(ref), atol=1e-6)
+    assert len(ci(ref)) == 8 and np.allclose(ci(again), ci(ref), atol=1e-6)  # + II at k = 1, 5
     assert d.query("SELECT count(*) AS n FROM intrinsic_dim WHERE model_id = 'my-model'").n.iloc[0] == 1
     trees = d.query("SELECT newick FROM trees WHERE dataset_id = 'qm9'").newick
     assert len(trees) == 2 and trees.str.contains("my-model").all()  # rebuilt with the user's model (k = 25 scored)

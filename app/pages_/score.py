@@ -72,6 +72,7 @@ if need(not sd.empty, "This release carries no neighbour lists, so nothing can b
             k = max([k for k in result.ks_knn if k <= 10] or [min(result.ks_knn)])
             st.subheader(f"Nearest release models on {names[ds]} (CKNNA, k = {k}, n = {result.n:,})")
             rk = scoring.ranked(r, result, k)
+            ck_ci = result.table.ci_low.notna() & (result.table.metric == "cknna")
             st.caption(
                 "CKNNA: yours -> model (cknna) and model -> yours (cknna_reverse); the null: your rows permuted "
                 f"({int(result.table['n_permutations'].max() or 0)} permutations, seed 0); p at its floor reads "
@@ -79,9 +80,14 @@ if need(not sd.empty, "This release carries no neighbour lists, so nothing can b
                 "95% critical value). Mutual kNN's null mean is about k/(N-1). Intervals (cknna_ci_low/high, ties "
                 "grouped where they overlap): the analysis' half-sampling CIs, at "
                 + (
-                    f"k = {sorted({int(x) for x in result.table.loc[result.table.ci_low.notna(), 'k']})}"
-                    if result.table.ci_low.notna().any()
+                    f"k = {sorted({int(x) for x in result.table.loc[ck_ci, 'k']})}"
+                    if ck_ci.any()
                     else "no k for this release"
+                )
+                + (
+                    " (information imbalance model -> yours: its interval too)"
+                    if (result.table.ci_low.notna() & (result.table.metric == "info_imbalance")).any()
+                    else ""
                 )
                 + "; the others need deeper lists than a release holds (the CSV's note says why)."
                 + (

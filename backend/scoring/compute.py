@@ -16,8 +16,9 @@ Null: the rows of U permuted (seeded), by re-indexing U's cache (O(N·k) per per
 one tiled pass over U for information imbalance; p-value (1 + #{null at least as aligned}) / (P + 1); calibrated
 score and critical value as precompute.metrics.calibrated (Gröger et al. 2026, Algorithm 1).
 Confidence intervals (intervals.py): the analysis' half-sampling CIs of CKNNA and mutual kNN, equal to its own, at
-the k the release's `neighbours_deep` lists cover (k <= 5 where N > 5,000, else k <= 10); every other scored row
-has empty ci_low / ci_high and a note saying why.
+the k the release's `neighbours_deep` lists cover (k <= 5 where N > 5,000, else k <= 10), and of Δ(M -> U) at every
+shipped II k where the release has `neighbours_euclidean_deep`; every other scored row has empty ci_low / ci_high
+and a note saying why. Δ(U -> M) has no value, hence no interval.
 
 Speed (fast.py): the upload's cosine cache takes its candidates from a float32 product with a rigorous error bound
 (exact result), its Euclidean ranks use one vectorised search per tile, every k comes from one intersection, and
@@ -45,8 +46,8 @@ from precompute.metrics.resampling import subsample_list_length
 
 from .fast import cosine_cache, euclidean_ranks, self_hsic_lists
 from .inputs import ScoringInputError, align_to_samples, duplicate_rows
-from .intervals import interval_settings, pair_intervals
-from .zoo import ScoringDataError, deep_lists, zoo_lists
+from .intervals import II_SHORT_NOTE, II_SMALL_NOTE, ii_intervals, interval_settings, pair_intervals
+from .zoo import ScoringDataError, deep_euclidean_lists, deep_lists, zoo_lists
 
 NOT_COMPUTABLE = {
     "cka": "needs the release model's embeddings, which a release does not hold",
@@ -206,12 +207,22 @@ def score_embeddings(
         ii_null = {}
         if permutations:  # rows of U permuted: the same permutations for every model, one pass over U
             ii_null, _ = info_imbalance_null_values(X, lists, ks_ii, permutations, {m: seed for m in lists})
+        ii_rows = []
         for m, r in ranks.items():
             for j, k in enumerate(ks_ii):
                 v = imbalance_from_ranks(r, k)
                 null = ii_null[m][:, j] if m in ii_null else np.zeros(0)
-                rows.append({**base, "metric": "info_imbalance", "k": k, "model_a": m, "model_b": name,
-                             "value": v, **_null(v, null, seed, "info_imbalance")})  # fmt: skip
+                ii_rows.append({**base, "metric": "info_imbalance", "k": k, "model_a": m, "model_b": name,
+                                "value": v, **_null(v, null, seed, "info_imbalance")})  # fmt: skip
+        if ci is not None:  # the analysis' II intervals, from the lists continued as deep as its subsets need
+            deep_euc = deep_euclidean_lists(release, dataset, {m: zoo[m] for m in lists})
+            values = {(r["metric"], r["k"], r["model_a"], r["model_b"]): r["value"] for r in ii_rows}
+            iv = ii_intervals(ci, X, deep_euc, ks_ii, values, name)
+            for r in ii_rows:
+                r["ci_low"], r["ci_high"] = iv.get((r["metric"], r["k"], r["model_a"], r["model_b"]), (None, None))
+                if r["ci_low"] is None and r["note"] is None:
+                    r["note"] = II_SHORT_NOTE if r["model_a"] not in deep_euc else II_SMALL_NOTE
+        rows.extend(ii_rows)
     for r in rows:
         if r["ci_low"] is None and r["note"] is None:
             r["note"] = _no_interval_note(r["metric"], r["k"], ks_ci, ci is not None, intervals, bool(deep))
@@ -254,8 +265,8 @@ def _no_interval_note(metric: str, k: int, ks_ci: tuple, drawn: bool, asked: boo
         return "no interval: intervals=False"
     if not drawn:
         return "no interval: the release's analysis drew no half-sampling subsets"
-    if metric == "info_imbalance":
-        return "no interval: information-imbalance intervals need the release model's distances on each subset"
+    if metric == "info_imbalance":  # not reached: the II rows get their own note (above)
+        return II_SHORT_NOTE
     if not shipped:
         return "no interval: the release has no neighbours_deep lists (written by later versions of the release)"
     return (f"no interval at k = {k}: the release ships the subset-deep lists for k <= {max(ks_ci)} only "

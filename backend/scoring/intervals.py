@@ -6,8 +6,10 @@ subset values (precompute.metrics.resampling). Restricting a row's exact (score,
 exact, so a release model's subset lists are the first k kept entries of its list, provided the list is deep
 enough: the release ships each row's list exactly as deep as those subsets need (`neighbours_deep`, k <= 5 where
 N > 5,000, else k <= 10; see precompute.analyze.scoring_tables.interval_k). The new embedding's subset lists come
-from its own longer cache and features (resampling.subsample_cache). Larger k, information imbalance, CKA and IDCor
-get no interval: a note says why.
+from its own longer cache and features (resampling.subsample_cache). Information imbalance model -> new
+(precompute.analyze.tasks.task_information_imbalance): each model's Euclidean subset lists from its lists continued
+as deep as the subsets need (`neighbours_euclidean_deep`, at the largest II k <= 5), the new embedding's ranks on each
+subset from its own rows, in resampling_ii's one pass. Larger k, CKA and IDCor get no interval: a note says why.
 """
 
 from __future__ import annotations
@@ -18,9 +20,16 @@ from precompute.analyze.settings import AnalysisSettings
 from precompute.analyze.tasks import resample_subsets
 from precompute.metrics.neighbours import NeighbourCache
 from precompute.metrics.resampling import basic_interval, knn_subsample_values, subsample_cache
+from precompute.metrics.resampling_ii import info_imbalance_subsample_values
 
 from .fast import self_hsic_lists
 from .zoo import DeepLists
+
+II_SHORT_NOTE = (
+    "no interval: Δ(model -> new) on the release's subsets needs the Euclidean lists as deep as each "
+    "subset's k-th kept neighbour (neighbours_euclidean_deep), which this release does not ship"
+)
+II_SMALL_NOTE = "no interval: the subsets are too small for this k (the analysis gives none either)"
 
 
 def interval_settings(settings: dict) -> AnalysisSettings | None:
@@ -82,3 +91,32 @@ def pair_intervals(
     return {
         key: basic_interval(values[key], np.asarray(v), n, m, s.ci_level) for key, v in got.items() if key in values
     }
+
+
+def ii_intervals(
+    s: AnalysisSettings,
+    X: np.ndarray,
+    deep: dict[str, DeepLists],
+    ks: tuple[int, ...],
+    values: dict[tuple, float],
+    name: str,
+) -> dict[tuple, tuple[float, float]]:
+    """("info_imbalance", k, model, name) -> (ci_low, ci_high) of Δ(model -> new; k), the analysis' interval.
+
+    X: the new embedding's raw rows (B of the analysis' pass); deep: each model's Euclidean lists as deep as the
+    subsets need at k = max(ks) (scoring_tables.ii_interval_k)."""
+    n = X.shape[0]
+    subs = resample_subsets(n, s)
+    m = subs[0].size
+    if not deep or not ks or max(s.ks_ii) + 1 >= m - 1:  # the analysis' rule, at its own k_max: no interval
+        return {}
+    lists = {a: d.indices for a, d in deep.items()}
+    sub = info_imbalance_subsample_values(X, lists, {a: None for a in deep}, subs, ks,
+                                          depth={a: d.depth for a, d in deep.items()})  # fmt: skip
+    out = {}
+    for a, v in sub.items():
+        for q, k in enumerate(ks):
+            key = ("info_imbalance", k, a, name)
+            if key in values:
+                out[key] = basic_interval(values[key], v[:, q], n, m, s.ci_level)
+    return out

@@ -56,7 +56,8 @@ def ranked(release: Release, result: ScoreResult, k: int) -> pd.DataFrame:
     ck = t[(t.metric == "cknna") & (t.k == k)]
     mk = t[(t.metric == "mutual_knn") & (t.k == k)].set_index("model_b")
     ii = t[(t.metric == "info_imbalance") & (t.k == min(result.ks_ii, default=1)) & (t.model_b == name)]
-    ii = ii.set_index("model_a")["value"]
+    ii = ii.set_index("model_a")
+    ii_col = f"info_imbalance_model_to_yours_k{min(result.ks_ii, default=1)}"
     rows = []
     for m in mk.index:
         fwd = ck[(ck.model_a == name) & (ck.model_b == m)]
@@ -76,7 +77,9 @@ def ranked(release: Release, result: ScoreResult, k: int) -> pd.DataFrame:
             "p_value": p_text(None if f is None else f.p_value, None if f is None else f.n_permutations),
             "mutual_knn": mk.at[m, "value"],
             "mutual_knn_null_mean": mk.at[m, "null_mean"],
-            f"info_imbalance_model_to_yours_k{min(result.ks_ii, default=1)}": ii.get(m),
+            ii_col: ii.at[m, "value"] if m in ii.index else None,
+            f"{ii_col}_ci_low": ii.at[m, "ci_low"] if m in ii.index else None,
+            f"{ii_col}_ci_high": ii.at[m, "ci_high"] if m in ii.index else None,
         })  # fmt: skip
     df = pd.DataFrame(rows)
     key = "cknna" if df["cknna"].notna().any() else "mutual_knn"

@@ -105,19 +105,39 @@ class DeepLists:
     indices / similarity: (N, W), row i valid up to depth[i] (the rest is padding); W >= the shipped k."""
 
     indices: np.ndarray
-    similarity: np.ndarray
+    similarity: np.ndarray | None  # None for the Euclidean lists (only their order matters)
     depth: np.ndarray
 
 
 def deep_lists(release: Release, dataset: str, zoo: dict[str, ZooLists]) -> dict[str, DeepLists]:
     """The models of `zoo` with resampling lists in the release (none for a release without `neighbours_deep`)."""
-    if "neighbours_deep" not in release.tables:
+    base = {m: (z.cosine_indices, z.cosine_similarity) for m, z in zoo.items() if z.cosine_similarity is not None}
+    return _deep(release, "neighbours_deep", dataset, base)
+
+
+def deep_euclidean_lists(release: Release, dataset: str, zoo: dict[str, ZooLists]) -> dict[str, DeepLists]:
+    """The models of `zoo` with Euclidean lists as deep as the II interval subsets need (`neighbours_euclidean_deep`);
+    similarity None. Padding entries repeat the row's last valid neighbour (ranks of a padding entry
+    are never counted; repeating a real entry keeps resampling_ii's search as short as without padding)."""
+    base = {m: (z.euclidean_indices.astype(np.int64), None) for m, z in zoo.items() if z.euclidean_indices is not None}
+    out = _deep(release, "neighbours_euclidean_deep", dataset, base)
+    for d in out.values():
+        last = np.take_along_axis(d.indices, (d.depth - 1)[:, None], 1)
+        pad = np.arange(d.indices.shape[1])[None, :] >= d.depth[:, None]
+        d.indices[pad] = np.broadcast_to(last, d.indices.shape)[pad]
+    return out
+
+
+def _deep(release: Release, table: str, dataset: str, base: dict[str, tuple]) -> dict[str, DeepLists]:
+    """`base` (model -> shipped (N, k) indices, similarities or None) continued by `table`'s ranks k+1, k+2, ..."""
+    if table not in release.tables:
         return {}
+    with_sim = table == "neighbours_deep"
     cur = release.cursor()
     try:
         got = cur.execute(
-            "SELECT model_id, position, rank, neighbour, similarity FROM neighbours_deep WHERE dataset_id = ? "
-            "ORDER BY model_id, position, rank",
+            f"SELECT model_id, position, rank, neighbour{', similarity' if with_sim else ''} FROM {table} "  # names
+            "WHERE dataset_id = ? ORDER BY model_id, position, rank",  # from code only; the value is bound
             [dataset],
         ).fetchnumpy()
     finally:
@@ -127,23 +147,25 @@ def deep_lists(release: Release, dataset: str, zoo: dict[str, ZooLists]) -> dict
     starts = np.flatnonzero(np.r_[True, models[1:] != models[:-1]]) if models.size else np.zeros(0, dtype=int)
     for s, e in zip(starts, np.r_[starts[1:], models.size].astype(int), strict=True):
         m = str(models[s])
-        z = zoo.get(m)
-        if z is None or z.cosine_similarity is None:
+        if m not in base:
             continue
-        n, k = z.cosine_indices.shape
+        shipped_i, shipped_s = base[m]
+        n, k = shipped_i.shape
         pos = np.asarray(got["position"][s:e], dtype=np.int64)
         rank = np.asarray(got["rank"][s:e], dtype=np.int64)
         depth = np.full(n, k, dtype=np.int64)
         np.maximum.at(depth, pos, rank)
         width = int(depth.max())
         idx = np.zeros((n, width), dtype=np.int64)
-        sim = np.zeros((n, width))
-        idx[:, :k], sim[:, :k] = z.cosine_indices, z.cosine_similarity
+        sim = np.zeros((n, width)) if with_sim else None
+        idx[:, :k] = shipped_i
         idx[pos, rank - 1] = np.asarray(got["neighbour"][s:e])
-        sim[pos, rank - 1] = np.asarray(got["similarity"][s:e], dtype=np.float64)
+        if sim is not None:
+            sim[:, :k] = shipped_s
+            sim[pos, rank - 1] = np.asarray(got["similarity"][s:e], dtype=np.float64)
         counts = np.bincount(pos, minlength=n)
         if (rank <= k).any() or not np.array_equal(counts[counts > 0], (depth - k)[counts > 0]):
-            raise ScoringDataError(f"neighbours_deep: model {m!r} on {dataset!r} does not continue ranks {k + 1}.. "
+            raise ScoringDataError(f"{table}: model {m!r} on {dataset!r} does not continue ranks {k + 1}.. "
                                    "without gaps")  # fmt: skip
         out[m] = DeepLists(idx, sim, depth)
     return out

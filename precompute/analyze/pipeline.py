@@ -19,6 +19,7 @@ from .executor import Task, run_tasks
 from .scoring_tables import (
     neighbour_similarity_table,
     neighbours_deep_table,
+    neighbours_euclidean_deep_table,
     neighbours_euclidean_table,
     shipped_cosine_k,
 )
@@ -255,7 +256,8 @@ def collect_tables(work: Path, dataset_id: str) -> dict[str, pd.DataFrame]:
             "neighbours": neighbours_table(work, dataset_id, models, k_ship),
             "neighbour_similarity": neighbour_similarity_table(work, dataset_id, models, k_ship),
             "neighbours_euclidean": neighbours_euclidean_table(work, dataset_id, models),
-            "neighbours_deep": neighbours_deep_table(work, dataset_id, models, settings.as_dict(), k_ship)}  # fmt: skip
+            "neighbours_deep": neighbours_deep_table(work, dataset_id, models, settings.as_dict(), k_ship),
+            "neighbours_euclidean_deep": neighbours_euclidean_deep_table(work, dataset_id, models, settings.as_dict())}  # fmt: skip
 
 
 SHIPPED_NEIGHBOURS_K = 10

@@ -147,12 +147,72 @@ def neighbours_deep_table(
 
 
 def deep_rows(
-    dataset_id: str, model: str, depth: np.ndarray, indices: np.ndarray, scores: np.ndarray, shipped_k: int
+    dataset_id: str, model: str, depth: np.ndarray, indices: np.ndarray, scores: np.ndarray | None, shipped_k: int
 ) -> pd.DataFrame:
-    """`neighbours_deep` rows: ranks shipped_k + 1 .. depth[i] of each row i (similarities as float32)."""
+    """`neighbours_deep` rows: ranks shipped_k + 1 .. depth[i] of each row i (similarities as float32; scores None:
+    the `neighbours_euclidean_deep` rows, indices only)."""
     pos, rank = np.nonzero(np.arange(1, indices.shape[1] + 1)[None, :] <= depth[:, None])
     sel = rank >= shipped_k  # 0-based rank
     pos, rank = pos[sel], rank[sel]
-    return pd.DataFrame({"dataset_id": dataset_id, "model_id": model, "position": pos.astype(np.int64),
-                         "rank": (rank + 1).astype(np.int64), "neighbour": indices[pos, rank].astype(np.int64),
-                         "similarity": scores[pos, rank].astype(np.float32)})  # fmt: skip
+    out = pd.DataFrame({"dataset_id": dataset_id, "model_id": model, "position": pos.astype(np.int64),
+                        "rank": (rank + 1).astype(np.int64), "neighbour": indices[pos, rank].astype(np.int64)})  # fmt: skip
+    if scores is not None:
+        out["similarity"] = scores[pos, rank].astype(np.float32)
+    return out
+
+
+# ------------------------------------------------------------------- Euclidean lists for the II intervals
+def ii_interval_k(ks_ii: list[int] | tuple[int, ...], m: int, shipped_k: int = EUCLIDEAN_K) -> int | None:
+    """The k the Euclidean subset lists are shipped for: the largest analysed II k a new embedding can be scored at
+    (<= the shipped list length); None when the analysis gives no II interval (task_information_imbalance: its
+    k_max + 1 must be < m - 1, m the subset size). A subset's first k kept neighbours do not depend on the k_max the
+    analysis cut at, so the intervals at k <= this equal the analysis' (its k = 25 needs no list: not scorable)."""
+    if not ks_ii or max(ks_ii) + 1 >= m - 1:
+        return None
+    ks = [k for k in ks_ii if k <= shipped_k]
+    return max(ks) if ks else None
+
+
+def deep_euclidean_lists(
+    indices: np.ndarray, features: np.ndarray, subsets: list[np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(depth per row, indices): each row's exact Euclidean list (raw features) as deep as the seeded subsets need
+    for its first k kept neighbours: exactly the lists resampling_ii takes on each subset (the cache's first k kept
+    entries; a row whose cache is too short is ordered exactly over all N, as _exact_short_row orders it on S)."""
+    from precompute.metrics.neighbours import _exact_row
+
+    depth = resample_depth(indices, subsets, k)
+    short = np.flatnonzero(depth > indices.shape[1])
+    if not short.size:
+        return depth, indices
+    n = indices.shape[0]
+    X = np.ascontiguousarray(features, dtype=np.float64)  # as _exact_short_row: raw rows, no scaling
+    full_i = np.stack([_exact_row(X, int(i), n - 1, "euclidean")[0] for i in short])
+    depth[short] = resample_depth(full_i, subsets, k, rows=short)
+    out = np.zeros((n, int(depth.max())), dtype=np.int64)
+    out[:, : indices.shape[1]] = indices[:, : out.shape[1]]
+    out[short] = full_i[:, : out.shape[1]]
+    return depth, out
+
+
+def neighbours_euclidean_deep_table(
+    work: Path, dataset_id: str, models: list[str], settings: dict, shipped_k: int = EUCLIDEAN_K
+) -> pd.DataFrame:
+    """Each model's Euclidean list entries beyond rank shipped_k, as deep as each row needs for the analysis' seeded
+    subsets at k = ii_interval_k (`neighbours_euclidean_deep`): with them a new embedding's information-imbalance
+    intervals (model -> new) equal the analysis'. Empty when the analysis gave II no interval."""
+    from .settings import AnalysisSettings
+    from .tasks import load_cache, load_features, resample_subsets
+
+    cols = ["dataset_id", "model_id", "position", "rank", "neighbour"]
+    s = AnalysisSettings.from_dict(settings)
+    parts = []
+    for m in models:
+        c = load_cache(Path(work), m, "euclid")
+        subs = resample_subsets(c.n, s) if s.resamples > 0 else []
+        k = ii_interval_k(s.ks_ii, subs[0].size, shipped_k) if subs else None
+        if k is None:
+            break
+        depth, idx = deep_euclidean_lists(c.indices, load_features(Path(work), m), subs, k)
+        parts.append(deep_rows(dataset_id, m, depth, idx, None, shipped_k))
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)

@@ -37,17 +37,20 @@ def _exact_short_row(
 def info_imbalance_subsample_values(
     B: np.ndarray,
     lists: Mapping[str, np.ndarray],
-    features: Mapping[str, np.ndarray],
+    features: Mapping[str, np.ndarray | None],
     subsets: Sequence[np.ndarray],
     ks: Sequence[int],
     *,
     tile_bytes: int = _DEFAULT_TILE_BYTES,
+    depth: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Δ_S(A → B; k) (R, len(ks)) for each A on each subset S_r (sorted row positions, all of one size m).
 
     lists: A's full (N, L) Euclidean neighbour lists in exact order (L >= max(ks); resampling.subsample_list_length
     makes rows left short rare). features: A's rows the cache was built on (used for the short rows only).
     Ranks as in information_imbalance.ranks_in (Gram form on carefully centred B, strict "nearer").
+    depth: per A, row i's list is valid up to depth[a][i] (the rest is padding, never a neighbour): a release's
+    `neighbours_euclidean_deep` lists, deep enough by construction; with features[a] None a row left short raises.
     """
     n = B.shape[0]
     ks = [int(k) for k in ks]
@@ -93,12 +96,17 @@ def info_imbalance_subsample_values(
             ranks = 1 + np.take_along_axis(prefix, pos[:, col : col + L, None], axis=1).astype(np.int64)  # (t, L, R)
             col += L
             kept = member[full[a]]  # (t, L, R): neighbour in S_r
+            if depth is not None and a in depth:
+                kept &= (np.arange(L)[None, :] < depth[a][start:stop, None])[:, :, None]
             seen = np.cumsum(kept, axis=1, dtype=np.int32)
             ok = in_r & (seen[:, -1, :] >= kmax)  # rows of S_r whose k_max list comes from the cache
             ranks *= kept & ok[:, None, :]
             for q, k in enumerate(ks):
                 sums[a][:, q] += np.sum(ranks * (seen <= k), axis=(0, 1))
             for i, r in zip(*np.nonzero(in_r & ~ok), strict=True):
+                if features[a] is None:
+                    raise ValueError(f"{a}: the neighbour list of row {start + i} is too short for subset {r} at "
+                                     f"k = {kmax} and no features were given to recompute it")  # fmt: skip
                 rk = _exact_short_row(features[a], subsets[r], int(local[r, start + i]), kmax, d2[i])
                 csum = np.cumsum(rk)
                 for q, k in enumerate(ks):

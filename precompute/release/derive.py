@@ -54,6 +54,28 @@ def _deep_rows(result: ScoreResult, settings: dict, k_ship: int) -> pd.DataFrame
     return deep_rows(result.dataset_id, result.name, *deep, k_ship)[cols]
 
 
+def _euclidean_deep_rows(result: ScoreResult, settings: dict) -> pd.DataFrame:
+    """`neighbours_euclidean_deep` rows of the user's model, as scoring_tables.neighbours_euclidean_deep_table."""
+    from precompute.analyze.scoring_tables import deep_euclidean_lists, deep_rows, ii_interval_k
+    from precompute.analyze.settings import AnalysisSettings
+    from precompute.analyze.tasks import resample_subsets
+    from precompute.metrics.resampling import subsample_list_length
+
+    cols = TABLES["neighbours_euclidean_deep"].column_names
+    known = {k: v for k, v in settings.items() if k in AnalysisSettings.__dataclass_fields__}
+    s = AnalysisSettings.from_dict(known)
+    if "resamples" not in settings or s.resamples <= 0:
+        return pd.DataFrame(columns=cols)
+    subs = resample_subsets(result.n, s)
+    k = ii_interval_k(s.ks_ii, subs[0].size)
+    if k is None:
+        return pd.DataFrame(columns=cols)
+    length = max(EUCLIDEAN_K, min(result.n - 2, subsample_list_length(k)))  # the analysis' Euclidean cache length
+    euc = build_neighbour_cache(result.features, length, "euclidean", name=result.name, duplicates="keep")
+    depth, idx = deep_euclidean_lists(euc.indices, result.features, subs, k)
+    return deep_rows(result.dataset_id, result.name, depth, idx, None, EUCLIDEAN_K)[cols]
+
+
 def _parent_tables(release: Release) -> dict[str, pd.DataFrame]:
     return {t: pd.read_parquet(release.path / f"{t}.parquet") for t in release.tables}
 
@@ -117,6 +139,10 @@ def derive_release(
         tables["neighbours_euclidean"] = pd.concat(
             [tables["neighbours_euclidean"], long_lists(ds, mid, euc.indices.astype(np.int64), "neighbour")],
             ignore_index=True,
+        )
+    if "neighbours_euclidean_deep" in tables:  # the user's Euclidean lists as deep as the II CI subsets need
+        tables["neighbours_euclidean_deep"] = pd.concat(
+            [tables["neighbours_euclidean_deep"], _euclidean_deep_rows(result, settings)], ignore_index=True
         )
     mu, n_dup = twonn_ratios(result.features, name=mid)
     lo, hi = twonn_bootstrap_ci(mu, int(settings.get("bootstrap", 200)), int(settings.get("seed", 0)))

@@ -462,6 +462,21 @@ TABLES: dict[str, TableSchema] = {
             "mutual kNN at those k then equal the analysis' (docs/RELEASE_FORMAT.md, scoring)",
         ),
         TableSchema(
+            "neighbours_euclidean_deep",
+            (
+                C("dataset_id", "string"),
+                C("model_id", "string"),
+                C("position", "int64", min=0, doc="the sample (samples.position)"),
+                C("rank", "int64", min=1, doc="continues `neighbours_euclidean` (ranks above its k), without gaps"),
+                C("neighbour", "int64", min=0, doc="position of its rank-th nearest other sample (Euclidean, raw)"),
+            ),
+            key=("dataset_id", "model_id", "position", "rank"),
+            required=False,
+            doc="each sample's Euclidean list beyond `neighbours_euclidean`, exactly as deep as the analysis' seeded "
+            "half-sampling subsets need at the largest analysed II k <= 5: the confidence intervals of a new embedding's information "
+            "imbalance (model -> new) then equal the analysis' (docs/RELEASE_FORMAT.md, scoring)",
+        ),
+        TableSchema(
             "sample_structures",
             (
                 C("dataset_id", "string"),

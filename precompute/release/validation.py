@@ -170,7 +170,7 @@ def validate_release_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pa.Tab
         refs(t, "model_a", model_ids, "model")
         refs(t, "model_b", model_ids, "model")
     per_model = ("intrinsic_dim", "energy", "neighbours", "neighbour_similarity", "neighbours_euclidean",
-                 "neighbours_deep")  # fmt: skip
+                 "neighbours_deep", "neighbours_euclidean_deep")  # fmt: skip
     for t in per_model:
         refs(t, "model_id", model_ids, "model")
     for t in ("pairwise", "pairwise_null", "pairwise_calibration", "trees", "samples", "sample_structures", *per_model):
