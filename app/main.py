@@ -39,6 +39,7 @@ def main() -> None:
             help="Every release is a frozen, verified set of tables; the id is in every CSV file name.",
         )  # fmt: skip
         release = data.open_release(None if rid == default_path.name else rid)
+        data.warm_scoring(release)  # background: the scoring lists, so a first upload scores warm
     except data.NoRelease as e:
         st.title("matter-align")
         st.error(str(e), icon=":material/folder_off:")

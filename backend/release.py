@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute for the dataset filter
 import pyarrow.parquet as pq
 
 from precompute.release.schema import REQUIRED_TABLES, TABLES
@@ -108,11 +109,21 @@ class Release:
     con: duckdb.DuckDBPyConnection = field(repr=False)
     tables: tuple[str, ...] = ()
     _vocab_cache: dict = field(default_factory=dict, repr=False)
+    partial: dict | None = None  # {"dataset": ..., "tables": [...]} when opened with only=/dataset= (else None)
 
     # --------------------------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path | None = None) -> Release:
-        """Open and verify a release folder (default: the one named by data/releases/latest)."""
+    def open(
+        cls, path: str | Path | None = None, *, only: tuple[str, ...] | None = None, dataset: str | None = None
+    ) -> Release:
+        """Open and verify a release folder (default: the one named by data/releases/latest).
+
+        only / dataset (a command that needs one dataset's part, e.g. `matter-align score`): every listed file is
+        still read and checked against the manifest (size, SHA-256, rows, columns), but only the tables in `only`
+        are loaded and value-checked, and with `dataset` only that dataset's rows of tables that have a dataset_id
+        (row numbers in value errors then count those rows). A table left out is absent, so a query on it fails
+        instead of answering from nothing; `partial` records what was loaded.
+        """
         folder = Path(path) if path is not None else resolve_latest()
         if not folder.is_dir():
             raise ReleaseError(f"{folder}: release folder not found")
@@ -141,26 +152,35 @@ class Release:
         if stray:
             raise ReleaseError(f"{folder / stray[0]}: Parquet file not listed in the manifest (mixed release?)")
 
+        if only is not None and (unknown := sorted(set(only) - set(TABLES))):
+            raise ReleaseError(f"{folder}: unknown table(s) {unknown} in only=")
+        loaded = tuple(sorted(t for t in listed_tables if only is None or t in only))
         con = duckdb.connect(":memory:")
         try:
             for table, (fname, meta) in sorted(listed_tables.items()):
+                if table not in loaded:  # the bytes are still checked: a partial open verifies the whole release
+                    _check_bytes(folder / fname, meta)
+                    continue
                 arrow = _read_verified(folder / fname, meta)
                 _check_columns(folder / fname, table, arrow)
+                if dataset is not None and "dataset_id" in arrow.schema.names:
+                    arrow = arrow.filter(pa.compute.equal(arrow["dataset_id"], dataset))
                 con.register("_incoming", arrow)
                 con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM _incoming')  # table name from TABLES only
                 con.unregister("_incoming")
             for table in TABLES:  # optional tables absent: empty, typed, so queries never fail on their absence
-                if table not in listed_tables:
+                if table not in listed_tables and (only is None or table in only):
                     con.register("_incoming", TABLES[table].arrow_schema().empty_table())
                     con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM _incoming')
                     con.unregister("_incoming")
-            validate_values(con, tuple(sorted(listed_tables)))
+            validate_values(con, loaded)
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
         except BaseException:
             con.close()
             raise
-        return cls(path=folder, manifest=manifest, con=con, tables=tuple(sorted(listed_tables)))
+        partial = None if only is None and dataset is None else {"dataset": dataset, "tables": list(loaded)}
+        return cls(path=folder, manifest=manifest, con=con, tables=loaded, partial=partial)
 
     # --------------------------------------------------------------------------------------------------------
     @property
@@ -202,7 +222,7 @@ class Release:
         self.con.close()
 
 
-def _read_verified(path: Path, meta: dict) -> pa.Table:
+def _check_bytes(path: Path, meta: dict) -> bytes:
     if not path.is_file():
         raise ReleaseError(f"{path}: file listed in the manifest is missing (partial release?)")
     data = path.read_bytes()
@@ -212,6 +232,11 @@ def _read_verified(path: Path, meta: dict) -> pa.Table:
     digest = hashlib.sha256(data).hexdigest()
     if digest != meta.get("sha256"):
         raise ReleaseError(f"{path}: SHA-256 {digest} does not match the manifest ({meta.get('sha256')})")
+    return data
+
+
+def _read_verified(path: Path, meta: dict) -> pa.Table:
+    data = _check_bytes(path, meta)
     try:
         table = pq.read_table(pa.BufferReader(data))
     except Exception as e:  # noqa: BLE001 - any parse failure means an unusable file

@@ -55,11 +55,11 @@ def summary_lines(result, top: int) -> list[str]:
         )
         p = (
             ""
-            if r.p_value != r.p_value
+            if r.p_value is None or r.p_value != r.p_value  # --permutations 0: no null
             else f"  p = {r.p_value:.3g}"
             + (f" (p < 1/{int(r.n_permutations) + 1}: the floor)" if r.p_value <= 1 / (r.n_permutations + 1) else "")
         )
-        cal = "" if r.calibrated != r.calibrated else f"  calibrated {r.calibrated:.3f}"
+        cal = "" if r.calibrated is None or r.calibrated != r.calibrated else f"  calibrated {r.calibrated:.3f}"
         ci = "" if r.ci_low is None or r.ci_low != r.ci_low else f"  [{r.ci_low:.4f}, {r.ci_high:.4f}]"
         lines.append(f"  {i:2d}. {r.model_b:32s} {r.value:7.4f}{ci}{cal}{p}{above}")  # fmt: skip
     has_ci = t.ci_low.notna()
@@ -81,11 +81,14 @@ def summary_lines(result, top: int) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from backend import Release
-    from backend.scoring import ScoringDataError, ScoringInputError, read_embeddings, score_embeddings
+    from backend.scoring import SCORING_TABLES, ScoringDataError, ScoringInputError, read_embeddings, score_embeddings
     from precompute.release.derive import derive_release, user_model_id
 
     try:
-        release = Release.open(resolve_release(args.release))
+        # every file is checked against the manifest; only the scoring tables' rows of this dataset are loaded and
+        # value-checked (the whole release is loaded for --derive, which copies every table)
+        part = {} if args.derive else {"only": SCORING_TABLES, "dataset": args.dataset}
+        release = Release.open(resolve_release(args.release), **part)
         mid = user_model_id(args.name)
         X, ids = read_embeddings(args.embeddings)
         result = score_embeddings(release, args.dataset, X, mid, sample_ids=ids, label=str(args.embeddings),

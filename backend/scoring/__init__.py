@@ -9,12 +9,13 @@ from .compute import COLUMNS, NOT_COMPUTABLE, ScoreResult, dataset_samples, scor
 from .inputs import FORMATS, MAX_UPLOAD_BYTES, ScoringInputError, read_embeddings
 from .samples_export import SAMPLE_FORMATS, sample_formats, samples_file
 from .views import intrinsic_dim_with_user, matrix_with_user, p_text, ranked, scorable_datasets, tree_with_user
-from .zoo import ScoringDataError, ZooLists, zoo_lists
+from .zoo import SCORING_TABLES, ScoringDataError, ZooLists, warm, zoo_lists
 
 __all__ = [
     "COLUMNS",
     "FORMATS",
     "SAMPLE_FORMATS",
+    "SCORING_TABLES",
     "MAX_UPLOAD_BYTES",
     "NOT_COMPUTABLE",
     "ScoreResult",
@@ -31,6 +32,7 @@ __all__ = [
     "scorable_datasets",
     "tree_with_user",
     "read_embeddings",
+    "warm",
     "score_embeddings",
     "zoo_lists",
 ]

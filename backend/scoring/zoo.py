@@ -8,6 +8,7 @@ need the model's embeddings, which a release does not hold: they are never appro
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,12 @@ from backend.release import Release
 
 class ScoringDataError(ValueError):
     """The release lacks (or holds inconsistent) scoring data for this dataset."""
+
+
+# what score_embeddings reads: a command scoring one dataset opens only these, only that dataset's rows
+# (Release.open(path, only=SCORING_TABLES, dataset=...))
+SCORING_TABLES = ("models", "datasets", "samples", "neighbours", "neighbour_similarity", "neighbours_euclidean",
+                  "neighbours_deep", "neighbours_euclidean_deep")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,17 +70,50 @@ def _lists(release: Release, table: str, column: str, dataset: str, n: int) -> d
     return out
 
 
-_CACHE: dict[tuple, dict] = {}  # (release folder, release id, dataset, N) -> lists: a server scores many uploads
+# (release folder, release id, dataset, N, what) -> lists: a server scores many uploads. One lock: a score that
+# arrives while warm() reads its dataset waits for that read instead of reading it a second time.
+_CACHE: dict[tuple, dict] = {}
+_LOCK = threading.RLock()
+_MAX_ENTRIES = 12  # 4 datasets x (zoo, deep cosine, deep Euclidean)
+
+
+def _cached(key: tuple, read) -> dict:
+    with _LOCK:
+        if key not in _CACHE:
+            if len(_CACHE) >= _MAX_ENTRIES:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = read()
+        return _CACHE[key]
+
+
+def _key(release: Release, dataset: str, what: str) -> tuple:
+    # a partial open (one dataset's rows) holds the same lists for that dataset: the same key
+    return (str(release.path), release.release_id, dataset, what)
 
 
 def zoo_lists(release: Release, dataset: str, n: int) -> dict[str, ZooLists]:
     """Every model of `dataset` with cosine lists, in model-id order (read once per release and dataset)."""
-    key = (str(release.path), release.release_id, dataset, n)
-    if key not in _CACHE:
-        if len(_CACHE) >= 4:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = _read_zoo(release, dataset, n)
-    return dict(_CACHE[key])
+    return dict(_cached((*_key(release, dataset, "zoo"), n), lambda: _read_zoo(release, dataset, n)))
+
+
+def warm(release: Release, datasets: list[str] | None = None) -> list[str]:
+    """Read every scorable dataset's lists (zoo and deep) into the cache, so a server's first score is a warm one.
+    Returns the datasets read. Safe to run in a background thread (cursors per query, one lock)."""
+    if "neighbours" not in release.tables:
+        return []
+    rows = release.query(
+        "SELECT dataset_id, count(*) AS n FROM samples WHERE dataset_id IN (SELECT DISTINCT dataset_id FROM neighbours) "
+        "GROUP BY dataset_id ORDER BY n DESC, dataset_id"
+    )
+    done = []
+    for ds, n in zip(rows["dataset_id"], rows["n"], strict=True):
+        if datasets is not None and ds not in datasets:
+            continue
+        zoo = zoo_lists(release, ds, int(n))
+        deep_lists(release, ds, zoo)
+        deep_euclidean_lists(release, ds, zoo)
+        done.append(str(ds))
+    return done
 
 
 def _read_zoo(release: Release, dataset: str, n: int) -> dict[str, ZooLists]:
@@ -111,21 +151,33 @@ class DeepLists:
 
 def deep_lists(release: Release, dataset: str, zoo: dict[str, ZooLists]) -> dict[str, DeepLists]:
     """The models of `zoo` with resampling lists in the release (none for a release without `neighbours_deep`)."""
-    base = {m: (z.cosine_indices, z.cosine_similarity) for m, z in zoo.items() if z.cosine_similarity is not None}
-    return _deep(release, "neighbours_deep", dataset, base)
+    full = _cached(_key(release, dataset, "deep"), lambda: _deep_cosine(release, dataset))
+    return {m: full[m] for m in zoo if m in full}
 
 
 def deep_euclidean_lists(release: Release, dataset: str, zoo: dict[str, ZooLists]) -> dict[str, DeepLists]:
     """The models of `zoo` with Euclidean lists as deep as the II interval subsets need (`neighbours_euclidean_deep`);
-    similarity None. Padding entries repeat the row's last valid neighbour (ranks of a padding entry
-    are never counted; repeating a real entry keeps resampling_ii's search as short as without padding)."""
+    similarity None. Padding entries repeat the row's last valid neighbour (ranks of a padding entry are never
+    counted; repeating a real entry keeps resampling_ii's search as short as without padding)."""
+    full = _cached(_key(release, dataset, "deep_euclidean"), lambda: _deep_euclidean(release, dataset))
+    return {m: full[m] for m in zoo if m in full}
+
+
+def _all_zoo(release: Release, dataset: str) -> dict[str, ZooLists]:
+    n = int(release.query("SELECT count(*) AS n FROM samples WHERE dataset_id = ?", [dataset]).n.iloc[0])
+    return zoo_lists(release, dataset, n)
+
+
+def _deep_cosine(release: Release, dataset: str) -> dict[str, DeepLists]:
+    zoo = _all_zoo(release, dataset)
+    base = {m: (z.cosine_indices, z.cosine_similarity) for m, z in zoo.items() if z.cosine_similarity is not None}
+    return _deep(release, "neighbours_deep", dataset, base)
+
+
+def _deep_euclidean(release: Release, dataset: str) -> dict[str, DeepLists]:
+    zoo = _all_zoo(release, dataset)
     base = {m: (z.euclidean_indices.astype(np.int64), None) for m, z in zoo.items() if z.euclidean_indices is not None}
-    out = _deep(release, "neighbours_euclidean_deep", dataset, base)
-    for d in out.values():
-        last = np.take_along_axis(d.indices, (d.depth - 1)[:, None], 1)
-        pad = np.arange(d.indices.shape[1])[None, :] >= d.depth[:, None]
-        d.indices[pad] = np.broadcast_to(last, d.indices.shape)[pad]
-    return out
+    return _deep(release, "neighbours_euclidean_deep", dataset, base)
 
 
 def _deep(release: Release, table: str, dataset: str, base: dict[str, tuple]) -> dict[str, DeepLists]:
@@ -163,9 +215,16 @@ def _deep(release: Release, table: str, dataset: str, base: dict[str, tuple]) ->
         if sim is not None:
             sim[:, :k] = shipped_s
             sim[pos, rank - 1] = np.asarray(got["similarity"][s:e], dtype=np.float64)
+        if sim is None:  # Euclidean: padding repeats the row's last valid entry (see deep_euclidean_lists)
+            last = np.take_along_axis(idx, (depth - 1)[:, None], 1)
+            pad = np.arange(width)[None, :] >= depth[:, None]
+            idx[pad] = np.broadcast_to(last, idx.shape)[pad]
         counts = np.bincount(pos, minlength=n)
         if (rank <= k).any() or not np.array_equal(counts[counts > 0], (depth - k)[counts > 0]):
             raise ScoringDataError(f"{table}: model {m!r} on {dataset!r} does not continue ranks {k + 1}.. "
                                    "without gaps")  # fmt: skip
+        for a in (idx, sim, depth):
+            if a is not None:
+                a.flags.writeable = False  # cached and shared by every later score (padding is filled before)
         out[m] = DeepLists(idx, sim, depth)
     return out

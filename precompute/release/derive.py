@@ -90,6 +90,8 @@ def derive_release(
     display_name: str | None = None,
 ) -> Path:
     """Write the parent release plus the scored model into `out_root`; return the new release folder."""
+    if release.partial is not None:
+        raise ValueError(f"release {release.release_id} was opened in part ({release.partial}); derive needs it whole")
     if modality not in MODALITIES:
         raise ValueError(f"modality {modality!r} is not one of {list(MODALITIES)}")
     ds, mid = result.dataset_id, result.name
