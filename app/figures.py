@@ -362,10 +362,10 @@ def compare_bars(df: pd.DataFrame, metrics: list[str] | None = None, ylab: str =
     return fig
 
 
-def pair_vs_k(df: pd.DataFrame, mdefs: pd.DataFrame) -> go.Figure:
-    """One pair's value against k, a line per (metric, dataset) with the CI as a band where stored (`df`: the
-    compare_models rows of the metrics with k)."""
-    d = df[(df["scope"] == "pair") & df["k"].notna()].copy()
+def pair_vs_k(df: pd.DataFrame, mdefs: pd.DataFrame, calibrated: bool = False) -> go.Figure:
+    """One pair's value against k (`df`: backend.queries.pair_vs_k on one scale), a line per (metric, dataset),
+    error bars from ci_low / ci_high where stored. Rows without a value on the scale (NaN) are left out."""
+    d = df[df["value"].notna()].copy()
     fig = go.Figure()
     cmap = colour_map(d["dataset_id"])
     dash = dict(zip(sorted(set(d["metric"])), ["solid", "dash", "dot", "dashdot"] * 3, strict=False))
@@ -374,16 +374,24 @@ def pair_vs_k(df: pd.DataFrame, mdefs: pd.DataFrame) -> go.Figure:
         name = f"{mdefs.at[metric, 'display_name'] if metric in mdefs.index else metric} · {ds}"
         err = {}
         if g["ci_low"].notna().any():
-            err = {"error_y": {"type": "data", "symmetric": False, "array": g["ci_high"] - g["value_ab"],
-                               "arrayminus": g["value_ab"] - g["ci_low"]}}  # fmt: skip
+            err = {"error_y": {"type": "data", "symmetric": False, "array": g["ci_high"] - g["value"],
+                               "arrayminus": g["value"] - g["ci_low"]}}  # fmt: skip
+        raw = g["value_raw"].astype(float)
         fig.add_trace(
-            go.Scatter(x=g["k"].astype(float), y=g["value_ab"], mode="lines+markers", name=name,
-                       line={"color": cmap[ds], "dash": dash[metric]}, customdata=g["n"].astype(float),
-                       hovertemplate="k = %{x}<br>value: %{y:.4f}<br>n: %{customdata}<extra>%{fullData.name}</extra>",
-                       **err)
+            go.Scatter(x=g["k"].astype(float), y=g["value"], mode="lines+markers", name=name,
+                       line={"color": cmap[ds], "dash": dash[metric]},
+                       customdata=np.stack([g["n"].astype(float), raw, g["ci_low"].astype(float),
+                                            g["ci_high"].astype(float)], axis=1),
+                       hovertemplate="k = %{x}<br>" + ("calibrated" if calibrated else "value") + ": %{y:.4f} "
+                       "[%{customdata[2]:.4f}, %{customdata[3]:.4f}]" + ("<br>raw: %{customdata[1]:.4f}" if calibrated
+                       else "") + "<br>n: %{customdata[0]}<extra>%{fullData.name}</extra>", **err)
         )  # fmt: skip
     fig.update_xaxes(title="k (neighbours)", type="log")
-    fig.update_yaxes(title="value (A → B); information imbalance: lower = more aligned")
+    fig.update_yaxes(
+        title="calibrated score (A → B; higher = more aligned for every metric)"
+        if calibrated
+        else "value (A → B); information imbalance: lower = more aligned"
+    )
     fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend_title="metric · dataset")
     return fig
 

@@ -184,6 +184,77 @@ def test_information_imbalance_pairs_and_tree_carry_calibration(rel, tables):
         q.tree_for_models(rel, "offeq", "cknna", 5, scale="calibrated")
 
 
+def test_pair_vs_k_raw_and_calibrated_equal_the_tables(rel, tables):
+    """The compare page's plot against k: every (dataset, metric, k) of the pair, raw and calibrated with the
+    interval mapped at tau; a mutual kNN row stored only as B -> A is used mirrored; offeq has no calibration."""
+    raw = q.pair_vs_k(rel, "bert_a", "mace_a")
+    cal = q.pair_vs_k(rel, "bert_a", "mace_a", scale="calibrated")
+    assert raw["k"].notna().all() and set(raw["metric"]) == {"cknna", "mutual_knn", "info_imbalance"}
+    assert list(raw[["dataset_id", "metric", "k"]].itertuples(index=False)) == list(
+        cal[["dataset_id", "metric", "k"]].itertuples(index=False)
+    )
+    checked = 0
+    for r, c in zip(raw.itertuples(), cal.itertuples(), strict=True):
+        ref = _stored(tables, r.metric, int(r.k)) if r.dataset_id == "qm9" else None
+        if ref is None:  # offeq: raw shown, no calibrated value
+            assert np.isnan(c.value) and np.isnan(c.ci_low) and c.value_raw == r.value
+            continue
+        key = ("bert_a", "mace_a") if ("bert_a", "mace_a") in ref else ("mace_a", "bert_a")
+        assert r.mirrored == (key == ("mace_a", "bert_a"))
+        s = ref[key]
+        higher = q.METRICS[r.metric].higher_is_aligned
+        assert (r.value, r.ci_low, r.ci_high) == pytest.approx((s.value, s.ci_low, s.ci_high), abs=1e-12)
+        assert c.value == pytest.approx(s.calibrated, abs=1e-12) and c.value_raw == pytest.approx(s.value)
+        lo, hi = _cal(s.ci_low, s.tau, higher), _cal(s.ci_high, s.tau, higher)
+        assert (c.ci_low, c.ci_high) == pytest.approx((lo, hi) if higher else (hi, lo), abs=1e-12)
+        assert c.ci_low <= c.value <= c.ci_high and c.scale == "calibrated"
+        checked += 1
+    # qm9: 3 metrics x 2 k; mutual kNN is stored only as MACE A -> BERT A (both datasets, both k): mirrored
+    assert checked == 6 and list(raw.loc[raw["mirrored"], "metric"]) == ["mutual_knn"] * 4
+    with pytest.raises(ValueError, match="unknown scale"):
+        q.pair_vs_k(rel, "bert_a", "mace_a", scale="z")
+
+
+def test_pair_vs_k_and_cknna_vs_idcor_refuse_calibrated_without_calibration():
+    import tempfile
+
+    from precompute.release.writer import write_release
+    from tests._release_fixture import MANIFEST_EXTRA, build_tables
+
+    tables = build_tables()
+    for t in ("pairwise_null", "pairwise_calibration"):
+        tables.pop(t, None)
+    with tempfile.TemporaryDirectory() as d:
+        write_release(tables, MANIFEST_EXTRA, Path(d), None)
+        bare = Release.open(Path(d) / (Path(d) / "latest").read_text().strip())
+        assert not q.has_calibration(bare)
+        with pytest.raises(ValueError, match="has no calibration data"):
+            q.pair_vs_k(bare, "bert_a", "mace_a", scale="calibrated")
+        with pytest.raises(ValueError, match="has no calibration data"):
+            q.cknna_vs_idcor(bare, "qm9", scale="calibrated")
+        assert len(q.pair_vs_k(bare, "bert_a", "mace_a")) == 12
+
+
+def test_cknna_vs_idcor_calibrates_each_axis_where_the_release_can(rel, tables):
+    """qm9 calibrates CKNNA at every k but not IDCor: CKNNA calibrated with its interval, IDCor raw, and each
+    axis's scale says so; offeq: both raw."""
+    raw = q.cknna_vs_idcor(rel, "qm9")
+    cal = q.cknna_vs_idcor(rel, "qm9", scale="calibrated")
+    assert len(cal) == len(raw) == 20
+    assert (cal["cknna_scale"] == "calibrated").all() and (cal["idcor_scale"] == "raw").all()
+    assert (raw["cknna_scale"] == "raw").all()
+    for r, c in zip(raw.itertuples(), cal.itertuples(), strict=True):
+        s = _stored(tables, "cknna", int(r.k))[(r.model_a, r.model_b)]
+        assert r.cknna == pytest.approx(s.value, abs=1e-12) and c.cknna_raw == pytest.approx(s.value, abs=1e-12)
+        assert c.cknna == pytest.approx(s.calibrated, abs=1e-12)
+        lo, hi = _cal(s.ci_low, s.tau, True), _cal(s.ci_high, s.tau, True)
+        assert (c.cknna_ci_low, c.cknna_ci_high) == pytest.approx((lo, hi), abs=1e-12)
+        assert c.cknna_n_permutations == PERMUTATIONS and pd.isna(c.idcor_n_permutations)
+        assert c.idcor == r.idcor == c.idcor_raw  # no IDCor calibration: the raw value on both scales
+    off = q.cknna_vs_idcor(rel, "offeq", scale="calibrated")
+    assert (off["cknna_scale"] == "raw").all() and np.allclose(off["cknna"], off["cknna_raw"])
+
+
 def test_width_check_table(rel, tables):
     w = q.width_check(rel, "qm9")
     assert set(zip(w.metric, w.k.astype("float").fillna(-1), strict=True)) == {
@@ -314,6 +385,63 @@ def test_every_switch_page_runs_both_ways(app, page):
     for scale in ("raw", "calibrated"):
         at = app(page, dataset="qm9", metric="cknna", k="5", scale=scale)
         assert _radio(at, "scale").value == scale
+
+
+def _chart(at, title_start: str) -> dict:
+    return next(c for c in _charts(at) if c["layout"]["title"]["text"].startswith(title_start))
+
+
+def _ys(chart: dict) -> dict[str, list]:
+    return {t["name"]: [np.nan if v is None else v for v in t["y"]] for t in chart["data"] if "name" in t}
+
+
+def test_compare_against_k_follows_the_switch(app, rel):
+    """The pair against k: calibrated values and intervals where the release has them, the offeq lines left out
+    with a note naming them; raw again after the switch, and `scale` in the URL."""
+    at = app("compare", model_a="bert_a", model_b="mace_a", scale="calibrated")
+    assert _radio(at, "scale").value == "calibrated" and at.query_params["scale"] == "calibrated"
+    ch = _chart(at, "BERT A vs MACE A against k · calibrated · every dataset")
+    ref = q.pair_vs_k(rel, "bert_a", "mace_a", scale="calibrated")
+    ys = _ys(ch)
+    assert set(ys) == {f"{n} · qm9" for n in ("CKNNA", "Mutual kNN", "Information imbalance")}, set(ys)
+    for t in ch["data"]:
+        mid = next(m for m, d in q.metric_definitions(rel).set_index("metric")["display_name"].items()
+                   if f"{d} · qm9" == t["name"])  # fmt: skip
+        g = ref[(ref.dataset_id == "qm9") & (ref.metric == mid)].sort_values("k")
+        assert np.allclose(np.asarray(t["y"], dtype=float), g["value"].to_numpy(float))
+        assert np.allclose(np.asarray(t["error_y"]["array"], dtype=float), (g["ci_high"] - g["value"]).to_numpy(float))
+    assert "calibrated score" in ch["layout"]["yaxis"]["title"]["text"]
+    off = q.list_datasets(rel).set_index("dataset_id").at["offeq", "display_name"]
+    want = f"no calibration data for this pair on {off} · CKNNA; {off} · Information imbalance; {off} · Mutual kNN"
+    assert any(want in i.value for i in at.info), [i.value for i in at.info]
+    _radio(at, "scale").set_value("raw").run()
+    assert "scale" not in at.query_params
+    ch = _chart(at, "BERT A vs MACE A against k · every dataset")
+    raw = q.pair_vs_k(rel, "bert_a", "mace_a")
+    assert len(ch["data"]) == raw.groupby(["dataset_id", "metric"]).ngroups == 6
+    assert sorted(v for t in ch["data"] for v in t["y"]) == pytest.approx(sorted(raw["value"]))
+
+
+def test_cknna_vs_idcor_follows_the_switch(app, rel):
+    at = app("local_vs_global", dataset="qm9", scale="calibrated")
+    ch = _chart(at, "Calibrated · CKNNA (every k) vs IDCor · QM9")
+    assert "null: 19 permutations" in ch["layout"]["title"]["text"]
+    ref = q.cknna_vs_idcor(rel, "qm9", scale="calibrated")
+    for t in ch["data"]:
+        if t["name"] == "y = x":
+            continue
+        g = ref[ref.k == int(t["name"].removeprefix("k="))]
+        assert np.allclose(np.asarray(t["y"], dtype=float), g["cknna"].to_numpy(float))
+        assert np.allclose(np.asarray(t["x"], dtype=float), g["idcor"].to_numpy(float))  # IDCor: raw
+    assert ch["layout"]["yaxis"]["title"]["text"] == "calibrated CKNNA (local)"
+    assert ch["layout"]["xaxis"]["title"]["text"] == "IDCor (global)"
+    assert any(i.value.startswith("IDCor: This release has no calibration data for qm9 · idcor") for i in at.info)
+    _radio(at, "scale").set_value("raw").run()
+    assert "scale" not in at.query_params
+    ch = _chart(at, "CKNNA (every k) vs IDCor · QM9")
+    raw = q.cknna_vs_idcor(rel, "qm9")
+    ys = sorted(v for t in ch["data"] if t["name"] != "y = x" for v in t["y"])
+    assert ys == pytest.approx(sorted(raw["cknna"]))
 
 
 def test_shipped_release_says_it_has_no_calibration(app):

@@ -66,19 +66,35 @@ if need(len(models) >= 2, "Comparing needs at least two models; the filters leav
                     + about(c, "all", n=ii["n"]),
                     caption="Bars: Δ(A → B); Δ(B → A) is in the hover and the table.",
                 )
-            with_k = pair[pair["k"].notna()]
-            if with_k.groupby(["metric", "dataset_id"])["k"].nunique().max() > 1:
+            vk = q(r, "pair_vs_k", a, b, scale)
+            if len(vk) and vk.groupby(["metric", "dataset_id"])["k"].nunique().max() > 1:
                 st.markdown("**Against k** (every metric with a neighbourhood size)")
-                mdefs = q(r, "metric_definitions").set_index("metric")
-                figure(
-                    figures.pair_vs_k(df, mdefs),
-                    with_k,
-                    csv_name(c, f"compare-{a}-{b}-vs-k"),
-                    key="compare_k",
-                    title=f"{c.labels[a]} vs {c.labels[b]} against k · " + about(c, "all", n=with_k["n"]),
-                    caption="One line per metric (dash) and dataset (colour); error bars: the stored interval where "
-                    "there is one. Information imbalance: lower = more aligned; the others: higher.",
-                )
+                cal = scale == "calibrated"
+                lacking = vk[vk["value"].isna()][["dataset_id", "metric"]].drop_duplicates()
+                if cal and len(lacking):
+                    pairs_ = lacking.itertuples(index=False)
+                    where = "; ".join(f"{c.ds_name(d)} · {c.metric_name(m)}" for d, m in pairs_)
+                    st.info(f"This release has no calibration data for this pair on {where}: those lines are left "
+                            "out of the plot against k (switch to raw to see them).")  # fmt: skip
+                drawn = vk[vk["value"].notna()]
+                if need(not drawn.empty, "No value of this pair against k is calibrated in this release."):
+                    mdefs = q(r, "metric_definitions").set_index("metric")
+                    figure(
+                        figures.pair_vs_k(vk, mdefs, calibrated=cal),
+                        vk,
+                        csv_name(c, f"compare-{a}-{b}-vs-k{'-calibrated' if cal else ''}"),
+                        key="compare_k",
+                        title=f"{c.labels[a]} vs {c.labels[b]} against k{' · calibrated' if cal else ''} · "
+                        + about(c, "all", n=drawn["n"], perms=drawn["n_permutations"] if cal else None),
+                        caption="One line per metric (dash) and dataset (colour); error bars: the stored interval "
+                        "where there is one"
+                        + (
+                            ", mapped through the calibration with its critical value τ fixed. Calibrated: 0 = not "
+                            "beyond the pair's permutation null, higher = more aligned for every metric."
+                            if cal
+                            else ". Information imbalance: lower = more aligned; the others: higher."
+                        ),
+                    )
         st.markdown(
             "**Every number** (scope `model`: each model's own intrinsic dimension in dimensions and energy MAE in "
             "eV/atom; pairwise values are unitless)"

@@ -16,7 +16,8 @@ Modules, by view (every public name is re-exported here, so `from backend import
 - `intrinsic`: intrinsic dimension
 - `energy`: energy MAE and alignment to the lowest-MAE model
 - `ood`: in- vs out-of-distribution pairs and summaries
-- `pairs`: information imbalance, CKNNA vs IDCor, permutation nulls, model profile, two-model comparison
+- `pairs`: information imbalance, CKNNA vs IDCor, permutation nulls, model profile, two-model comparison, a pair
+  against k (raw or calibrated)
 - `calibration`: raw or calibrated values with the null, p-value ("p < 1/(P+1)" at its floor) and interval;
   ranked partners with ties where intervals overlap; `calibration_note` where a release has no calibration
 - `summary`: one row per model (mean alignment with an interval, nearest model with ties, ID, energy MAE)
@@ -67,7 +68,14 @@ from .matrix import (
     matrix_table,
 )
 from .ood import PAIR_CLASSES, id_ood_pairs, id_ood_summary, id_vs_ood
-from .pairs import cknna_vs_idcor, compare_models, information_imbalance_pairs, model_profile, pairwise_null
+from .pairs import (
+    cknna_vs_idcor,
+    compare_models,
+    information_imbalance_pairs,
+    model_profile,
+    pair_vs_k,
+    pairwise_null,
+)
 from .summary import model_summary
 from .trees import list_trees, tree, tree_for_models
 
@@ -114,6 +122,7 @@ __all__ = [
     "model_counts",
     "model_profile",
     "model_summary",
+    "pair_vs_k",
     "pairwise_null",
     "release_summary",
     "to_csv",

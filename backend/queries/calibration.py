@@ -90,18 +90,32 @@ def calibrate_like(metric: str, x, tau) -> np.ndarray:
         return np.clip((x - tau) / np.maximum(1.0 - tau, 1e-12), 0.0, 1.0)
 
 
+_ON = ("{t}.dataset_id = p.dataset_id AND {t}.metric = p.metric AND {t}.k IS NOT DISTINCT FROM p.k AND "
+       "{t}.model_a = p.model_a AND {t}.model_b = p.model_b")  # fmt: skip
+_JOINED = (
+    "p.model_a, p.model_b, p.value, p.ci_low, p.ci_high, coalesce(c.p_value, p.p_value) AS p_value, p.n, p.k, "
+    "z.null_mean, z.null_std, z.null_q95, c.null_q99, c.calibrated, c.tau, c.alpha, "
+    "coalesce(c.n_permutations, z.n_permutations) AS n_permutations, coalesce(c.seed, z.seed) AS seed "
+    f"FROM pairwise p LEFT JOIN pairwise_null z ON {_ON.format(t='z')} "
+    f"LEFT JOIN pairwise_calibration c ON {_ON.format(t='c')} "
+)
+
+
 def pair_rows(release: Release, dataset: str, metric: str, k: int | None) -> pd.DataFrame:
     """Stored rows of (dataset, metric, k) with their null and calibration (NaN where a table has no row)."""
-    on = ("{t}.dataset_id = p.dataset_id AND {t}.metric = p.metric AND {t}.k IS NOT DISTINCT FROM p.k AND "
-          "{t}.model_a = p.model_a AND {t}.model_b = p.model_b")  # fmt: skip
     return release.query(
-        "SELECT p.model_a, p.model_b, p.value, p.ci_low, p.ci_high, coalesce(c.p_value, p.p_value) AS p_value, p.n, "
-        "p.k, z.null_mean, z.null_std, z.null_q95, c.null_q99, c.calibrated, c.tau, c.alpha, "
-        "coalesce(c.n_permutations, z.n_permutations) AS n_permutations, coalesce(c.seed, z.seed) AS seed "
-        f"FROM pairwise p LEFT JOIN pairwise_null z ON {on.format(t='z')} "
-        f"LEFT JOIN pairwise_calibration c ON {on.format(t='c')} "
-        "WHERE p.dataset_id = ? AND p.metric = ? AND p.k IS NOT DISTINCT FROM ?",
+        f"SELECT {_JOINED} WHERE p.dataset_id = ? AND p.metric = ? AND p.k IS NOT DISTINCT FROM ?",
         [dataset, metric, k],
+    )
+
+
+def pair_rows_of(release: Release, model_a: str, model_b: str) -> pd.DataFrame:
+    """Every stored row of the pair in either orientation (a -> b and b -> a), on every dataset, metric and k, with
+    its null and calibration; columns dataset_id, metric, then those of `pair_rows`."""
+    return release.query(
+        f"SELECT p.dataset_id, p.metric, {_JOINED} WHERE (p.model_a = ? AND p.model_b = ?) OR "
+        "(p.model_a = ? AND p.model_b = ?) ORDER BY p.dataset_id, p.metric, p.k",
+        [model_a, model_b, model_b, model_a],
     )
 
 

@@ -12,7 +12,7 @@ from precompute.release.schema import METRICS
 
 from ..release import Release
 from ._common import _dataset, _meta_maps, _metric_k, _model, _models_arg, k_values
-from .calibration import add_scale, p_value_text
+from .calibration import add_scale, calibration_note, check_scale, has_calibration, p_value_text, pair_rows_of
 from .matrix import _cells
 
 
@@ -101,38 +101,72 @@ def information_imbalance_pairs(
     return out
 
 
-def cknna_vs_idcor(release: Release, dataset: str, models: Sequence[str] | None = None) -> pd.DataFrame:
+def _axis(release: Release, dataset: str, metric: str, k, ms, scale: str) -> tuple[pd.DataFrame, str]:
+    """(dataset, metric, k)'s cells on `scale` where the release calibrates that selection, else raw; and the scale
+    used."""
+    sc = "calibrated" if scale == "calibrated" and has_calibration(release, dataset, metric, k) else "raw"
+    return add_scale(_cells(release, dataset, metric, k, ms), metric, sc), sc
+
+
+def cknna_vs_idcor(
+    release: Release, dataset: str, models: Sequence[str] | None = None, scale: str = "raw"
+) -> pd.DataFrame:
     """CKNNA at every stored k against IDCor, per unordered pair (model_a < model_b).
 
-    Columns: model_a, model_b, family_a, family_b, k, cknna, idcor, idcor_p_value, n.
+    scale "calibrated": each axis (IDCor; CKNNA per k) on the null-calibrated score where the release calibrates
+    that (dataset, metric, k), else raw, as its `*_scale` column says (ValueError when the release has no
+    calibration at all). Columns: model_a, model_b, family_a, family_b, k, cknna, idcor, idcor_p_value, n, then per
+    metric the interval on the same scale (cknna_ci_low, cknna_ci_high, idcor_ci_low, idcor_ci_high), the raw value
+    (cknna_raw, idcor_raw), the p-value as shown (cknna_p_text, idcor_p_text), the scale (cknna_scale, idcor_scale)
+    and the permutations behind the null (cknna_n_permutations, idcor_n_permutations). A pair whose calibration row
+    is missing in a calibrated selection has NaN there.
     """
     _dataset(release, dataset)
+    check_scale(scale)
+    if scale == "calibrated" and (note := calibration_note(release)) is not None:
+        raise ValueError(note)
     ms = _models_arg(release, models)
     ks = k_values(release, dataset, "cknna")
     k_values(release, dataset, "idcor")
-    ic = _cells(release, dataset, "idcor", None, ms)
-    idc = {(a, b): (v, p) for a, b, v, p in zip(ic["model_a"], ic["model_b"], ic["value"], ic["p_value"], strict=True)}
+    ic, ic_scale = _axis(release, dataset, "idcor", None, ms, scale)
+    idc = {(a, b): r for a, b, r in zip(ic["model_a"], ic["model_b"], ic.itertuples(), strict=True)}
     _, fam = _meta_maps(release)
     rows = []
     for kk in ks:
-        c = _cells(release, dataset, "cknna", kk, ms)
+        c, ck_scale = _axis(release, dataset, "cknna", kk, ms, scale)
         c = c[c["model_a"] < c["model_b"]]
-        for a, b, v, n in zip(c["model_a"], c["model_b"], c["value"], c["n"], strict=True):
-            iv, ip = idc.get((a, b), (np.nan, np.nan))
+        for r in c.itertuples():
+            i = idc.get((r.model_a, r.model_b))
+            nan = np.nan
             rows.append(
                 {
-                    "model_a": a,
-                    "model_b": b,
-                    "family_a": fam[a],
-                    "family_b": fam[b],
+                    "model_a": r.model_a,
+                    "model_b": r.model_b,
+                    "family_a": fam[r.model_a],
+                    "family_b": fam[r.model_b],
                     "k": kk,
-                    "cknna": v,
-                    "idcor": iv,
-                    "idcor_p_value": ip,
-                    "n": int(n),
+                    "cknna": r.value,
+                    "idcor": nan if i is None else i.value,
+                    "idcor_p_value": nan if i is None else i.p_value,
+                    "n": int(r.n),
+                    "cknna_ci_low": r.ci_low,
+                    "cknna_ci_high": r.ci_high,
+                    "idcor_ci_low": nan if i is None else i.ci_low,
+                    "idcor_ci_high": nan if i is None else i.ci_high,
+                    "cknna_raw": r.value_raw,
+                    "idcor_raw": nan if i is None else i.value_raw,
+                    "cknna_p_text": r.p_text,
+                    "idcor_p_text": "–" if i is None else i.p_text,
+                    "cknna_scale": ck_scale,
+                    "idcor_scale": ic_scale,
+                    "cknna_n_permutations": r.n_permutations,
+                    "idcor_n_permutations": nan if i is None else i.n_permutations,
                 }
             )
-    cols = ["model_a", "model_b", "family_a", "family_b", "k", "cknna", "idcor", "idcor_p_value", "n"]
+    cols = ["model_a", "model_b", "family_a", "family_b", "k", "cknna", "idcor", "idcor_p_value", "n",
+            "cknna_ci_low", "cknna_ci_high", "idcor_ci_low", "idcor_ci_high", "cknna_raw", "idcor_raw",
+            "cknna_p_text", "idcor_p_text", "cknna_scale", "idcor_scale", "cknna_n_permutations",
+            "idcor_n_permutations"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -171,6 +205,41 @@ _ON = ("{t}.dataset_id = p.dataset_id AND {t}.metric = p.metric AND {t}.k IS NOT
 _CAL_JOIN = f"LEFT JOIN pairwise_null z ON {_ON.format(t='z')} LEFT JOIN pairwise_calibration c ON {_ON.format(t='c')}"
 _CAL_SELECT = ("coalesce(c.p_value, p.p_value) AS p_value, p.n, c.calibrated, z.null_mean, z.null_std, z.null_q95, "
                "c.null_q99, coalesce(c.n_permutations, z.n_permutations) AS n_permutations")  # fmt: skip
+
+
+_VS_K_COLS = ["dataset_id", "metric", "k", "value", "ci_low", "ci_high", "value_raw", "ci_low_raw", "ci_high_raw",
+              "calibrated", "calibrated_ci_low", "calibrated_ci_high", "tau", "null_mean", "null_q95", "p_text", "n",
+              "n_permutations", "mirrored", "scale"]  # fmt: skip
+
+
+def pair_vs_k(release: Release, model_a: str, model_b: str, scale: str = "raw") -> pd.DataFrame:
+    """One pair (A -> B) against k: a row per (dataset, metric, k) of every metric with a neighbourhood size.
+
+    The a -> b row; for a mirror_fill metric with only b -> a stored, that row (`mirrored`). scale "calibrated":
+    value / ci_low / ci_high are the calibrated score and its interval (`calibration.add_scale`; NaN where the
+    release has no calibration for the row; ValueError when it has none at all); the raw ones stay in value_raw,
+    ci_low_raw, ci_high_raw. Columns: `_VS_K_COLS`.
+    """
+    _model(release, model_a)
+    _model(release, model_b)
+    check_scale(scale)
+    if scale == "calibrated" and (note := calibration_note(release)) is not None:
+        raise ValueError(note)
+    rows = pair_rows_of(release, model_a, model_b)
+    rows = rows[rows["k"].notna()]
+    key = ["dataset_id", "metric", "k"]
+    fwd = rows[rows["model_a"] == model_a].assign(mirrored=False)
+    have = set(zip(*(fwd[c] for c in key), strict=True))
+    mirror = [m for m, d in METRICS.items() if d.mirror_fill]
+    back = rows[(rows["model_a"] == model_b) & rows["metric"].isin(mirror)]
+    back = back[[t not in have for t in zip(*(back[c] for c in key), strict=True)]].assign(mirrored=True)
+    both = pd.concat([fwd, back], ignore_index=True)
+    if both.empty:
+        return pd.DataFrame(columns=_VS_K_COLS)
+    out = pd.concat([add_scale(g, m, scale) for m, g in both.groupby("metric", sort=True)], ignore_index=True)
+    out["k"] = pd.array([int(v) for v in out["k"]], dtype="Int64")
+    out["n"] = pd.array([None if pd.isna(v) else int(v) for v in out["n"]], dtype="Int64")
+    return out.sort_values(key).reset_index(drop=True)[_VS_K_COLS]
 
 
 def model_profile(release: Release, model_id: str) -> pd.DataFrame:
