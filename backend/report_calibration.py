@@ -46,8 +46,11 @@ def null_report(r: Release, dataset: str) -> list[str]:
         if len(cal):
             floor = int(cal["p_text"].str.startswith("p <").sum())
             line += (f"; calibrated: {int((cal['calibrated'] > 0).sum())} of {len(cal)} above 0, mean "
-                     f"{cal['calibrated'].mean():.3f}, {floor} at the p floor 1/(P+1) (P = "
-                     f"{int(cal['n_permutations'].max())})")  # fmt: skip
+                     f"{cal['calibrated'].mean():.3f}, ")  # fmt: skip
+            if int(cal["n_permutations"].max()) == 0:  # CKA's exact-moment null: a fitted tail, no floor
+                line += f"p from exact moments (no floor; median {cal['p_value'].median():.2g})"
+            else:
+                line += f"{floor} at the p floor 1/(P+1) (P = {int(cal['n_permutations'].max())})"
         else:
             line += "; no calibrated scores"
         out.append(line)

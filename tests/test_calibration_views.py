@@ -470,3 +470,19 @@ def test_p_value_text_for_the_exact_moment_null():
     """P = 0 marks CKA's exact-moment null: a fitted tail, no permutation floor to print."""
     assert q.p_value_text(3.1e-12, 0) == "p ≈ 3.1e-12 (moments)"
     assert q.p_value_text(0.43, 0) == "p ≈ 0.43 (moments)"
+
+
+def test_views_of_a_release_with_moment_nulls_for_cka(tmp_path, tables):
+    """A release whose CKA rows carry n_permutations = 0 (exact moments) validates, and no view prints a floor."""
+    from precompute.release.writer import write_release
+    from tests._release_fixture import MANIFEST_EXTRA
+
+    t = {name: df.copy() for name, df in tables.items()}
+    for name in ("pairwise_null", "pairwise_calibration"):
+        t[name].loc[t[name].metric.isin(["cka", "cka_unbiased"]), "n_permutations"] = 0
+    write_release(t, MANIFEST_EXTRA, tmp_path, None)
+    rel = Release.open(tmp_path / (tmp_path / "latest").read_text().strip())
+    line = next(x for x in calibration_report(rel, "qm9") if x.strip().startswith("cka:"))
+    assert "p from exact moments (no floor" in line and "1/(P+1)" not in line
+    res = q.matrix(rel, "qm9", "cka", None)
+    assert res.cells["p_text"].str.endswith("(moments)").all()
