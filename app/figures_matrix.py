@@ -36,9 +36,11 @@ def cell_px(n: int, width_px: int = 620) -> int:
 
 
 def matrix_height(n: int, labels: list[str], width_px: int = 620) -> int:
-    """Cells + the rotated (-45°) x labels below + a title band above."""
+    """Cells + the rotated (-45°) x labels below (about 7.5 px a character at 12 px, times sin 45°, as the
+    1600 x 1000 screenshots measured: 4.7 px a character clipped the in- vs out-of-distribution labels) + a title
+    band above."""
     longest = max((len(t) for t in labels), default=4)
-    return int(cell_px(n, width_px) * n + 6.5 * longest * 0.72 + 100)
+    return int(cell_px(n, width_px) * n + 5.4 * longest + 100)
 
 
 def _range(z: np.ndarray, mdef: pd.Series, zrange) -> tuple[float, float]:
@@ -239,7 +241,7 @@ def family_block(df: pd.DataFrame, mdef: pd.Series, zrange: tuple[float, float] 
 
 
 def diff_heatmap(diff: pd.DataFrame, labels: dict[str, str], title: str | None = None) -> go.Figure:
-    """B − A per pair, diverging colours centred on 0; cells without a value (the diagonal) in grey, so a blank is
+    """B − A per pair, diverging colours centred on 0 (red: higher on B, blue: higher on A); cells without a value (the diagonal) in grey, so a blank is
     never read as a difference of zero."""
     z = diff.to_numpy(dtype=float)
     lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
@@ -247,7 +249,7 @@ def diff_heatmap(diff: pd.DataFrame, labels: dict[str, str], title: str | None =
     n = len(ticks)
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=list(range(n)), y=list(range(n)), zmid=0, zmin=-lim, zmax=lim, colorscale="RdBu",
+            z=z, x=list(range(n)), y=list(range(n)), zmid=0, zmin=-lim, zmax=lim, colorscale="RdBu_r",
             customdata=[[f"A: {ticks[i]}<br>B: {ticks[j]}" for j in range(n)] for i in range(n)],
             hovertemplate="%{customdata}<br>difference: %{z:.4f}<extra></extra>", hoverongaps=False,
             colorbar={"title": {"text": "B − A"}},

@@ -282,8 +282,11 @@ def figure(
     """A Plotly figure (modebar export as PNG or SVG) followed by the download of the table it was drawn from.
     `title` (dataset · metric · k · n) is drawn in the figure, so an exported image keeps its context."""
     if title:
-        top = max(60, int(fig.layout.margin.t or 0) + 30)
+        old = int(fig.layout.margin.t or 0)
+        top = max(60, old + 30)
         fig.update_layout(title={"text": title, "font": {"size": 13}, "x": 0, "xanchor": "left"}, margin_t=top)
+        if fig.layout.height:  # the title's band is added, not taken from the plot (it clipped the matrix labels)
+            fig.update_layout(height=int(fig.layout.height) + top - old)
     st.plotly_chart(fig, config=plotly_config(filename, image_format()), key=f"fig_{key}")
     if caption:
         st.caption(caption)

@@ -82,6 +82,9 @@ if need(f.dataset is not None and f.metric is not None, "This release has no pai
                     + (
                         f"× marks the {marked} cells whose raw value is not beyond the null's {q_name} percentile "
                         "(a permutation of B's rows does as well). "
+                        if perms is not None and marked
+                        else f"No cell is marked: all {int(res.cells['above_null_q95'].notna().sum())} cells with a "
+                        f"stored null are beyond their null's {q_name} percentile. "
                         if perms is not None
                         else "No cell is marked: no permutation null is stored for these values. "
                     )

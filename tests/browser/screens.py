@@ -29,6 +29,8 @@ EXTRA = [  # (name, url path and query, page slug): views the default URLs do no
     ("heatmap_calibrated", "heatmap?scale=calibrated", "heatmap"),
     ("local_vs_global_calibrated", "local_vs_global?scale=calibrated", "local_vs_global"),
     ("compare_calibrated", "compare?scale=calibrated", "compare"),
+    ("intrinsic_dimension_all", "intrinsic_dimension?scope=all", "intrinsic_dimension"),
+    ("heatmap_pdb_k100", "heatmap?dataset=pdb&metric=cknna&k=100", "heatmap"),
 ]
 
 
@@ -53,6 +55,17 @@ _SCROLLER = """() => {
 }"""
 
 
+def _finished(page, timeout_ms: int = 90_000) -> None:
+    """Until the script run is over: this Streamlit shows 'Stop' (not 'Running') in its status widget while it runs,
+    which `_settle` does not catch on a page without charts (the summary table came later)."""
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=stStatusWidget]') || "
+        "!/Running|Stop/.test(document.querySelector('[data-testid=stStatusWidget]').innerText)",
+        timeout=timeout_ms,
+    )
+    page.wait_for_timeout(600)
+
+
 def _scroll_shots(page, out: Path, name: str, max_parts: int = 12) -> list[Path]:
     """The page at 1600 x 1000 as the reader scrolls it: `<name>.png` (top), then `<name>_2.png`, ... one screen
     (minus 100 px of overlap) further each, until the bottom."""
@@ -72,7 +85,7 @@ def _scroll_shots(page, out: Path, name: str, max_parts: int = 12) -> list[Path]
     return written
 
 
-def shoot(releases: Path, out: Path, extra_query: str = "") -> list[Path]:
+def shoot(releases: Path, out: Path, extra_query: str = "", only: list[str] | None = None) -> list[Path]:
     """Every page (and EXTRA) of the app on `releases` to PNGs under `out`; returns the files written."""
     from playwright.sync_api import sync_playwright
 
@@ -90,6 +103,7 @@ def shoot(releases: Path, out: Path, extra_query: str = "") -> list[Path]:
     try:
         _wait_health(base, proc, log)
         shots = [(s, "" if s == "overview" else s, s) for s in PAGE_SLUGS] + EXTRA
+        shots = [t for t in shots if not only or t[0] in only]
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
@@ -98,6 +112,7 @@ def shoot(releases: Path, out: Path, extra_query: str = "") -> list[Path]:
                 sep = "&" if "?" in url else "?"
                 page.goto(f"{base}/{url}" + (f"{sep}{extra_query}" if extra_query else ""))
                 _settle(page, title, charts)
+                _finished(page)
                 _no_exception(page, name)
                 written += _scroll_shots(page, out, name)
             browser.close()
@@ -115,8 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--releases", type=Path, default=ROOT / "data" / "releases", help="folder holding `latest`")
     ap.add_argument("--out", type=Path, default=ROOT / "test-artifacts" / "screens")
     ap.add_argument("--query", default="", help="appended to every URL, e.g. 'dataset=pdb'")
+    ap.add_argument("--only", nargs="*", help="shot names to take (default: all), e.g. heatmap compare")
     a = ap.parse_args(argv)
-    for path in shoot(a.releases.resolve(), a.out.resolve(), a.query):
+    for path in shoot(a.releases.resolve(), a.out.resolve(), a.query, a.only):
         print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
