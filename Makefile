@@ -17,6 +17,8 @@ CHGNET := chgnet-0.3.0,chgnet-0.2.0,chgnet-r2scan
 SMILES_LMS := rxnfp-bert-pretrained,rxnfp-bert-ft,rxnfp-bert-ft-10k-25s,rxnmapper-albert,minilm-l6-v2-smiles
 SEVENNETS := sevenn-7net-0-11jul2024,sevenn-7net-0-22may2024,sevenn-7net-mf-0,sevenn-7net-l3i5
 # the trained-here family (precompute/train/train_family.sh; docs/TRAINING.md)
+# the part of the training grid that MACE_QM9 needs (n_train:channels), longest first
+MACE_QM9_GRID := 3200:64 3200:16 800:64 800:16 200:64 200:16
 MACE_QM9 := mace-qm9-n200-c16,mace-qm9-n200-c64,mace-qm9-n800-c16,mace-qm9-n800-c64,mace-qm9-n3200-c16,mace-qm9-n3200-c64
 # the untrained controls: the real MACE-MP-0 medium and Orb v3 architectures with seeded random weights
 RANDOM_QM9 := mace-mp-0-medium-random-init,orb-v3-conservative-inf-random-init
@@ -134,7 +136,7 @@ release: export MATTER_ALIGN_MOSES = $(MOSES_WHEEL)
 release: env env-sevenn env-mlip crystal-data
 	test -f $(MOSES_WHEEL) || $(VENV)/bin/pip download -q --no-deps molsets==0.3.1 -d $(dir $(MOSES_WHEEL))
 	$(VENV)/bin/python -m precompute.datasets.offline_pdb --out $(PDB_DIR)
-	bash precompute/train/train_family.sh
+	GRID="$(MACE_QM9_GRID)" bash precompute/train/train_family.sh
 	$(VENV)/bin/matter-align extract --dataset qm9 --n $(RELEASE_QM9_N) --seed 0 --device auto --models $(RELEASE_QM9_MODELS)
 	$(VENV)/bin/matter-align extract --dataset offeq-molecules --n 2000 --seed 0 --device auto --models $(RELEASE_OFFEQ_MODELS)
 	$(VENV)/bin/matter-align extract --dataset crystals --n 3000 --seed 0 --device auto --models $(RELEASE_CRYSTALS_MODELS)
