@@ -28,6 +28,7 @@ from scipy.stats import spearmanr
 from . import queries as q
 from .release import Release
 from .report_calibration import beyond_null, calibration_report
+from .report_findings import findings_report
 
 SOURCES = ("pretrained", "random_init", "trained_here", "descriptor")
 _GRID_ID = re.compile(r"-n(\d+)-c(\d+)$")  # trained-here ids: <name>-n{training-set size}-c{channels}
@@ -354,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(dataset_report(r, d)))
         print("\n".join(extra_report(r, d)))
         print("\n".join(calibration_report(r, d)))
+        print("\n".join(findings_report(r, d)))
     for d1, d2 in combinations(datasets, 2):
         lines = shift_report(r, d1, d2)
         if lines:
