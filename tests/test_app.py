@@ -558,6 +558,27 @@ def test_score_page_ranks_an_upload_like_the_backend(app, media, release, tmp_pa
     assert len(_charts(at)) == 3  # heatmap with your row and column, the tree, the intrinsic-dimension bars
 
 
+def test_score_page_keeps_one_score_per_upload_and_asks_before_the_slow_intervals(app, release, tmp_path, monkeypatch):
+    """The score is held in the session per (file, name, dataset, options): a rerun does not recompute it; the
+    information-imbalance intervals are off until the checkbox asks for them (backend.scoring's
+    imbalance_intervals; its effect is tested in tests/test_scoring.py)."""
+    from backend import scoring
+    from tests._release_fixture import embeddings
+
+    calls, real = [], scoring.score_embeddings
+    monkeypatch.setattr(scoring, "score_embeddings", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    emb = embeddings()
+    at = _score_upload(app, release, tmp_path, emb["qm9"][sorted(emb["qm9"])[0]])
+    _ok(at)
+    assert len(calls) == 1 and calls[0]["imbalance_intervals"] is False
+    first = at.session_state["score_result"][1]
+    at.run()
+    assert len(calls) == 1 and at.session_state["score_result"][1] is first  # not recomputed
+    at.checkbox(key="score_ii_ci").check().run()
+    assert len(calls) == 2 and calls[1]["imbalance_intervals"] is True
+    assert at.session_state["score_result"][1].table.value.equals(first.table.value)
+
+
 def test_score_page_names_a_bad_upload(app, release, tmp_path):
     at = _score_upload(app, release, tmp_path, np.ones((7, 3)))
     _ok(at)

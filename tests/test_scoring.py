@@ -107,6 +107,20 @@ def test_a_release_without_euclidean_deep_lists_says_why_ii_has_no_interval(scor
     assert t[t.metric == "cknna"].ci_low.notna().any()  # the kNN intervals are unaffected
 
 
+def test_imbalance_intervals_switch_skips_only_the_information_imbalance_intervals(scored_release):
+    """imbalance_intervals=False (the dashboard's default) leaves every value and every kNN interval as it was and
+    gives the II rows no interval, with a note saying it was not asked for."""
+    release, feats = scored_release
+    full = score_embeddings(release, "qm9", feats["ani1x-m0"], "x", models=["morgan-fp"], permutations=0).table
+    part = score_embeddings(release, "qm9", feats["ani1x-m0"], "x", models=["morgan-fp"], permutations=0,
+                            imbalance_intervals=False).table  # fmt: skip
+    ii = (part.metric == "info_imbalance") & part.value.notna()
+    assert ii.sum() == 2 and part[ii].ci_low.isna().all() and full[ii].ci_low.notna().all()
+    assert part[ii].note.str.contains("imbalance_intervals=False").all()
+    pd.testing.assert_frame_equal(part[~ii], full[~ii])
+    pd.testing.assert_series_equal(part.value, full.value)
+
+
 def test_rows_given_by_sample_id_in_any_order_give_the_same_scores(scored_release):
     release, feats = scored_release
     ids = release.query("SELECT sample_id FROM samples WHERE dataset_id = 'qm9' ORDER BY position").sample_id.tolist()

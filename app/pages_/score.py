@@ -1,6 +1,8 @@
 """Score your model: upload an embedding of a dataset's samples; see it ranked against the release, in the heatmap,
 in the tree and beside the release's intrinsic dimensions. Computed in this session's memory only."""
 
+import hashlib
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -52,19 +54,30 @@ if need(not sd.empty, "This release carries no neighbour lists, so nothing can b
             on_click="ignore", icon=":material/download:",
         )  # fmt: skip
     name = st.text_input("Your model's name", value="my-model", max_chars=64, key="score_name")
+    want_ii = st.checkbox(
+        "Information-imbalance intervals too (model → yours): the slowest part of a score, several times the rest "
+        "at QM9 size (docs/SCORING.md)", value=False, key="score_ii_ci",
+    )  # fmt: skip
     up = st.file_uploader("Embeddings file", type=[e.lstrip(".") for e in scoring.FORMATS], key="score_file")
     if up is not None:
         data = up.getvalue()
         result = None
-        if len(data) > scoring.MAX_UPLOAD_BYTES:
+        # one score per (file, name, dataset, options) in this session's memory: other widgets do not recompute it
+        key = (r.release_id, ds, name.strip(), hashlib.sha256(data).hexdigest(), want_ii)
+        held = st.session_state.get("score_result")
+        if held is not None and held[0] == key:
+            result = held[1]
+        elif len(data) > scoring.MAX_UPLOAD_BYTES:
             st.error(f"{up.name}: {len(data) / 2**20:.0f} MB is over the {scoring.MAX_UPLOAD_BYTES // 2**20} MB limit")
         else:
             with st.status(f"Scoring {up.name} against the release…", expanded=False) as status:
                 try:
                     X, ids = scoring.read_embeddings(data, name=up.name)
                     result = scoring.score_embeddings(r, ds, X, name.strip() or "my-model", sample_ids=ids,
-                                                      label=up.name, permutations=20)  # fmt: skip
+                                                      label=up.name, permutations=20,
+                                                      imbalance_intervals=want_ii)  # fmt: skip
                     status.update(label=f"Scored in {result.seconds:.1f} s", state="complete")
+                    st.session_state["score_result"] = (key, result)
                 except (scoring.ScoringInputError, scoring.ScoringDataError, ValueError) as e:
                     status.update(label="Could not score this file", state="error")
                     st.error(str(e), icon=":material/error:")
