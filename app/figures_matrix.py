@@ -35,6 +35,31 @@ def cell_px(n: int, width_px: int = 620) -> int:
     return int(max(12, min(48, width_px // max(n, 1))))
 
 
+AXIS_LABEL_CHARS = 40  # a matrix axis label's length; the full name is in the hover
+
+
+def axis_labels(labels: list[str], limit: int = AXIS_LABEL_CHARS) -> list[str]:
+    """Labels cut to `limit` characters for a matrix axis, keeping a trailing "[...]" tag (the model's source) and
+    marking the cut with "…"; one long name ("MACE-MP-0 medium architecture, random weights (seed 0) [random init]")
+    would otherwise set the label room of the whole figure. A cut that would make two labels equal is not made."""
+    out = []
+    for t in labels:
+        if len(t) <= limit:
+            out.append(t)
+            continue
+        tag = t[t.rfind(" [") :] if t.endswith("]") and " [" in t else ""
+        head = t[: len(t) - len(tag)]
+        room = max(8, limit - len(tag) - 1)
+        cut = head[:room]
+        if head[room : room + 1] not in ("", " ") and " " in cut:  # at a word boundary
+            cut = cut[: cut.rfind(" ")]
+        out.append(cut.rstrip(" ,(") + "…" + tag)
+    seen: dict[str, int] = {}
+    for x in out:
+        seen[x] = seen.get(x, 0) + 1
+    return [full if seen[cut] > 1 else cut for cut, full in zip(out, labels, strict=True)]
+
+
 def matrix_height(n: int, labels: list[str], width_px: int = 620) -> int:
     """Cells + the rotated (-45°) x labels below (about 7.5 px a character at 12 px, times sin 45°, as the
     1600 x 1000 screenshots measured: 4.7 px a character clipped the in- vs out-of-distribution labels) + a title
@@ -122,7 +147,7 @@ def heatmap(
                 how = "exact moments" if npm == 0 else f"{npm} perm."  # 0: CKA's exact-moment null
                 nulls[pos[a], pos[b]] = f"<br>null ({how}): {_fmt(mu)} ± {_fmt(sd)}, z = {_fmt(zz, 1)}"
     q_name = "95th" if METRICS[res.metric].higher_is_aligned else "5th"  # the raw metric's direction, on any scale
-    ticks = [labels.get(m, m) for m in order]
+    ticks = [labels.get(m, m) for m in order]  # full names in the hover, cut ones on the axes
     kk = res.k if res.k is not None else "–"
     scale = getattr(res, "scale", "raw")
 
@@ -160,8 +185,8 @@ def heatmap(
         hoverongaps=False,
         name="matrix",
     )
-    axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": ticks, "showgrid": False}
-    size = matrix_height(n, ticks, width_px)
+    axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": axis_labels(ticks), "showgrid": False}
+    size = matrix_height(n, axis["ticktext"], width_px)
     if res.linkage is not None and n >= 2:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.18, 0.82], vertical_spacing=0.01)
         xs, ys = dendrogram_segments(res.linkage, n)
@@ -255,11 +280,17 @@ def diff_heatmap(diff: pd.DataFrame, labels: dict[str, str], title: str | None =
             colorbar={"title": {"text": "B − A"}},
         )
     )  # fmt: skip
-    axis = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": ticks, "showgrid": False, "zeroline": False}
+    axis = {
+        "tickmode": "array",
+        "tickvals": list(range(n)),
+        "ticktext": axis_labels(ticks),
+        "showgrid": False,
+        "zeroline": False,
+    }
     fig.update_xaxes(**axis, tickangle=-45, constrain="domain")
     fig.update_yaxes(**axis, autorange="reversed", scaleanchor="x", constrain="domain")
     fig.update_layout(
-        title=title, height=matrix_height(n, ticks), plot_bgcolor=NAN_COLOUR,
+        title=title, height=matrix_height(n, axis["ticktext"]), plot_bgcolor=NAN_COLOUR,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )  # fmt: skip
     return fig
