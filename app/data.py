@@ -55,6 +55,12 @@ def available_releases() -> list[str]:
     return backend.list_releases(releases_root())
 
 
+def scoring_releases() -> list[str]:
+    """Releases under the releases root that carry the full scoring data (CKNNA's similarities, the Euclidean
+    lists, the samples): the score page points to them when the chosen release lacks it."""
+    return backend.releases_with_tables({"neighbour_similarity", "neighbours_euclidean", "samples"}, releases_root())
+
+
 def default_release_path() -> Path:
     opt = release_option()
     if opt and (Path(opt) / "manifest.json").is_file():

@@ -3,6 +3,6 @@
 No torch, no model library, no Streamlit.
 """
 
-from .release import Release, ReleaseError, list_releases, releases_root, resolve_latest
+from .release import Release, ReleaseError, list_releases, releases_root, releases_with_tables, resolve_latest
 
-__all__ = ["Release", "ReleaseError", "list_releases", "releases_root", "resolve_latest"]
+__all__ = ["Release", "ReleaseError", "list_releases", "releases_root", "releases_with_tables", "resolve_latest"]

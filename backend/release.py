@@ -90,6 +90,21 @@ def resolve_latest(root: Path | None = None) -> Path:
     return root / rid
 
 
+def releases_with_tables(tables: set[str] | list[str], root: Path | None = None) -> list[str]:
+    """Release ids under root whose manifest lists every one of `tables` (read from the manifests only: nothing is
+    opened or verified); e.g. the releases that carry the scoring data, for the dashboard's hint."""
+    root = Path(root) if root is not None else releases_root()
+    out = []
+    for rid in list_releases(root):
+        try:
+            have = set(json.loads((root / rid / "manifest.json").read_text(encoding="utf-8")).get("tables", {}))
+        except (OSError, ValueError):
+            continue
+        if set(tables) <= have:
+            out.append(rid)
+    return out
+
+
 def list_releases(root: Path | None = None) -> list[str]:
     """Release ids (folders with a manifest.json) under root, sorted."""
     root = Path(root) if root is not None else releases_root()

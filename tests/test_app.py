@@ -635,6 +635,42 @@ def test_k_warning_on_the_shipped_pdb_chains(monkeypatch):
     assert "RCSB PDB chains · CKNNA · k = 100 · n = 111 samples" in title
 
 
+def test_score_page_points_to_the_shipped_releases_that_carry_scoring_data(monkeypatch):
+    """On a release without CKNNA's scoring data the score page names the releases that have it (the manifests'
+    table lists, backend.releases_with_tables), or none when there is none."""
+    from streamlit.testing.v1 import AppTest
+
+    from backend import releases_with_tables
+
+    root = ROOT / "data" / "releases"
+    latest = (root / "latest").read_text().strip()
+    monkeypatch.setenv("MATTER_ALIGN_RELEASES", str(root))
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.switch_page("pages_/score.py").run()
+    _ok(at)
+    others = [x for x in releases_with_tables({"neighbour_similarity", "neighbours_euclidean", "samples"}, root)
+              if x != latest]  # fmt: skip
+    notes = [w.value for w in at.warning if "only mutual kNN can be scored" in w.value]
+    if "neighbour_similarity" in Release.open(root / latest).manifest["tables"]:
+        assert not notes
+    else:
+        assert len(notes) == 1 and all(f"`{x}`" in notes[0] for x in others)
+        assert ("Releases here that carry it" in notes[0]) == bool(others)
+
+
+def test_releases_with_tables_reads_the_manifests(tmp_path):
+    from backend import releases_with_tables
+
+    for rid, tables in {"a": ["pairwise", "samples"], "b": ["pairwise"], "c": ["samples", "pairwise", "x"]}.items():
+        (tmp_path / rid).mkdir()
+        (tmp_path / rid / "manifest.json").write_text(json.dumps({"tables": {t: {} for t in tables}}))
+    (tmp_path / "d").mkdir()  # no manifest: not a release
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "manifest.json").write_text("{not json")  # unreadable: skipped, not an error
+    assert releases_with_tables({"samples", "pairwise"}, tmp_path) == ["a", "c"]
+    assert releases_with_tables({"nothing"}, tmp_path) == []
+
+
 def test_idcor_above_one_is_shown_and_explained(app, release):
     from app.state import metric_help
     from app.ui import zrange

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import figures
+from app.data import scoring_releases
 from app.ui import ctx, download, need, table
 from backend import scoring
 
@@ -37,9 +38,11 @@ if need(not sd.empty, "This release carries no neighbour lists, so nothing can b
         st.warning(
             f"Release {r.release_id} was written before releases carried the neighbours' similarities, so only mutual "
             "kNN can be scored against it here; CKNNA and information imbalance need a release written by this "
-            "version of `matter-align release` (docs/SCORING.md).",
+            "version of `matter-align release` (docs/SCORING.md)."
+            + (f" Releases here that carry it: {', '.join(f'`{x}`' for x in others)} (the sidebar's Release)."
+               if (others := [x for x in scoring_releases() if x != r.release_id]) else ""),
             icon=":material/info:",
-        )
+        )  # fmt: skip
     st.caption(
         f"{int(row.n_samples):,} samples · can be scored: {row.scorable}. Not computable from a release (they need "
         "the release models' embeddings): CKA, unbiased CKA, IDCor, information imbalance yours -> model."
