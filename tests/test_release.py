@@ -361,3 +361,15 @@ def test_code_version_recorded(tables, tmp_path):
     from precompute.version import code_version
 
     assert json.loads((path / "manifest.json").read_text())["code_version"] == code_version()
+
+
+def test_calibrated_effect_sizes_above_one_are_valid_and_negative_scores_are_not():
+    """IDCor's calibrated score is the effect size s - tau (no attainable maximum; its null sits below 0): the QM9
+    analysis of 2026-12-04 gave 1.15 for rxnfp-bert-pretrained ~ rxnmapper. Valid; a negative score is not."""
+    row = {"dataset_id": "qm9", "metric": "idcor", "k": None, "model_a": "a", "model_b": "b", "calibrated": 1.1497,
+           "tau": -0.196, "alpha": 0.05, "null_q99": -0.177, "p_value": 0.0099, "closed_form_mean": None,
+           "n_permutations": 100, "seed": 1}  # fmt: skip
+    validate_table("pairwise_calibration", pd.DataFrame([row]).astype({"k": "Int64", "closed_form_mean": float}))
+    with pytest.raises(SchemaError, match="below the minimum"):
+        validate_table("pairwise_calibration",
+                       pd.DataFrame([{**row, "calibrated": -0.1}]).astype({"k": "Int64", "closed_form_mean": float}))  # fmt: skip

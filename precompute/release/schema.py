@@ -356,8 +356,9 @@ TABLES: dict[str, TableSchema] = {
                     "calibrated",
                     "float64",
                     min=0.0,
-                    max=1.0,
-                    doc="null-calibrated score (Gröger et al. 2026, Algorithm 1): 0 unless above the critical value",
+                    doc="null-calibrated score (Gröger et al. 2026, Algorithm 1): 0 unless above the critical value; "
+                    "at most 1 where the metric is normalised by s_max = 1, the unnormalised effect size s - tau (which "
+                    "can exceed 1) for IDCor and for a CKNNA / unbiased CKA value above 1 (docs/METRICS.md)",
                 ),
                 C("tau", "float64", doc="critical value at level alpha from the observed value and the null"),
                 C("alpha", "float64", min=0.0, max=1.0, doc="level of the critical value"),
