@@ -658,6 +658,38 @@ def test_score_page_points_to_the_shipped_releases_that_carry_scoring_data(monke
         assert ("Releases here that carry it" in notes[0]) == bool(others)
 
 
+def test_score_page_on_the_shipped_qm9_release_ranks_with_intervals(monkeypatch):
+    """A real upload to a shipped release with scoring data: the Coulomb-matrix spectrum (precompute's descriptor) of
+    the release's own QM9 samples, computed from the page's extended-XYZ download, is ranked at the largest k <= 10
+    whose rows carry intervals (k = 5 on QM9's shipped lists), with those intervals in the table."""
+    from ase.io import read
+    from streamlit.testing.v1 import AppTest
+
+    from backend import releases_with_tables, scoring
+    from precompute.adapters.descriptors import coulomb_spectrum
+
+    root = ROOT / "data" / "releases"
+    have = releases_with_tables({"neighbour_similarity", "neighbours_deep", "samples", "sample_structures"}, root)
+    rid = next((x for x in have if "qm9" in Release.open(root / x).manifest["settings"]), None)
+    if rid is None:
+        pytest.fail(f"no release under {root} carries QM9 with the scoring data")
+    release = Release.open(root / rid)
+    atoms = read(io.StringIO(scoring.samples_file(release, "qm9", "extxyz").decode()), index=":", format="extxyz")
+    X = np.stack([coulomb_spectrum(a.numbers, a.positions, 29) for a in atoms])
+    monkeypatch.setenv("MATTER_ALIGN_RELEASES", str(root))
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    at.query_params["release"] = rid
+    at.switch_page("pages_/score.py").run()
+    _ok(at)
+    buf = io.BytesIO()
+    np.save(buf, X)
+    at.file_uploader(key="score_file").upload("coulomb.npy", buf.getvalue()).run()
+    _ok(at)
+    assert any("(CKNNA, k = 5, n = 9,848)" in h.value for h in at.subheader), [h.value for h in at.subheader]
+    shown = at.dataframe[0].value
+    assert shown["cknna_ci_low"].notna().all() and (shown["cknna_ci_low"] <= shown["cknna"]).all()
+
+
 def test_releases_with_tables_reads_the_manifests(tmp_path):
     from backend import releases_with_tables
 

@@ -58,8 +58,8 @@ if need(not sd.empty, "This release carries no neighbour lists, so nothing can b
         )  # fmt: skip
     name = st.text_input("Your model's name", value="my-model", max_chars=64, key="score_name")
     want_ii = st.checkbox(
-        "Information-imbalance intervals too (model → yours): the slowest part of a score, several times the rest "
-        "at QM9 size (docs/SCORING.md)", value=False, key="score_ii_ci",
+        "Information-imbalance intervals too (model → yours): the slowest part of a score, about three times the "
+        "rest at QM9 size (docs/SCORING.md)", value=False, key="score_ii_ci",
     )  # fmt: skip
     up = st.file_uploader("Embeddings file", type=[e.lstrip(".") for e in scoring.FORMATS], key="score_file")
     if up is not None:
@@ -85,7 +85,10 @@ if need(not sd.empty, "This release carries no neighbour lists, so nothing can b
                     status.update(label="Could not score this file", state="error")
                     st.error(str(e), icon=":material/error:")
         if result is not None:
-            k = max([k for k in result.ks_knn if k <= 10] or [min(result.ks_knn)])
+            # the largest k <= 10 whose rows carry intervals (QM9 ships the subset-deep lists for k <= 5 only)
+            with_ci = set(result.table.loc[result.table.ci_low.notna() & (result.table.metric == "cknna"), "k"])
+            k = max([k for k in result.ks_knn if k <= 10 and k in with_ci]
+                    or [k for k in result.ks_knn if k <= 10] or [min(result.ks_knn)])  # fmt: skip
             st.subheader(f"Nearest release models on {names[ds]} (CKNNA, k = {k}, n = {result.n:,})")
             rk = scoring.ranked(r, result, k)
             ck_ci = result.table.ci_low.notna() & (result.table.metric == "cknna")
